@@ -1,0 +1,105 @@
+-- pg_oauth tables. Loaded before the extension's functions are created.
+-- Every table is owned by the extension owner and closed to PUBLIC; see finalize.sql.
+
+-- Roles are cluster-wide, so they may already exist from another database.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'oauth_admin') THEN
+        CREATE ROLE oauth_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'oauth_app') THEN
+        CREATE ROLE oauth_app NOLOGIN;
+    END IF;
+END
+$roles$;
+
+CREATE TABLE oauth.client (
+    id                          text PRIMARY KEY,
+    secret                      text,
+    previous_secret             text,
+    previous_secret_expires_at  timestamptz,
+    grant_types                 text[] NOT NULL DEFAULT '{client_credentials}',
+    scope                       text[] NOT NULL DEFAULT '{}',
+    audience                    text[] NOT NULL DEFAULT '{}',
+    type                        text,
+    token_format                text NOT NULL DEFAULT 'opaque',
+    jwt_alg                     text,
+    access_token_expiration     integer NOT NULL DEFAULT 3600,
+    refresh_token               boolean NOT NULL DEFAULT false,
+    refresh_token_expiration    integer NOT NULL DEFAULT 86400,
+    jwks                        jsonb,
+    active                      boolean NOT NULL DEFAULT true,
+    created_at                  timestamptz NOT NULL DEFAULT now(),
+    updated_at                  timestamptz NOT NULL DEFAULT now(),
+
+    CONSTRAINT client_id_valid
+        CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),
+    CONSTRAINT grant_types_supported
+        CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token']),
+    CONSTRAINT scope_tokens_valid
+        -- RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        -- (joined with newlines, which no token may contain; NULL elements become empty)
+        CHECK (cardinality(scope) = 0
+               OR array_to_string(scope, E'\n', '') ~ '^[\x21\x23-\x5b\x5d-\x7e]+(\n[\x21\x23-\x5b\x5d-\x7e]+)*$'),
+    CONSTRAINT audience_values_valid
+        CHECK (cardinality(audience) = 0
+               OR array_to_string(audience, E'\n', '') ~ '^[\x21-\x7e]+(\n[\x21-\x7e]+)*$'),
+    CONSTRAINT type_supported
+        CHECK (type IS NULL OR type = 'smart-app'),
+    CONSTRAINT token_format_supported
+        CHECK (token_format IN ('opaque', 'jwt')),
+    CONSTRAINT jwt_alg_supported
+        CHECK (jwt_alg IS NULL OR jwt_alg IN ('ES256', 'EdDSA', 'RS256', 'PS256', 'HS256')),
+    CONSTRAINT access_token_expiration_positive
+        CHECK (access_token_expiration > 0),
+    CONSTRAINT refresh_token_expiration_positive
+        CHECK (refresh_token_expiration > 0),
+    CONSTRAINT jwks_is_jwk_set
+        CHECK (jwks IS NULL OR jsonb_typeof(jwks -> 'keys') = 'array'),
+    CONSTRAINT previous_secret_has_expiry
+        CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
+);
+
+COMMENT ON TABLE oauth.client IS
+    'OAuth clients. Write the secret in plaintext; a trigger stores only its argon2id hash.';
+COMMENT ON COLUMN oauth.client.secret IS
+    'argon2id PHC string of the client secret (plaintext written here is hashed by a trigger).';
+COMMENT ON COLUMN oauth.client.scope IS 'Scopes the client may request; also the default grant.';
+COMMENT ON COLUMN oauth.client.audience IS 'Audiences (aud) the client may request.';
+COMMENT ON COLUMN oauth.client.token_format IS 'opaque (default) or jwt.';
+COMMENT ON COLUMN oauth.client.access_token_expiration IS 'Access token lifetime in seconds.';
+COMMENT ON COLUMN oauth.client.refresh_token IS 'Whether refresh tokens are issued (and the refresh_token grant allowed).';
+COMMENT ON COLUMN oauth.client.refresh_token_expiration IS 'Refresh token lifetime in seconds, from issue or last use.';
+
+-- A client's access: the database role its tokens act as. No row, no role.
+CREATE TABLE oauth.policy (
+    client_id   text PRIMARY KEY REFERENCES oauth.client (id) ON DELETE CASCADE,
+    role        name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE oauth.policy IS
+    'Access policies: the database role (PostgREST role claim) a client''s tokens act as.';
+
+-- One row per issued access token. No foreign key to oauth.client on purpose: the FK
+-- check would share-lock the client row on every issuance; triggers on oauth.client
+-- close sessions instead.
+CREATE TABLE oauth.session (
+    id          uuid PRIMARY KEY,
+    client_id   text NOT NULL,
+    token_hash  bytea NOT NULL,
+    format      text NOT NULL CHECK (format IN ('opaque', 'jwt')),
+    scope       text[] NOT NULL,
+    audience    text[] NOT NULL,
+    role        name,
+    issued_at   timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    family_id   uuid
+);
+
+CREATE INDEX session_client_id_idx ON oauth.session (client_id);
+
+COMMENT ON TABLE oauth.session IS
+    'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
+COMMENT ON COLUMN oauth.session.token_hash IS 'SHA-256 of the access token; the token itself is never stored.';

@@ -1,0 +1,229 @@
+//! OAuth clients: loading a client with its policy, authenticating it, the trigger that
+//! keeps secrets write-only, and `oauth.create_client`.
+
+use pgrx::pg_sys::BuiltinOid::TEXTOID;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::db::Statement;
+use crate::error::{OAuthError, OrRaise, Result, CLIENT_AUTH_FAILED};
+use crate::secret;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    Opaque,
+    Jwt,
+}
+
+impl TokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Opaque => "opaque",
+            TokenFormat::Jwt => "jwt",
+        }
+    }
+}
+
+/// A client row joined with its policy, as the token endpoint needs it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub secret: Option<String>,
+    /// The previous secret, only while its rotation grace period lasts.
+    pub previous_secret: Option<String>,
+    pub grant_types: Vec<String>,
+    pub scope: Vec<String>,
+    pub audience: Vec<String>,
+    pub token_format: TokenFormat,
+    pub access_token_expiration: i32,
+    pub active: bool,
+    /// The policy's role, if any, and whether it still exists and is not a superuser.
+    pub role: Option<String>,
+    pub role_usable: bool,
+}
+
+static LOAD_CLIENT: Statement = Statement::new(
+    "SELECT c.secret,
+            CASE WHEN c.previous_secret_expires_at > pg_catalog.now() THEN c.previous_secret END,
+            c.grant_types, c.scope, c.audience, c.token_format,
+            c.access_token_expiration, c.active,
+            p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper)
+       FROM oauth.client c
+       LEFT JOIN oauth.policy p ON p.client_id = c.id
+       LEFT JOIN pg_catalog.pg_roles r ON r.rolname = p.role
+      WHERE c.id = $1",
+    &[TEXTOID],
+);
+
+/// Load a client by id; `None` when there is no such client.
+pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
+    let table = LOAD_CLIENT.query(spi, &[client_id.into()])?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(Some(Client {
+        id: client_id.to_owned(),
+        secret: row.get(1)?,
+        previous_secret: row.get(2)?,
+        grant_types: row.get(3)?.unwrap_or_default(),
+        scope: row.get(4)?.unwrap_or_default(),
+        audience: row.get(5)?.unwrap_or_default(),
+        token_format: match row.get::<String>(6)?.as_deref() {
+            Some("jwt") => TokenFormat::Jwt,
+            _ => TokenFormat::Opaque,
+        },
+        access_token_expiration: row.get(7)?.unwrap_or(3600),
+        active: row.get(8)?.unwrap_or(false),
+        role: row.get(9)?,
+        role_usable: row.get(10)?.unwrap_or(false),
+    }))
+}
+
+/// How a client proved its identity in a request.
+pub enum Credentials<'a> {
+    Secret { client_id: &'a str, secret: &'a str },
+}
+
+/// Authenticate a client. Unknown clients, clients without a secret and wrong secrets
+/// all fail with the same error after the same argon2 work.
+pub fn authenticate(spi: &SpiClient<'_>, credentials: Credentials<'_>) -> Result<Client> {
+    let Credentials::Secret {
+        client_id,
+        secret: presented,
+    } = credentials;
+    let client = load(spi, client_id)?;
+    let verified = match &client {
+        Some(Client {
+            secret: Some(stored),
+            previous_secret,
+            ..
+        }) => {
+            secret::verify(client_id, stored, presented)
+                || previous_secret
+                    .as_deref()
+                    .is_some_and(|previous| secret::verify(client_id, previous, presented))
+        }
+        _ => secret::verify_dummy(presented),
+    };
+    match client {
+        Some(client) if verified => {
+            if client.active {
+                Ok(client)
+            } else {
+                Err(OAuthError::InvalidClient("client is inactive".into()))
+            }
+        }
+        _ => Err(OAuthError::InvalidClient(CLIENT_AUTH_FAILED.into())),
+    }
+}
+
+/// Parse the credentials of a request from its parameters.
+pub fn credentials_from<'a>(
+    client_id: Option<&'a str>,
+    client_secret: Option<&'a str>,
+) -> Result<Credentials<'a>> {
+    match (client_id, client_secret) {
+        (Some(client_id), Some(secret)) => Ok(Credentials::Secret { client_id, secret }),
+        (None, _) | (_, None) => Err(OAuthError::InvalidClient(
+            "client authentication is required (client_id and client_secret)".into(),
+        )),
+    }
+}
+
+/// BEFORE INSERT OR UPDATE on oauth.client: secrets are write-only. Plaintext is replaced
+/// by its argon2id hash before the row reaches the table (and so the WAL); an argon2 PHC
+/// string is kept as is, for imports. A plain UPDATE of the secret ends a rotation grace.
+#[pg_trigger]
+fn client_before_write<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let mut new = trigger
+        .new()
+        .expect("client_before_write is a row-level INSERT/UPDATE trigger")
+        .into_owned();
+    let old = trigger.old();
+
+    let secret: Option<String> = new.get_by_name("secret")?;
+    let old_secret: Option<String> = match &old {
+        Some(old) => old.get_by_name("secret")?,
+        None => None,
+    };
+    if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
+        if !secret::is_argon2_phc(&plain) {
+            new.set_by_name("secret", secret::hash(&plain).or_raise())?;
+        }
+        if let Some(old) = &old {
+            // rotate_client_secret sets previous_secret itself; any other change of the
+            // secret ends a grace period at once.
+            let previous: Option<String> = new.get_by_name("previous_secret")?;
+            let old_previous: Option<String> = old.get_by_name("previous_secret")?;
+            if previous == old_previous {
+                new.set_by_name("previous_secret", None::<String>)?;
+                new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
+            }
+        }
+    }
+    let previous: Option<String> = new.get_by_name("previous_secret")?;
+    if let Some(previous) = previous {
+        if !secret::is_argon2_phc(&previous) {
+            new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
+        }
+    }
+
+    if let Some(old) = &old {
+        let old_id: Option<String> = old.get_by_name("id")?;
+        let new_id: Option<String> = new.get_by_name("id")?;
+        if old_id != new_id {
+            OAuthError::InvalidRequest(
+                "a client id cannot be changed; create a new client instead".into(),
+            )
+            .raise();
+        }
+        new.set_by_name(
+            "updated_at",
+            crate::db::timestamptz(crate::db::now_micros()),
+        )?;
+    }
+    Ok(Some(new))
+}
+
+/// Register a client with a generated secret and return the secret. This is the only
+/// time the secret is visible: only its hash is stored.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // one per optional client setting, all defaulted in SQL
+fn create_client(
+    id: &str,
+    scope: default!(Vec<String>, "'{}'"),
+    grant_types: default!(Vec<String>, "'{client_credentials}'"),
+    token_format: default!(&str, "'opaque'"),
+    audience: default!(Vec<String>, "'{}'"),
+    access_token_expiration: default!(i32, 3600),
+    refresh_token: default!(bool, false),
+    client_type: default!(Option<&str>, "NULL"),
+) -> String {
+    let secret = secret::generate();
+    Spi::connect_mut(|spi| {
+        spi.update(
+            "INSERT INTO oauth.client (id, secret, scope, grant_types, token_format, audience,
+                                       access_token_expiration, refresh_token, type)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            None,
+            &[
+                id.into(),
+                secret.as_str().into(),
+                scope.into(),
+                grant_types.into(),
+                token_format.into(),
+                audience.into(),
+                access_token_expiration.into(),
+                refresh_token.into(),
+                client_type.into(),
+            ],
+        )
+        .map(|_| ())
+    })
+    .map_err(OAuthError::from)
+    .or_raise();
+    secret
+}

@@ -1,0 +1,102 @@
+//! The one error type of pg_oauth, and its mapping to PostgreSQL errors.
+//!
+//! Every variant is an OAuth error code (RFC 6749 §5.2, RFC 6750 §3.1, RFC 8707 §2);
+//! the message always starts with that code so SQL callers and the HTTP layer can read it.
+//! Descriptions never contain secrets, tokens or key material.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OAuthError {
+    #[error("invalid_request: {0}")]
+    InvalidRequest(String),
+    #[error("invalid_client: {0}")]
+    InvalidClient(String),
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(String),
+    #[error("unsupported_grant_type: {0}")]
+    UnsupportedGrantType(String),
+    #[error("invalid_scope: {0}")]
+    InvalidScope(String),
+    #[error("invalid_target: {0}")]
+    InvalidTarget(String),
+    #[error("invalid_token: {0}")]
+    InvalidToken(String),
+    #[error("server_error: {0}")]
+    ServerError(String),
+}
+
+pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
+
+/// The description every failed client authentication gets, whatever the cause, so that an
+/// unknown client and a wrong secret cannot be told apart.
+pub const CLIENT_AUTH_FAILED: &str = "client authentication failed";
+
+impl OAuthError {
+    /// The SQLSTATE raised for this error; documented in the README.
+    pub fn sqlstate(&self) -> PgSqlErrorCode {
+        use PgSqlErrorCode::*;
+        match self {
+            Self::InvalidRequest(_) => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
+            Self::InvalidClient(_) => ERRCODE_INVALID_PASSWORD,         // 28P01
+            Self::UnauthorizedClient(_) => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
+            Self::UnsupportedGrantType(_) => ERRCODE_FEATURE_NOT_SUPPORTED, // 0A000
+            Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,          // 42704
+            Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,             // 42602
+            Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
+            Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
+        }
+    }
+
+    fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidClient(_) => Some(
+                "Check client_id and client_secret, and that the client is active in oauth.client.",
+            ),
+            Self::UnauthorizedClient(_) => {
+                Some("Enable the grant in oauth.client.grant_types (or refresh_token for refresh).")
+            }
+            Self::UnsupportedGrantType(_) => {
+                Some("Supported grant types: client_credentials, refresh_token.")
+            }
+            Self::InvalidScope(_) => Some("Request only scopes listed in oauth.client.scope."),
+            Self::InvalidTarget(_) => {
+                Some("Request only audiences listed in oauth.client.audience.")
+            }
+            Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
+            _ => None,
+        }
+    }
+
+    /// Raise this error as a PostgreSQL ERROR. Never returns.
+    pub fn raise(self) -> ! {
+        let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_oauth");
+        if let Some(hint) = self.hint() {
+            report = report.set_hint(hint);
+        }
+        report.report(PgLogLevel::ERROR);
+        unreachable!("ERROR reports do not return")
+    }
+}
+
+/// Unwrap a result at the SQL boundary, raising the OAuth error.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(value) => value,
+            Err(err) => err.raise(),
+        }
+    }
+}
+
+/// Errors from SPI are bugs or broken installations, never the caller's fault.
+impl From<pgrx::spi::SpiError> for OAuthError {
+    fn from(err: pgrx::spi::SpiError) -> Self {
+        OAuthError::ServerError(format!("database access failed: {err}"))
+    }
+}

@@ -1,0 +1,81 @@
+//! Server settings (`pg_oauth.*`). All are superuser-set (PGC_SUSET) so an
+//! application role cannot change what its own tokens claim or how they are checked;
+//! set them with `ALTER DATABASE ... SET` or in postgresql.conf.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TOKEN_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DEFAULT_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DEFAULT_JWT_ALG: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"ES256"));
+pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static VERIFY_REVOCATION: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"pg_oauth.issuer",
+        c"Issuer identifier (the `iss` claim and RFC 8414 `issuer`), an https URL.",
+        c"Required for JWT access tokens. Usually the public base URL of the API, e.g. https://api.example.com.",
+        &ISSUER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.token_endpoint",
+        c"Public URL of the token endpoint.",
+        c"Reported in metadata and required as the `aud` of client assertions. Defaults to <issuer>/rpc/token.",
+        &TOKEN_ENDPOINT,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.default_audience",
+        c"Audience for tokens whose request names none and whose client lists none.",
+        c"When unset, JWTs use the issuer as audience.",
+        &DEFAULT_AUDIENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.default_jwt_alg",
+        c"Signing algorithm for JWT clients whose jwt_alg is NULL.",
+        c"One of ES256, EdDSA, RS256, PS256, HS256.",
+        &DEFAULT_JWT_ALG,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.leeway",
+        c"Clock skew in seconds tolerated when checking JWT exp, nbf and iat.",
+        c"",
+        &LEEWAY,
+        0,
+        300,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.verify_revocation",
+        c"Whether auth_verify checks that a JWT's session is still open.",
+        c"Turning this off makes JWT verification signature-only: revoked JWTs stay valid until they expire.",
+        &VERIFY_REVOCATION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// A string setting as an owned value, with empty treated as unset.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn issuer() -> Option<String> {
+    string(&ISSUER)
+}

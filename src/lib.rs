@@ -1,0 +1,37 @@
+//! pg_oauth: an OAuth 2.0 authorization server for the client credentials grant,
+//! inside PostgreSQL. See README.md for the SQL API and the security model.
+
+use pgrx::prelude::*;
+
+mod client;
+mod db;
+mod error;
+mod gucs;
+mod scope;
+mod secret;
+mod session;
+mod token;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

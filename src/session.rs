@@ -1,0 +1,203 @@
+//! Sessions: one row in oauth.session per issued access token, holding its claims and
+//! only a SHA-256 of the token. Opaque tokens carry their session id, so a lookup is one
+//! primary-key probe followed by a constant-time hash comparison.
+
+use aws_lc_rs::{constant_time, digest};
+use pgrx::datum::Uuid;
+use pgrx::pg_sys::BuiltinOid::{BYTEAOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+use pgrx::spi::SpiClient;
+use serde_json::{json, Map, Value};
+
+use crate::client::TokenFormat;
+use crate::db::{self, Statement};
+use crate::error::{OAuthError, Result};
+use crate::secret;
+
+pub type SessionId = [u8; 16];
+
+pub fn sha256(token: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub fn new_session_id() -> SessionId {
+    // UUIDv7: time-ordered, so session inserts append to the primary key's right edge.
+    *uuid::Uuid::now_v7().as_bytes()
+}
+
+pub fn uuid_string(id: &SessionId) -> String {
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+}
+
+/// An opaque token: base64url of the 16-byte session id and 32 random bytes (256 bits).
+pub fn opaque_token(id: &SessionId) -> String {
+    let mut raw = [0u8; 48];
+    raw[..16].copy_from_slice(id);
+    raw[16..].copy_from_slice(&secret::random_bytes::<32>());
+    secret::b64url(&raw)
+}
+
+/// The session id inside an opaque token, or `None` if it is not shaped like one.
+pub fn opaque_token_id(token: &str) -> Option<SessionId> {
+    use base64::Engine;
+    if token.len() != 64 {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    raw.get(..16)?.try_into().ok()
+}
+
+pub struct NewSession<'a> {
+    pub id: SessionId,
+    pub client_id: &'a str,
+    pub token: &'a str,
+    pub format: TokenFormat,
+    pub scope: &'a [String],
+    pub audience: &'a [String],
+    pub role: Option<&'a str>,
+    /// Microseconds since the Unix epoch.
+    pub issued_at_us: i64,
+    pub expires_at_us: i64,
+    pub family_id: Option<SessionId>,
+}
+
+static INSERT_SESSION: Statement = Statement::new(
+    "INSERT INTO oauth.session
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7::name, $8, $9, $10)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID],
+);
+
+pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
+    INSERT_SESSION.execute(
+        spi,
+        &[
+            Uuid::from_bytes(s.id).into(),
+            s.client_id.into(),
+            sha256(s.token).to_vec().into(),
+            s.format.as_str().into(),
+            s.scope.to_vec().into(),
+            s.audience.to_vec().into(),
+            s.role.into(),
+            db::timestamptz(s.issued_at_us).into(),
+            db::timestamptz(s.expires_at_us).into(),
+            s.family_id.map(Uuid::from_bytes).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A stored session, with times in Unix seconds.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub client_id: String,
+    pub token_hash: Vec<u8>,
+    pub scope: Vec<String>,
+    pub audience: Vec<String>,
+    pub role: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+static LOAD_SESSION: Statement = Statement::new(
+    "SELECT client_id, token_hash, scope, audience, role::text, issued_at, expires_at,
+            revoked_at IS NOT NULL
+       FROM oauth.session WHERE id = $1",
+    &[UUIDOID],
+);
+
+pub fn load(spi: &SpiClient<'_>, id: &SessionId) -> Result<Option<Session>> {
+    let table = LOAD_SESSION.query(spi, &[Uuid::from_bytes(*id).into()])?;
+    let Some(row) = table.into_iter().next() else {
+        return Ok(None);
+    };
+    let ts = |n| -> Result<i64> {
+        Ok(row
+            .get::<pgrx::datum::TimestampWithTimeZone>(n)?
+            .map(db::unix_seconds)
+            .unwrap_or(0))
+    };
+    Ok(Some(Session {
+        id: *id,
+        client_id: row.get(1)?.unwrap_or_default(),
+        token_hash: row.get(2)?.unwrap_or_default(),
+        scope: row.get(3)?.unwrap_or_default(),
+        audience: row.get(4)?.unwrap_or_default(),
+        role: row.get(5)?,
+        issued_at: ts(6)?,
+        expires_at: ts(7)?,
+        revoked: row.get(8)?.unwrap_or(true),
+    }))
+}
+
+/// Look up the live session of an opaque token: it must exist, match the token's hash,
+/// not be revoked and not be expired.
+pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now: i64) -> Result<Session> {
+    let id = opaque_token_id(token)
+        .ok_or_else(|| OAuthError::InvalidToken("malformed access token".into()))?;
+    let session = load(spi, &id)?
+        .filter(|s| constant_time::verify_slices_are_equal(&s.token_hash, &sha256(token)).is_ok())
+        .ok_or_else(|| OAuthError::InvalidToken("unknown access token".into()))?;
+    check_live(&session, now)?;
+    Ok(session)
+}
+
+pub fn check_live(session: &Session, now: i64) -> Result<()> {
+    if session.revoked {
+        return Err(OAuthError::InvalidToken(
+            "access token has been revoked".into(),
+        ));
+    }
+    if now >= session.expires_at {
+        return Err(OAuthError::InvalidToken("access token has expired".into()));
+    }
+    Ok(())
+}
+
+static REVOKE_SESSION: Statement = Statement::new(
+    "UPDATE oauth.session SET revoked_at = pg_catalog.now()
+      WHERE id = $1 AND revoked_at IS NULL",
+    &[UUIDOID],
+);
+
+/// Close a session; returns whether it was open.
+pub fn revoke(spi: &mut SpiClient<'_>, id: &SessionId) -> Result<bool> {
+    let table = REVOKE_SESSION.execute(spi, &[Uuid::from_bytes(*id).into()])?;
+    Ok(!table.is_empty())
+}
+
+/// `aud` as JWTs carry it: a string for one audience, an array for several.
+pub fn audience_claim(audience: &[String]) -> Option<Value> {
+    match audience {
+        [] => None,
+        [one] => Some(Value::String(one.clone())),
+        many => Some(json!(many)),
+    }
+}
+
+/// The claims auth_verify returns for a session (the same names a JWT carries).
+pub fn claims(session: &Session, issuer: Option<String>) -> Value {
+    let mut claims = Map::new();
+    if let Some(iss) = issuer {
+        claims.insert("iss".into(), Value::String(iss));
+    }
+    claims.insert("sub".into(), Value::String(session.client_id.clone()));
+    claims.insert("client_id".into(), Value::String(session.client_id.clone()));
+    if let Some(aud) = audience_claim(&session.audience) {
+        claims.insert("aud".into(), aud);
+    }
+    claims.insert("scope".into(), Value::String(session.scope.join(" ")));
+    if let Some(role) = &session.role {
+        claims.insert("role".into(), Value::String(role.clone()));
+    }
+    claims.insert("iat".into(), json!(session.issued_at));
+    claims.insert("exp".into(), json!(session.expires_at));
+    claims.insert("jti".into(), Value::String(uuid_string(&session.id)));
+    Value::Object(claims)
+}
