@@ -85,7 +85,7 @@ COMMENT ON TABLE oauth.policy IS
 -- check would share-lock the client row on every issuance; triggers on oauth.client
 -- close sessions instead.
 CREATE TABLE oauth.session (
-    id          uuid PRIMARY KEY,
+    id          uuid NOT NULL,
     client_id   text NOT NULL,
     token_hash  bytea NOT NULL,
     format      text NOT NULL CHECK (format IN ('opaque', 'jwt')),
@@ -95,7 +95,9 @@ CREATE TABLE oauth.session (
     issued_at   timestamptz NOT NULL,
     expires_at  timestamptz NOT NULL,
     revoked_at  timestamptz,
-    family_id   uuid
+    family_id   uuid,
+    -- revoked_at is included so the JWT revocation check can be an index-only probe.
+    PRIMARY KEY (id) INCLUDE (revoked_at)
 );
 
 CREATE INDEX session_client_id_idx ON oauth.session (client_id);
@@ -103,3 +105,64 @@ CREATE INDEX session_client_id_idx ON oauth.session (client_id);
 COMMENT ON TABLE oauth.session IS
     'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
 COMMENT ON COLUMN oauth.session.token_hash IS 'SHA-256 of the access token; the token itself is never stored.';
+
+-- Signing keys for JWT access tokens, per algorithm: `next` (published, not yet used),
+-- `active` (signs), `retired` (published and accepted until expires_at, when every token
+-- it signed has expired). private_key is PKCS#8 DER (HS256: the raw 256-bit secret).
+CREATE TABLE oauth.signing_key (
+    kid           text PRIMARY KEY,
+    alg           text NOT NULL,
+    private_key   bytea NOT NULL,
+    public_jwk    jsonb,
+    state         text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    activated_at  timestamptz,
+    retired_at    timestamptz,
+    expires_at    timestamptz,
+
+    CONSTRAINT signing_key_alg_supported
+        CHECK (alg IN ('ES256', 'EdDSA', 'RS256', 'PS256', 'HS256')),
+    CONSTRAINT signing_key_state_valid
+        CHECK (state IN ('next', 'active', 'retired')),
+    CONSTRAINT signing_key_public_jwk
+        CHECK ((alg = 'HS256') = (public_jwk IS NULL)),
+    CONSTRAINT signing_key_retired_expires
+        CHECK ((state = 'retired') = (expires_at IS NOT NULL))
+);
+
+CREATE UNIQUE INDEX signing_key_one_active ON oauth.signing_key (alg) WHERE state = 'active';
+CREATE UNIQUE INDEX signing_key_one_next ON oauth.signing_key (alg) WHERE state = 'next';
+
+COMMENT ON TABLE oauth.signing_key IS
+    'JWT signing keys. Rotate with oauth.rotate_signing_key(); private keys are readable by the owner only.';
+
+-- Refresh tokens rotate on every use; all tokens descending from one grant form a family.
+-- Reusing a spent token revokes the whole family and its access tokens (RFC 9700 §4.14).
+CREATE TABLE oauth.refresh_family (
+    id          uuid PRIMARY KEY,
+    client_id   text NOT NULL,
+    created_at  timestamptz NOT NULL,
+    revoked_at  timestamptz
+);
+
+CREATE INDEX refresh_family_client_id_idx ON oauth.refresh_family (client_id);
+
+CREATE TABLE oauth.refresh_token (
+    id          uuid PRIMARY KEY,
+    family_id   uuid NOT NULL REFERENCES oauth.refresh_family (id) ON DELETE CASCADE,
+    client_id   text NOT NULL,
+    token_hash  bytea NOT NULL,
+    scope       text[] NOT NULL,
+    audience    text[] NOT NULL,
+    issued_at   timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz
+);
+
+CREATE INDEX refresh_token_family_id_idx ON oauth.refresh_token (family_id);
+CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
+
+COMMENT ON TABLE oauth.refresh_family IS
+    'Refresh token families (one per grant). Revoke with UPDATE ... SET revoked_at = now().';
+COMMENT ON TABLE oauth.refresh_token IS
+    'Refresh tokens (SHA-256 only). used_at is set when a token is exchanged for its successor.';

@@ -14,9 +14,12 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.session WHERE client_id = OLD.id;
+        DELETE FROM oauth.refresh_family WHERE client_id = OLD.id;
         RETURN OLD;
     END IF;
     UPDATE oauth.session SET revoked_at = now()
+     WHERE client_id = NEW.id AND revoked_at IS NULL;
+    UPDATE oauth.refresh_family SET revoked_at = now()
      WHERE client_id = NEW.id AND revoked_at IS NULL;
     RETURN NEW;
 END
@@ -30,6 +33,24 @@ CREATE TRIGGER client_deactivated
 CREATE TRIGGER client_deleted
     AFTER DELETE ON oauth.client
     FOR EACH ROW EXECUTE FUNCTION oauth.client_close_sessions();
+
+-- Revoking a refresh token family (by oauth.auth_revoke, reuse detection or a DBA's UPDATE)
+-- revokes every access token issued from it.
+CREATE FUNCTION oauth.refresh_family_revoked() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE oauth.session SET revoked_at = NEW.revoked_at
+     WHERE family_id = NEW.id AND revoked_at IS NULL;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER refresh_family_revoked
+    AFTER UPDATE OF revoked_at ON oauth.refresh_family
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION oauth.refresh_family_revoked();
 
 -- A policy must name an existing role that is not a superuser.
 CREATE FUNCTION oauth.policy_check_role() RETURNS trigger
@@ -57,6 +78,12 @@ CREATE TRIGGER policy_check_role
     BEFORE INSERT OR UPDATE ON oauth.policy
     FOR EACH ROW EXECUTE FUNCTION oauth.policy_check_role();
 
+-- Backends cache parsed signing keys; any change to the table invalidates those caches
+-- (through PostgreSQL's relcache invalidation, so it is transactional and cluster-wide).
+CREATE TRIGGER signing_key_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.signing_key
+    FOR EACH STATEMENT EXECUTE FUNCTION oauth.signing_key_changed();
+
 -- Privileges. Nothing is open to PUBLIC; oauth_admin manages, oauth_app calls.
 REVOKE ALL ON ALL TABLES IN SCHEMA oauth FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA oauth FROM PUBLIC;
@@ -79,6 +106,14 @@ GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.session TO oauth_admin;
 GRANT UPDATE (revoked_at) ON oauth.session TO oauth_admin;
+GRANT SELECT, DELETE ON oauth.refresh_family, oauth.refresh_token TO oauth_admin;
+GRANT UPDATE (revoked_at) ON oauth.refresh_family TO oauth_admin;
+-- Keys: the admin sees and may delete keys (e.g. a compromised one) but never private parts.
+GRANT SELECT (kid, alg, public_jwk, state, created_at, activated_at, retired_at, expires_at)
+    ON oauth.signing_key TO oauth_admin;
+GRANT DELETE ON oauth.signing_key TO oauth_admin;
 
-GRANT EXECUTE ON FUNCTION oauth.create_client TO oauth_admin;
-GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify, oauth.auth_revoke TO oauth_app;
+GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_signing_key TO oauth_admin;
+GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
+    oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata
+    TO oauth_app;

@@ -35,7 +35,10 @@ pub struct Client {
     pub scope: Vec<String>,
     pub audience: Vec<String>,
     pub token_format: TokenFormat,
+    pub jwt_alg: Option<String>,
     pub access_token_expiration: i32,
+    pub refresh_token: bool,
+    pub refresh_token_expiration: i32,
     pub active: bool,
     /// The policy's role, if any, and whether it still exists and is not a superuser.
     pub role: Option<String>,
@@ -45,8 +48,8 @@ pub struct Client {
 static LOAD_CLIENT: Statement = Statement::new(
     "SELECT c.secret,
             CASE WHEN c.previous_secret_expires_at > pg_catalog.now() THEN c.previous_secret END,
-            c.grant_types, c.scope, c.audience, c.token_format,
-            c.access_token_expiration, c.active,
+            c.grant_types, c.scope, c.audience, c.token_format, c.jwt_alg,
+            c.access_token_expiration, c.refresh_token, c.refresh_token_expiration, c.active,
             p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper)
        FROM oauth.client c
        LEFT JOIN oauth.policy p ON p.client_id = c.id
@@ -72,11 +75,26 @@ pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
             Some("jwt") => TokenFormat::Jwt,
             _ => TokenFormat::Opaque,
         },
-        access_token_expiration: row.get(7)?.unwrap_or(3600),
-        active: row.get(8)?.unwrap_or(false),
-        role: row.get(9)?,
-        role_usable: row.get(10)?.unwrap_or(false),
+        jwt_alg: row.get(7)?,
+        access_token_expiration: row.get(8)?.unwrap_or(3600),
+        refresh_token: row.get(9)?.unwrap_or(false),
+        refresh_token_expiration: row.get(10)?.unwrap_or(86400),
+        active: row.get(11)?.unwrap_or(false),
+        role: row.get(12)?,
+        role_usable: row.get(13)?.unwrap_or(false),
     }))
+}
+
+impl Client {
+    pub fn has_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Refresh tokens are on when `refresh_token` is true (Aidbox's switch) or the
+    /// `refresh_token` grant is listed (RFC 7591's spelling); either enables both.
+    pub fn refresh_enabled(&self) -> bool {
+        self.refresh_token || self.has_grant("refresh_token")
+    }
 }
 
 /// How a client proved its identity in a request.

@@ -10,6 +10,9 @@ use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::{self, BuiltinOid as PgBuiltInOids, PgOid};
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, ReturnsError, ReturnsRef, SqlMappingRef, SqlTranslatable, TypeOrigin,
+};
 use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult, SpiTupleTable};
 
 pub struct Statement {
@@ -85,4 +88,54 @@ pub fn timestamptz(unix_micros: i64) -> pgrx::datum::TimestampWithTimeZone {
 pub fn unix_seconds(ts: pgrx::datum::TimestampWithTimeZone) -> i64 {
     let pg: pg_sys::TimestampTz = ts.into();
     (pg + PG_EPOCH_OFFSET_MICROS).div_euclid(1_000_000)
+}
+
+/// A jsonb result made from JSON text we already have (a verified JWT payload, or a
+/// serialized response), parsed once by PostgreSQL's jsonb_in.
+pub struct JsonbText(pub String);
+
+impl JsonbText {
+    pub fn from_value(value: &serde_json::Value) -> Self {
+        JsonbText(value.to_string())
+    }
+}
+
+impl pgrx::datum::IntoDatum for JsonbText {
+    fn into_datum(self) -> Option<pg_sys::Datum> {
+        let cstring = std::ffi::CString::new(self.0).expect("JSON text has no NUL bytes");
+        // SAFETY: jsonb_in takes a cstring and returns a jsonb datum (or raises).
+        unsafe {
+            pgrx::direct_function_call_as_datum(
+                pg_sys::jsonb_in,
+                &[Some(pg_sys::Datum::from(cstring.as_ptr()))],
+            )
+        }
+    }
+
+    fn type_oid() -> pg_sys::Oid {
+        pg_sys::JSONBOID
+    }
+}
+
+// SAFETY: JsonbText is returned to SQL as jsonb, exactly like pgrx::JsonB.
+unsafe impl SqlTranslatable for JsonbText {
+    const TYPE_IDENT: &'static str = pgrx::pgrx_resolved_type!(JsonbText);
+    const TYPE_ORIGIN: TypeOrigin = TypeOrigin::External;
+    const ARGUMENT_SQL: Result<SqlMappingRef, ArgumentError> = Ok(SqlMappingRef::literal("jsonb"));
+    const RETURN_SQL: Result<ReturnsRef, ReturnsError> =
+        Ok(ReturnsRef::One(SqlMappingRef::literal("jsonb")));
+}
+
+// SAFETY: the datum comes from jsonb_in, allocated in the current memory context.
+unsafe impl pgrx::callconv::BoxRet for JsonbText {
+    unsafe fn box_into<'fcx>(
+        self,
+        fcinfo: &mut pgrx::callconv::FcInfo<'fcx>,
+    ) -> pgrx::datum::Datum<'fcx> {
+        use pgrx::datum::IntoDatum;
+        match self.into_datum() {
+            Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
+            None => fcinfo.return_null(),
+        }
+    }
 }

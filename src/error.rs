@@ -13,6 +13,8 @@ pub enum OAuthError {
     InvalidRequest(String),
     #[error("invalid_client: {0}")]
     InvalidClient(String),
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(String),
     #[error("unauthorized_client: {0}")]
     UnauthorizedClient(String),
     #[error("unsupported_grant_type: {0}")]
@@ -40,6 +42,7 @@ impl OAuthError {
         match self {
             Self::InvalidRequest(_) => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
             Self::InvalidClient(_) => ERRCODE_INVALID_PASSWORD,         // 28P01
+            Self::InvalidGrant(_) => ERRCODE_INVALID_GRANT_OPERATION,   // 0LP01
             Self::UnauthorizedClient(_) => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             Self::UnsupportedGrantType(_) => ERRCODE_FEATURE_NOT_SUPPORTED, // 0A000
             Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,          // 42704
@@ -64,6 +67,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => {
                 Some("Request only audiences listed in oauth.client.audience.")
             }
+            Self::InvalidGrant(_) => Some("Obtain a new grant with grant_type client_credentials."),
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
             _ => None,
         }

@@ -6,43 +6,44 @@ use std::ffi::CString;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
+use crate::keys::JwtAlg;
+
 pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static TOKEN_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static API_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DEFAULT_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static DEFAULT_JWT_ALG: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"ES256"));
+pub static DEFAULT_JWT_ALG: GucSetting<JwtAlg> = GucSetting::<JwtAlg>::new(JwtAlg::ES256);
 pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static VERIFY_REVOCATION: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_string_guc(
         c"pg_oauth.issuer",
-        c"Issuer identifier (the `iss` claim and RFC 8414 `issuer`), an https URL.",
-        c"Required for JWT access tokens. Usually the public base URL of the API, e.g. https://api.example.com.",
+        c"Issuer identifier: the `iss` claim and the RFC 8414 `issuer`.",
+        c"Required for JWT access tokens. Usually the public https base URL of the API.",
         &ISSUER,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
-        c"pg_oauth.token_endpoint",
-        c"Public URL of the token endpoint.",
-        c"Reported in metadata and required as the `aud` of client assertions. Defaults to <issuer>/rpc/token.",
-        &TOKEN_ENDPOINT,
+        c"pg_oauth.api_url",
+        c"Public base URL under which PostgREST serves /rpc/token and the other endpoints.",
+        c"Endpoints in the metadata are <api_url>/rpc/<name>. Defaults to the issuer.",
+        &API_URL,
         GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"pg_oauth.default_audience",
         c"Audience for tokens whose request names none and whose client lists none.",
-        c"When unset, JWTs use the issuer as audience.",
+        c"When unset, the issuer is the audience.",
         &DEFAULT_AUDIENCE,
         GucContext::Suset,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
+    GucRegistry::define_enum_guc(
         c"pg_oauth.default_jwt_alg",
         c"Signing algorithm for JWT clients whose jwt_alg is NULL.",
-        c"One of ES256, EdDSA, RS256, PS256, HS256.",
+        c"",
         &DEFAULT_JWT_ALG,
         GucContext::Suset,
         GucFlags::default(),
@@ -60,7 +61,7 @@ pub fn init() {
     GucRegistry::define_bool_guc(
         c"pg_oauth.verify_revocation",
         c"Whether auth_verify checks that a JWT's session is still open.",
-        c"Turning this off makes JWT verification signature-only: revoked JWTs stay valid until they expire.",
+        c"Off makes JWT verification signature-only: revoked JWTs stay valid until they expire.",
         &VERIFY_REVOCATION,
         GucContext::Suset,
         GucFlags::default(),
@@ -78,4 +79,11 @@ pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
 
 pub fn issuer() -> Option<String> {
     string(&ISSUER)
+}
+
+/// `<api_url or issuer>/rpc/<name>`, the public URL of an endpoint.
+pub fn endpoint(name: &str) -> Option<String> {
+    string(&API_URL)
+        .or_else(issuer)
+        .map(|base| format!("{}/rpc/{name}", base.trim_end_matches('/')))
 }

@@ -3,10 +3,15 @@
 
 use pgrx::prelude::*;
 
+mod autonomous;
 mod client;
 mod db;
 mod error;
 mod gucs;
+mod jwt;
+mod keys;
+mod metadata;
+mod refresh;
 mod scope;
 mod secret;
 mod session;

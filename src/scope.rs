@@ -35,6 +35,11 @@ pub fn parse(scope: Option<&str>) -> Result<Option<Vec<String>>> {
     })
 }
 
+/// Whether `scope` is among the client's `allowed` scopes.
+pub fn is_allowed(allowed: &[String], scope: &str) -> bool {
+    allowed.iter().any(|a| a == scope)
+}
+
 /// The scopes granted to a client for a request: every requested scope must be allowed;
 /// no request grants everything the client is allowed.
 pub fn grant(allowed: &[String], requested: Option<Vec<String>>) -> Result<Vec<String>> {
@@ -42,7 +47,7 @@ pub fn grant(allowed: &[String], requested: Option<Vec<String>>) -> Result<Vec<S
         return Ok(allowed.to_vec());
     };
     for scope in &requested {
-        if !allowed.iter().any(|a| a == scope) {
+        if !is_allowed(allowed, scope) {
             return Err(OAuthError::InvalidScope(format!(
                 "scope {} is not allowed for this client",
                 quoted(scope)

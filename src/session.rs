@@ -136,16 +136,39 @@ pub fn load(spi: &SpiClient<'_>, id: &SessionId) -> Result<Option<Session>> {
     }))
 }
 
-/// Look up the live session of an opaque token: it must exist, match the token's hash,
-/// not be revoked and not be expired.
+/// The session of an opaque token, whatever its state: it must exist and match the
+/// token's hash (compared in constant time).
+pub fn find_opaque(spi: &SpiClient<'_>, token: &str) -> Result<Option<Session>> {
+    let Some(id) = opaque_token_id(token) else {
+        return Ok(None);
+    };
+    Ok(load(spi, &id)?
+        .filter(|s| constant_time::verify_slices_are_equal(&s.token_hash, &sha256(token)).is_ok()))
+}
+
+/// The live session of an opaque token.
 pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now: i64) -> Result<Session> {
-    let id = opaque_token_id(token)
-        .ok_or_else(|| OAuthError::InvalidToken("malformed access token".into()))?;
-    let session = load(spi, &id)?
-        .filter(|s| constant_time::verify_slices_are_equal(&s.token_hash, &sha256(token)).is_ok())
+    if opaque_token_id(token).is_none() {
+        return Err(OAuthError::InvalidToken("malformed access token".into()));
+    }
+    let session = find_opaque(spi, token)?
         .ok_or_else(|| OAuthError::InvalidToken("unknown access token".into()))?;
     check_live(&session, now)?;
     Ok(session)
+}
+
+static SESSION_OPEN: Statement = Statement::new(
+    "SELECT revoked_at IS NULL FROM oauth.session WHERE id = $1",
+    &[UUIDOID],
+);
+
+/// Whether the session exists and is not revoked (the JWT revocation check).
+pub fn is_open(spi: &SpiClient<'_>, id: &SessionId) -> Result<bool> {
+    let table = SESSION_OPEN.query(spi, &[Uuid::from_bytes(*id).into()])?;
+    Ok(match table.into_iter().next() {
+        Some(row) => row.get::<bool>(1)?.unwrap_or(false),
+        None => false,
+    })
 }
 
 pub fn check_live(session: &Session, now: i64) -> Result<()> {

@@ -4,18 +4,21 @@
 mod tests {
     use pgrx::prelude::*;
 
-    fn setup_client(id: &str, extra: &str) {
+    fn setup_client(id: &str, columns: &str, values: &str) {
+        let (columns, values) = if columns.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!(", {columns}"), format!(", {values}"))
+        };
         Spi::run(&format!(
-            "INSERT INTO oauth.client (id, secret, grant_types, scope{}) VALUES ('{id}', 'verysecret', '{{client_credentials}}', '{{read,write}}'{})",
-            if extra.is_empty() { "" } else { ", " },
-            extra
+            "INSERT INTO oauth.client (id, secret, grant_types, scope{columns}) VALUES ('{id}', 'verysecret', '{{client_credentials}}', '{{read,write}}'{values})"
         ))
         .unwrap();
     }
 
     #[pg_test]
     fn secret_is_hashed_on_insert_and_update() {
-        setup_client("c1", "");
+        setup_client("c1", "", "");
         let stored = Spi::get_one::<String>("SELECT secret FROM oauth.client WHERE id = 'c1'")
             .unwrap()
             .unwrap();
@@ -53,7 +56,7 @@ mod tests {
 
     #[pg_test]
     fn issue_verify_revoke_opaque() {
-        setup_client("c2", "");
+        setup_client("c2", "", "");
         let resp = Spi::get_one::<pgrx::JsonB>(
             "SELECT oauth.auth_token('client_credentials', 'c2', 'verysecret', 'read')",
         )
@@ -103,7 +106,7 @@ mod tests {
 
     #[pg_test(error = "invalid_token: access token has been revoked")]
     fn revoked_token_fails_verification() {
-        setup_client("c3", "");
+        setup_client("c3", "", "");
         let token = Spi::get_one::<String>(
             "SELECT oauth.auth_token('client_credentials', 'c3', 'verysecret')->>'access_token'",
         )
@@ -119,7 +122,7 @@ mod tests {
 
     #[pg_test(error = "invalid_client: client authentication failed")]
     fn wrong_secret_is_invalid_client() {
-        setup_client("c4", "");
+        setup_client("c4", "", "");
         Spi::run("SELECT oauth.auth_token('client_credentials', 'c4', 'wrong')").unwrap();
     }
 
@@ -130,7 +133,7 @@ mod tests {
 
     #[pg_test]
     fn no_scope_grants_all_allowed_scopes() {
-        setup_client("c5", "");
+        setup_client("c5", "", "");
         let scope = Spi::get_one::<String>(
             "SELECT oauth.auth_token('client_credentials', 'c5', 'verysecret')->>'scope'",
         )
@@ -141,7 +144,7 @@ mod tests {
 
     #[pg_test]
     fn policy_role_is_carried_by_tokens() {
-        setup_client("c6", "");
+        setup_client("c6", "", "");
         Spi::run("CREATE ROLE oauth_test_api NOLOGIN").unwrap();
         Spi::run("INSERT INTO oauth.policy (client_id, role) VALUES ('c6', 'oauth_test_api')")
             .unwrap();
@@ -155,7 +158,7 @@ mod tests {
 
     #[pg_test]
     fn deactivating_a_client_revokes_its_sessions() {
-        setup_client("c7", "");
+        setup_client("c7", "", "");
         Spi::run("SELECT oauth.auth_token('client_credentials', 'c7', 'verysecret')").unwrap();
         Spi::run("UPDATE oauth.client SET active = false WHERE id = 'c7'").unwrap();
         let open = Spi::get_one::<i64>(
@@ -183,5 +186,31 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(resp.0["scope"], "read");
+    }
+
+    #[pg_test(error = "invalid_token: unknown signing key")]
+    fn jwt_roundtrip_and_key_cache_invalidation() {
+        Spi::run("SET pg_oauth.issuer = 'https://issuer.test'").unwrap();
+        setup_client("j1", "token_format, jwt_alg", "'jwt', 'EdDSA'");
+        let token = Spi::get_one::<String>(
+            "SELECT oauth.auth_token('client_credentials', 'j1', 'verysecret') ->> 'access_token'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(token.split('.').count(), 3);
+        let sub = Spi::get_one_with_args::<String>(
+            "SELECT oauth.auth_verify($1) ->> 'sub'",
+            &[token.as_str().into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(sub, "j1");
+        // The parsed key is cached now; deleting the row must still take effect at once.
+        Spi::run("DELETE FROM oauth.signing_key WHERE alg = 'EdDSA'").unwrap();
+        Spi::get_one_with_args::<pgrx::JsonB>(
+            "SELECT oauth.auth_verify($1)",
+            &[token.as_str().into()],
+        )
+        .unwrap();
     }
 }

@@ -1,16 +1,19 @@
-//! The token endpoint logic (RFC 6749 §4.4, §5) and token verification and revocation,
-//! shared by the SQL functions and the HTTP layer.
+//! The token endpoint (RFC 6749 §4.4, §6), token verification, revocation (RFC 7009) and
+//! introspection (RFC 7662), shared by the SQL functions and the HTTP layer.
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 use crate::client::{self, Client, TokenFormat};
-use crate::db;
+use crate::db::{self, JsonbText};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
+use crate::jwt::{self, Expiry};
+use crate::keys;
+use crate::refresh::{self, FamilyId};
 use crate::scope;
-use crate::session::{self, NewSession};
+use crate::session::{self, NewSession, SessionId};
 
 /// The parameters of a token request, named as the RFC 6749 form fields.
 #[derive(Debug, Default, Clone)]
@@ -20,15 +23,18 @@ pub struct TokenRequest<'a> {
     pub client_secret: Option<&'a str>,
     pub scope: Option<&'a str>,
     pub audience: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
 }
 
 enum Grant {
     ClientCredentials,
+    RefreshToken,
 }
 
 fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
     match grant_type {
         Some("client_credentials") => Ok(Grant::ClientCredentials),
+        Some("refresh_token") => Ok(Grant::RefreshToken),
         Some("") | None => Err(OAuthError::InvalidRequest(
             "the grant_type parameter is required".into(),
         )),
@@ -44,17 +50,111 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     let grant = grant_of(req.grant_type)?;
     let credentials = client::credentials_from(req.client_id, req.client_secret)?;
     let client = client::authenticate(spi, credentials)?;
-    match grant {
+    let now_us = db::now_micros();
+    // What the access token gets, and what a refresh token (if any) keeps: RFC 6749 §6
+    // says a new refresh token has exactly the scope of the one it replaces.
+    let (scopes, audience, refresh_grant) = match grant {
         Grant::ClientCredentials => {
-            if !client.grant_types.iter().any(|g| g == "client_credentials") {
+            if !client.has_grant("client_credentials") {
                 return Err(OAuthError::UnauthorizedClient(
                     "the client_credentials grant is not enabled for this client".into(),
                 ));
             }
             let scopes = scope::grant(&client.scope, scope::parse(req.scope)?)?;
             let audience = resolve_audience(&client, req.audience)?;
-            let issued = issue_access_token(spi, &client, &scopes, &audience)?;
-            Ok(issued.response(&scopes))
+            let refresh_grant = if client.refresh_enabled() {
+                let family = refresh::new_family(spi, &client.id, now_us)?;
+                Some((family, scopes.clone(), audience.clone()))
+            } else {
+                None
+            };
+            (scopes, audience, refresh_grant)
+        }
+        Grant::RefreshToken => {
+            if !client.refresh_enabled() {
+                return Err(OAuthError::UnauthorizedClient(
+                    "refresh tokens are not enabled for this client".into(),
+                ));
+            }
+            let token = req.refresh_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                OAuthError::InvalidRequest("the refresh_token parameter is required".into())
+            })?;
+            let grant = refresh::redeem(spi, &client.id, token.trim())?;
+            // RFC 6749 §6: a refresh may narrow, never widen, the original grant; and the
+            // client must still be allowed every scope it keeps.
+            let scopes = narrow(&grant.scope, scope::parse(req.scope)?, |s| {
+                OAuthError::InvalidScope(format!(
+                    "scope {} was not granted to this refresh token",
+                    scope::quoted(s)
+                ))
+            })?;
+            if let Some(lost) = scopes.iter().find(|s| !scope::is_allowed(&client.scope, s)) {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope {} is no longer allowed for this client",
+                    scope::quoted(lost)
+                )));
+            }
+            let requested_aud: Vec<String> = req
+                .audience
+                .unwrap_or("")
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect();
+            let audience = narrow(
+                &grant.audience,
+                Some(requested_aud).filter(|a| !a.is_empty()),
+                |a| {
+                    OAuthError::InvalidTarget(format!(
+                        "audience {} was not granted to this refresh token",
+                        scope::quoted(a)
+                    ))
+                },
+            )?;
+            (
+                scopes,
+                audience,
+                Some((grant.family, grant.scope, grant.audience)),
+            )
+        }
+    };
+    let family = refresh_grant.as_ref().map(|(family, _, _)| *family);
+    let access = issue_access_token(spi, &client, &scopes, &audience, family, now_us)?;
+    let mut body = Map::new();
+    body.insert("access_token".into(), Value::String(access));
+    body.insert("token_type".into(), Value::String("Bearer".into()));
+    body.insert("expires_in".into(), json!(client.access_token_expiration));
+    if !scopes.is_empty() {
+        body.insert("scope".into(), Value::String(scopes.join(" ")));
+    }
+    if let Some((family, scope, audience)) = refresh_grant {
+        let refresh = refresh::issue(
+            spi,
+            &family,
+            &client.id,
+            &scope,
+            &audience,
+            client.refresh_token_expiration,
+            now_us,
+        )?;
+        body.insert("refresh_token".into(), Value::String(refresh));
+    }
+    Ok(Value::Object(body))
+}
+
+/// `requested` (or all of `granted` when nothing is requested), each of which must be in
+/// `granted`.
+fn narrow(
+    granted: &[String],
+    requested: Option<Vec<String>>,
+    not_granted: impl Fn(&str) -> OAuthError,
+) -> Result<Vec<String>> {
+    match requested {
+        None => Ok(granted.to_vec()),
+        Some(requested) => {
+            if let Some(extra) = requested.iter().find(|r| !granted.contains(r)) {
+                return Err(not_granted(extra));
+            }
+            Ok(requested)
         }
     }
 }
@@ -101,44 +201,40 @@ fn policy_role(client: &Client) -> Result<Option<&str>> {
     }
 }
 
-pub struct IssuedToken {
-    pub access_token: String,
-    pub expires_in: i32,
-}
-
-impl IssuedToken {
-    fn response(&self, scopes: &[String]) -> Value {
-        let mut body = Map::new();
-        body.insert(
-            "access_token".into(),
-            Value::String(self.access_token.clone()),
-        );
-        body.insert("token_type".into(), Value::String("Bearer".into()));
-        body.insert("expires_in".into(), json!(self.expires_in));
-        if !scopes.is_empty() {
-            body.insert("scope".into(), Value::String(scopes.join(" ")));
-        }
-        Value::Object(body)
-    }
-}
-
 /// Create the session and the access token for it.
-pub fn issue_access_token(
+fn issue_access_token(
     spi: &mut SpiClient<'_>,
     client: &Client,
     scopes: &[String],
     audience: &[String],
-) -> Result<IssuedToken> {
+    family: Option<FamilyId>,
+    issued_at_us: i64,
+) -> Result<String> {
     let role = policy_role(client)?;
-    let issued_at_us = db::now_micros();
     let expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
     let id = session::new_session_id();
     let access_token = match client.token_format {
         TokenFormat::Opaque => session::opaque_token(&id),
         TokenFormat::Jwt => {
-            return Err(OAuthError::ServerError(
-                "JWT access tokens are not available in this build".into(),
-            ))
+            let issuer = gucs::issuer().ok_or_else(|| {
+                OAuthError::ServerError(
+                    "pg_oauth.issuer must be set to issue JWT access tokens \
+                     (ALTER DATABASE ... SET pg_oauth.issuer = 'https://...')"
+                        .into(),
+                )
+            })?;
+            let key = keys::active(spi, keys::alg_for(client.jwt_alg.as_deref()))?;
+            let claims = jwt_claims(
+                &issuer,
+                client,
+                scopes,
+                audience,
+                role,
+                &id,
+                issued_at_us,
+                expires_at_us,
+            );
+            jwt::sign(&key, claims.to_string().as_bytes())?
         }
     };
     session::insert(
@@ -153,47 +249,191 @@ pub fn issue_access_token(
             role,
             issued_at_us,
             expires_at_us,
-            family_id: None,
+            family_id: family,
         },
     )?;
-    Ok(IssuedToken {
-        access_token,
-        expires_in: client.access_token_expiration,
-    })
+    Ok(access_token)
 }
 
-/// Verify an access token and return its claims.
-pub fn verify(spi: &SpiClient<'_>, token: &str) -> Result<Value> {
+/// RFC 9068 §2.2 claims, plus `role` for PostgREST.
+#[allow(clippy::too_many_arguments)]
+fn jwt_claims(
+    issuer: &str,
+    client: &Client,
+    scopes: &[String],
+    audience: &[String],
+    role: Option<&str>,
+    id: &SessionId,
+    issued_at_us: i64,
+    expires_at_us: i64,
+) -> Value {
+    let mut claims = Map::new();
+    claims.insert("iss".into(), Value::String(issuer.to_owned()));
+    claims.insert("sub".into(), Value::String(client.id.clone()));
+    claims.insert("client_id".into(), Value::String(client.id.clone()));
+    if let Some(aud) = session::audience_claim(audience) {
+        claims.insert("aud".into(), aud);
+    }
+    if !scopes.is_empty() {
+        claims.insert("scope".into(), Value::String(scopes.join(" ")));
+    }
+    if let Some(role) = role {
+        claims.insert("role".into(), Value::String(role.to_owned()));
+    }
+    claims.insert("iat".into(), json!(issued_at_us / 1_000_000));
+    claims.insert("exp".into(), json!(expires_at_us / 1_000_000));
+    claims.insert("jti".into(), Value::String(session::uuid_string(id)));
+    Value::Object(claims)
+}
+
+/// A verified access token: its claims as JSON text, and what callers check.
+pub struct Claims {
+    pub json: String,
+    pub audience_ok: bool,
+}
+
+/// Verify an access token (opaque or JWT); `audience`, if given, must be in its `aud`.
+pub fn verify(spi: &SpiClient<'_>, token: &str, audience: Option<&str>) -> Result<String> {
     let token = token.trim();
     if token.is_empty() {
         return Err(OAuthError::InvalidToken("the access token is empty".into()));
     }
     let now = db::now_micros() / 1_000_000;
-    let session = session::verify_opaque(spi, token, now)?;
-    Ok(session::claims(&session, gucs::issuer()))
+    let claims = if token.contains('.') {
+        verify_jwt(spi, token, audience, now)?
+    } else {
+        let session = session::verify_opaque(spi, token, now)?;
+        Claims {
+            audience_ok: audience.is_none_or(|a| session.audience.iter().any(|s| s == a)),
+            json: session::claims(&session, gucs::issuer()).to_string(),
+        }
+    };
+    if !claims.audience_ok {
+        return Err(OAuthError::InvalidToken(format!(
+            "the access token is not intended for audience {}",
+            scope::quoted(audience.unwrap_or_default())
+        )));
+    }
+    Ok(claims.json)
+}
+
+fn verify_jwt(
+    spi: &SpiClient<'_>,
+    token: &str,
+    audience: Option<&str>,
+    now: i64,
+) -> Result<Claims> {
+    let leeway = i64::from(gucs::LEEWAY.get());
+    let verified = jwt::verify(
+        spi,
+        token,
+        gucs::issuer().as_deref(),
+        Expiry::Enforce { now, leeway },
+    )?;
+    if gucs::VERIFY_REVOCATION.get() {
+        let jti = verified.claims.jti.as_deref().unwrap_or_default();
+        let id = parse_jti(jti)?;
+        if !session::is_open(spi, &id)? {
+            return Err(OAuthError::InvalidToken(
+                "access token has been revoked".into(),
+            ));
+        }
+    }
+    Ok(Claims {
+        audience_ok: audience.is_none_or(|a| {
+            verified
+                .claims
+                .aud
+                .as_ref()
+                .is_some_and(|aud| aud.contains(a))
+        }),
+        json: String::from_utf8(verified.payload)
+            .map_err(|_| OAuthError::InvalidToken("JWT claims are not UTF-8".into()))?,
+    })
+}
+
+fn parse_jti(jti: &str) -> Result<SessionId> {
+    uuid::Uuid::parse_str(jti)
+        .map(|u| *u.as_bytes())
+        .map_err(|_| OAuthError::InvalidToken("JWT jti is not a session id".into()))
 }
 
 /// Revoke a token (RFC 7009 semantics: unknown or already revoked tokens are not errors).
-/// Returns whether a live token was revoked by this call.
-pub fn revoke(spi: &mut SpiClient<'_>, token: &str) -> Result<bool> {
+/// Access tokens close their session; refresh tokens revoke their family and the access
+/// tokens issued from it. `client_id`, when given, must own the token (else nothing happens).
+/// Returns whether something live was revoked by this call.
+pub fn revoke(spi: &mut SpiClient<'_>, token: &str, client_id: Option<&str>) -> Result<bool> {
     let token = token.trim();
-    let Some(id) = session::opaque_token_id(token) else {
-        return Ok(false);
-    };
-    let Some(found) = session::load(spi, &id)? else {
-        return Ok(false);
-    };
-    if aws_lc_rs::constant_time::verify_slices_are_equal(&found.token_hash, &session::sha256(token))
-        .is_err()
-    {
-        return Ok(false);
+    let owned = |owner: &str| client_id.is_none_or(|c| c == owner);
+    if token.contains('.') {
+        let Ok(verified) = jwt::verify(spi, token, gucs::issuer().as_deref(), Expiry::Ignore)
+        else {
+            return Ok(false);
+        };
+        let Ok(id) = parse_jti(verified.claims.jti.as_deref().unwrap_or_default()) else {
+            return Ok(false);
+        };
+        let owner = serde_json::from_slice::<Value>(&verified.payload)
+            .ok()
+            .and_then(|c| {
+                c.get("client_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        if !owner.as_deref().is_some_and(owned) {
+            return Ok(false);
+        }
+        return session::revoke(spi, &id);
     }
-    session::revoke(spi, &id)
+    if let Some(found) = session::find_opaque(spi, token)? {
+        if !owned(&found.client_id) {
+            return Ok(false);
+        }
+        return session::revoke(spi, &found.id);
+    }
+    if let Some(found) = refresh::find(spi, token)? {
+        if !owned(&found.client_id) {
+            return Ok(false);
+        }
+        return refresh::revoke_family(spi, &found.family);
+    }
+    Ok(false)
 }
 
-/// The client credentials grant (RFC 6749 §4.4): authenticate the client and return the
-/// RFC 6749 §5.1 response as jsonb. Errors are raised with the OAuth error code first in
-/// the message and a SQLSTATE per code (see README).
+/// RFC 7662 introspection: the token's claims with `active: true`, or `{"active": false}`
+/// for anything that is not a live token. Never raises for a bad token.
+pub fn introspect(spi: &SpiClient<'_>, token: &str) -> Value {
+    let inactive = || json!({ "active": false });
+    let token = token.trim();
+    if token.is_empty() {
+        return inactive();
+    }
+    if let Ok(claims) = verify(spi, token, None) {
+        let Ok(Value::Object(mut claims)) = serde_json::from_str::<Value>(&claims) else {
+            return inactive();
+        };
+        claims.insert("active".into(), Value::Bool(true));
+        claims.insert("token_type".into(), Value::String("Bearer".into()));
+        return Value::Object(claims);
+    }
+    match refresh::find(spi, token) {
+        Ok(Some(r)) if !r.expired && !r.used && !r.family_revoked => json!({
+            "active": true,
+            "token_type": "refresh_token",
+            "client_id": r.client_id,
+            "sub": r.client_id,
+            "scope": r.scope.join(" "),
+            "aud": session::audience_claim(&r.audience),
+            "iat": r.issued_at,
+            "exp": r.expires_at,
+        }),
+        _ => inactive(),
+    }
+}
+
+/// The client credentials grant (RFC 6749 §4.4) and the refresh token grant (§6): returns
+/// the RFC 6749 §5.1 response as jsonb. Errors are raised with the OAuth error code first
+/// in the message and a SQLSTATE per code (see README).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_token(
@@ -202,30 +442,49 @@ fn auth_token(
     client_secret: default!(Option<&str>, "NULL"),
     scope: default!(Option<&str>, "NULL"),
     audience: default!(Option<&str>, "NULL"),
-) -> pgrx::JsonB {
+    refresh_token: default!(Option<&str>, "NULL"),
+) -> JsonbText {
     let req = TokenRequest {
         grant_type,
         client_id,
         client_secret,
         scope,
         audience,
+        refresh_token,
     };
-    pgrx::JsonB(Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
+    JsonbText::from_value(&Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
 }
 
 /// Verify an access token; returns its claims or raises invalid_token.
 #[pg_extern(stable, parallel_safe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn auth_verify(token: Option<&str>) -> pgrx::JsonB {
+fn auth_verify(token: Option<&str>) -> JsonbText {
     let token = token.unwrap_or("");
-    pgrx::JsonB(Spi::connect(|spi| verify(spi, token)).or_raise())
+    JsonbText(Spi::connect(|spi| verify(spi, token, None)).or_raise())
 }
 
-/// Revoke an access token (RFC 7009). Idempotent; unknown tokens are not an error.
-/// Returns true when this call closed a live session.
+/// Verify an access token and that `audience` is one of its audiences.
+#[pg_extern(name = "auth_verify", stable, parallel_safe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> JsonbText {
+    let token = token.unwrap_or("");
+    let audience = audience.unwrap_or("");
+    JsonbText(Spi::connect(|spi| verify(spi, token, Some(audience))).or_raise())
+}
+
+/// Revoke an access or refresh token (RFC 7009). Idempotent; unknown tokens are not an
+/// error. Returns true when this call revoked something live.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_revoke(token: Option<&str>) -> bool {
     let Some(token) = token else { return false };
-    Spi::connect_mut(|spi| revoke(spi, token)).or_raise()
+    Spi::connect_mut(|spi| revoke(spi, token, None)).or_raise()
+}
+
+/// RFC 7662 token introspection. Never raises for bad tokens: `{"active": false}`.
+#[pg_extern(stable, parallel_safe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_introspect(token: Option<&str>) -> JsonbText {
+    let token = token.unwrap_or("");
+    JsonbText::from_value(&Spi::connect(|spi| introspect(spi, token)))
 }

@@ -186,6 +186,19 @@ impl Cluster {
         client
     }
 
+    /// Create a database with pg_oauth installed and `pg_oauth.*` settings applied
+    /// (`ALTER DATABASE ... SET`), connected afresh so they take effect.
+    pub fn create_db_with(&self, db: &str, settings: &[(&str, &str)]) -> postgres::Client {
+        let mut client = self.create_db(db);
+        for (name, value) in settings {
+            client
+                .batch_execute(&format!("ALTER DATABASE \"{db}\" SET {name} = '{value}'"))
+                .expect("ALTER DATABASE SET");
+        }
+        drop(client);
+        self.connect(db)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -215,4 +228,35 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("repo root")
+}
+
+/// The SQLSTATE and message of a database error (panics on other errors).
+pub fn db_error(err: &postgres::Error) -> (String, String) {
+    let db = err
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a database error: {err}"));
+    (db.code().code().to_owned(), db.message().to_owned())
+}
+
+/// Run a statement that must fail; returns its SQLSTATE and message.
+pub fn expect_error(
+    db: &mut postgres::Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> (String, String) {
+    match db.query(sql, params) {
+        Ok(rows) => panic!("expected an error from {sql}, got {} rows", rows.len()),
+        Err(err) => db_error(&err),
+    }
+}
+
+/// A JSON value from a one-row, one-column query.
+pub fn json(
+    db: &mut postgres::Client,
+    sql: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> serde_json::Value {
+    db.query_one(sql, params)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
 }

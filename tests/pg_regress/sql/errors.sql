@@ -38,6 +38,11 @@ SELECT oauth.auth_token(NULL, 'err-client', 'verysecret');
 SELECT oauth.auth_token('client_credentials', 'err-client', 'verysecret', NULL, 'https://elsewhere.example');
 \echo :LAST_ERROR_SQLSTATE
 
+-- invalid_grant (0LP01)
+INSERT INTO oauth.client (id, secret, refresh_token) VALUES ('refresher', 'verysecret', true);
+SELECT oauth.auth_token('refresh_token', 'refresher', 'verysecret', refresh_token => 'not-a-refresh-token');
+\echo :LAST_ERROR_SQLSTATE
+
 -- invalid_token (28000)
 SELECT oauth.auth_verify('garbage');
 \echo :LAST_ERROR_SQLSTATE

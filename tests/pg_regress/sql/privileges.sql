@@ -17,6 +17,8 @@ SELECT id, scope FROM oauth.client WHERE id = 'admin-made';
 SELECT secret FROM oauth.client WHERE id = 'admin-made';
 SELECT * FROM oauth.client;
 SELECT count(*) >= 0 AS can_list_sessions FROM oauth.session;
+SELECT count(*) >= 0 AS can_list_keys FROM (SELECT kid, alg, state FROM oauth.signing_key) k;
+SELECT private_key FROM oauth.signing_key;
 RESET ROLE;
 
 SET ROLE regress_app;
@@ -27,6 +29,9 @@ SELECT id FROM oauth.client;
 SELECT count(*) FROM oauth.session;
 INSERT INTO oauth.client (id, secret) VALUES ('app-made', 'x');
 SELECT oauth.create_client('app-made');
+SELECT oauth.rotate_signing_key();
+SELECT kid FROM oauth.signing_key;
+SELECT jsonb_typeof(oauth.auth_jwks()) AS jwks, oauth.auth_introspect('x') AS introspect;
 RESET ROLE;
 
 SET ROLE regress_nobody;

@@ -1,0 +1,148 @@
+//! JWT access tokens (RFC 9068) in JWS compact serialization: signing with a cached key
+//! and strict verification.
+
+use base64::Engine;
+use pgrx::spi::SpiClient;
+use serde::Deserialize;
+
+use crate::error::{OAuthError, Result};
+use crate::keys::{self, Key};
+use crate::secret::b64url;
+
+/// Sign `payload` (the claims as JSON) with `key`.
+pub fn sign(key: &Key, payload: &[u8]) -> Result<String> {
+    let payload_b64 = b64url(payload);
+    let mut token = String::with_capacity(key.header_b64.len() + payload_b64.len() + 90);
+    token.push_str(&key.header_b64);
+    token.push('.');
+    token.push_str(&payload_b64);
+    let sig = key.sign(token.as_bytes())?;
+    token.push('.');
+    token.push_str(&b64url(&sig));
+    Ok(token)
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    kid: Option<String>,
+    typ: Option<String>,
+    crit: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, aud: &str) -> bool {
+        match self {
+            Audience::One(one) => one == aud,
+            Audience::Many(many) => many.iter().any(|a| a == aud),
+        }
+    }
+}
+
+/// The registered claims verification needs; the rest pass through untouched.
+#[derive(Deserialize)]
+pub struct Claims {
+    pub iss: Option<String>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    pub jti: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+pub struct Verified {
+    /// The payload as signed: the claims JSON to return.
+    pub payload: Vec<u8>,
+    pub claims: Claims,
+}
+
+fn invalid(description: &str) -> OAuthError {
+    OAuthError::InvalidToken(description.into())
+}
+
+fn decode_part(part: &str) -> Result<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| invalid("malformed JWT encoding"))
+}
+
+/// How strictly the time claims are checked.
+#[derive(Clone, Copy)]
+pub enum Expiry {
+    /// exp, nbf and iat must hold at `now` within `leeway` seconds.
+    Enforce { now: i64, leeway: i64 },
+    /// Revocation accepts expired tokens (revoking them is harmless).
+    Ignore,
+}
+
+/// Verify a JWT access token issued by this server: compact serialization, a known `kid`
+/// whose algorithm equals the header's `alg` (so `none` and RS/HS confusion are refused),
+/// `typ` at+jwt, the signature, the time claims and the issuer.
+pub fn verify(
+    spi: &SpiClient<'_>,
+    token: &str,
+    issuer: Option<&str>,
+    expiry: Expiry,
+) -> Result<Verified> {
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid("malformed JWT: expected three dot-separated parts"));
+    };
+    let header: Header = serde_json::from_slice(&decode_part(header_b64)?)
+        .map_err(|_| invalid("malformed JWT header"))?;
+    if header.crit.is_some() {
+        return Err(invalid("unsupported critical JWT header parameters"));
+    }
+    if !matches!(header.typ.as_deref(), Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+    {
+        return Err(invalid("not an access token (typ must be at+jwt)"));
+    }
+    let kid = header.kid.ok_or_else(|| invalid("JWT header has no kid"))?;
+    let key = keys::by_kid(spi, &kid)?.ok_or_else(|| invalid("unknown signing key"))?;
+    if header.alg != key.alg.as_str() {
+        return Err(invalid("JWT alg does not match its signing key"));
+    }
+    let sig = decode_part(sig_b64)?;
+    let signed_len = header_b64.len() + 1 + payload_b64.len();
+    if !key.verify(&token.as_bytes()[..signed_len], &sig) {
+        return Err(invalid("JWT signature is invalid"));
+    }
+
+    let payload = decode_part(payload_b64)?;
+    let claims: Claims =
+        serde_json::from_slice(&payload).map_err(|_| invalid("malformed JWT claims"))?;
+    let exp = claims.exp.ok_or_else(|| invalid("JWT has no exp claim"))?;
+    if let Expiry::Enforce { now, leeway } = expiry {
+        if now >= exp + leeway {
+            return Err(invalid("access token has expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(invalid("access token is not valid yet (nbf)"));
+        }
+        if claims.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(invalid("access token was issued in the future (iat)"));
+        }
+    }
+    match (issuer, claims.iss.as_deref()) {
+        (Some(expected), Some(iss)) if expected == iss => {}
+        (None, _) => {
+            return Err(OAuthError::ServerError(
+                "pg_oauth.issuer is not set, so JWT access tokens cannot be verified".into(),
+            ))
+        }
+        _ => return Err(invalid("JWT was issued by another issuer")),
+    }
+    if claims.jti.is_none() {
+        return Err(invalid("JWT has no jti claim"));
+    }
+    Ok(Verified { payload, claims })
+}

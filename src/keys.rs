@@ -1,0 +1,513 @@
+//! JWT signing keys: generation inside the database, the per-backend cache of parsed keys,
+//! rotation, and the public JWK Set.
+//!
+//! Parsing a private key costs far more than a signature (RSA especially), so each backend
+//! keeps parsed keys. The cache is dropped whenever oauth.signing_key changes: a statement
+//! trigger registers a relcache invalidation for the table, which PostgreSQL delivers to
+//! every backend at its next transaction (and to this one at the next command) — exactly
+//! when the change becomes visible.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaEncoding, RsaKeyPair,
+};
+use aws_lc_rs::{digest, hmac};
+use pgrx::pg_sys::BuiltinOid::{BYTEAOID, INT4OID, JSONBOID, TEXTOID};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use serde_json::{json, Value};
+
+use crate::db::{JsonbText, Statement};
+use crate::error::{OAuthError, OrRaise, Result};
+use crate::gucs;
+use crate::secret::{b64url, random_bytes};
+
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PostgresGucEnum)]
+pub enum JwtAlg {
+    ES256,
+    EdDSA,
+    RS256,
+    PS256,
+    HS256,
+}
+
+impl JwtAlg {
+    pub const ALL: [JwtAlg; 5] = [
+        JwtAlg::ES256,
+        JwtAlg::EdDSA,
+        JwtAlg::RS256,
+        JwtAlg::PS256,
+        JwtAlg::HS256,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JwtAlg::ES256 => "ES256",
+            JwtAlg::EdDSA => "EdDSA",
+            JwtAlg::RS256 => "RS256",
+            JwtAlg::PS256 => "PS256",
+            JwtAlg::HS256 => "HS256",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<JwtAlg> {
+        JwtAlg::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    fn rsa_encoding(self) -> &'static dyn RsaEncoding {
+        match self {
+            JwtAlg::PS256 => &signature::RSA_PSS_SHA256,
+            _ => &signature::RSA_PKCS1_SHA256,
+        }
+    }
+}
+
+enum Signer {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+    Hmac(Box<hmac::Key>),
+}
+
+enum Verifier {
+    Public(ParsedPublicKey),
+    Hmac(Box<hmac::Key>),
+}
+
+/// A parsed key, ready to sign and verify.
+pub struct Key {
+    pub alg: JwtAlg,
+    /// base64url of the JOSE header this key signs with.
+    pub header_b64: String,
+    signer: Signer,
+    verifier: Verifier,
+}
+
+impl Key {
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let failed = |_| OAuthError::ServerError("signing failed".into());
+        Ok(match &self.signer {
+            Signer::Ecdsa(kp) => kp
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Signer::Ed25519(kp) => kp.sign(message).as_ref().to_vec(),
+            Signer::Rsa(kp) => {
+                let mut sig = vec![0u8; kp.public_modulus_len()];
+                kp.sign(
+                    self.alg.rsa_encoding(),
+                    &SystemRandom::new(),
+                    message,
+                    &mut sig,
+                )
+                .map_err(failed)?;
+                sig
+            }
+            Signer::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
+        })
+    }
+
+    /// Constant-time for HMAC; public-key verification has no secret to leak.
+    pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+        match &self.verifier {
+            Verifier::Public(key) => key.verify_sig(message, sig).is_ok(),
+            Verifier::Hmac(key) => hmac::verify(key, message, sig).is_ok(),
+        }
+    }
+}
+
+fn parse_key(kid: &str, alg: JwtAlg, private: &[u8]) -> Result<Key> {
+    let bad = |what: &str| OAuthError::ServerError(format!("signing key {kid}: {what}"));
+    let (signer, verifier) = match alg {
+        JwtAlg::ES256 => {
+            let kp = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, private)
+                .map_err(|_| bad("invalid P-256 key"))?;
+            let public = ParsedPublicKey::new(
+                &signature::ECDSA_P256_SHA256_FIXED,
+                kp.public_key().as_ref(),
+            )
+            .map_err(|_| bad("invalid P-256 public key"))?;
+            (Signer::Ecdsa(kp), Verifier::Public(public))
+        }
+        JwtAlg::EdDSA => {
+            let kp = Ed25519KeyPair::from_pkcs8(private).map_err(|_| bad("invalid Ed25519 key"))?;
+            let public = ParsedPublicKey::new(&signature::ED25519, kp.public_key().as_ref())
+                .map_err(|_| bad("invalid Ed25519 public key"))?;
+            (Signer::Ed25519(kp), Verifier::Public(public))
+        }
+        JwtAlg::RS256 | JwtAlg::PS256 => {
+            let kp = RsaKeyPair::from_pkcs8(private).map_err(|_| bad("invalid RSA key"))?;
+            let params = if alg == JwtAlg::PS256 {
+                &signature::RSA_PSS_2048_8192_SHA256
+            } else {
+                &signature::RSA_PKCS1_2048_8192_SHA256
+            };
+            let public = ParsedPublicKey::new(params, kp.public_key().as_ref())
+                .map_err(|_| bad("invalid RSA public key"))?;
+            (Signer::Rsa(kp), Verifier::Public(public))
+        }
+        JwtAlg::HS256 => {
+            if private.len() < 32 {
+                return Err(bad("HS256 secret shorter than 256 bits"));
+            }
+            let key = Box::new(hmac::Key::new(hmac::HMAC_SHA256, private));
+            (Signer::Hmac(key.clone()), Verifier::Hmac(key))
+        }
+    };
+    let header = json!({ "alg": alg.as_str(), "kid": kid, "typ": "at+jwt" });
+    Ok(Key {
+        header_b64: b64url(header.to_string().as_bytes()),
+        alg,
+        signer,
+        verifier,
+    })
+}
+
+/// A newly generated key: its kid, private key and public JWK.
+pub struct NewKey {
+    pub kid: String,
+    pub private_der: Vec<u8>,
+    pub public_jwk: Option<Value>,
+}
+
+/// RFC 7638 JWK thumbprint: SHA-256 over the required members in lexicographic order.
+fn thumbprint(required: &Value) -> String {
+    // serde_json::Map is ordered by key, which is exactly the canonical order.
+    b64url(digest::digest(&digest::SHA256, required.to_string().as_bytes()).as_ref())
+}
+
+pub fn generate(alg: JwtAlg) -> Result<NewKey> {
+    let failed = |_| OAuthError::ServerError(format!("{} key generation failed", alg.as_str()));
+    let (private_der, required) = match alg {
+        JwtAlg::ES256 => {
+            let kp = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .map_err(failed)?;
+            let point = kp.public_key().as_ref();
+            let (x, y) = point[1..].split_at(32);
+            let der = kp.to_pkcs8v1().map_err(failed)?.as_ref().to_vec();
+            (
+                der,
+                json!({ "crv": "P-256", "kty": "EC", "x": b64url(x), "y": b64url(y) }),
+            )
+        }
+        JwtAlg::EdDSA => {
+            let kp = Ed25519KeyPair::generate().map_err(failed)?;
+            let der = kp.to_pkcs8().map_err(failed)?.as_ref().to_vec();
+            let x = b64url(kp.public_key().as_ref());
+            (der, json!({ "crv": "Ed25519", "kty": "OKP", "x": x }))
+        }
+        JwtAlg::RS256 | JwtAlg::PS256 => {
+            let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(failed)?;
+            let der: aws_lc_rs::encoding::Pkcs8V1Der = kp.as_der().map_err(failed)?;
+            let public = kp.public_key();
+            let n = b64url(public.modulus().big_endian_without_leading_zero());
+            let e = b64url(public.exponent().big_endian_without_leading_zero());
+            (
+                der.as_ref().to_vec(),
+                json!({ "e": e, "kty": "RSA", "n": n }),
+            )
+        }
+        JwtAlg::HS256 => {
+            return Ok(NewKey {
+                kid: b64url(&random_bytes::<16>()),
+                private_der: random_bytes::<32>().to_vec(),
+                public_jwk: None,
+            });
+        }
+    };
+    let kid = thumbprint(&required);
+    let mut jwk = required;
+    let obj = jwk.as_object_mut().expect("a JSON object");
+    obj.insert("kid".into(), Value::String(kid.clone()));
+    obj.insert("alg".into(), Value::String(alg.as_str().into()));
+    obj.insert("use".into(), Value::String("sig".into()));
+    Ok(NewKey {
+        kid,
+        private_der,
+        public_jwk: Some(jwk),
+    })
+}
+
+#[derive(Default)]
+struct KeyRing {
+    loaded: bool,
+    by_kid: HashMap<String, Rc<Key>>,
+    active: HashMap<JwtAlg, Rc<Key>>,
+}
+
+thread_local! {
+    static RING: RefCell<KeyRing> = RefCell::new(KeyRing::default());
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    static SIGNING_KEY_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+    /// Bumped by every invalidation, so a load that raced one is not trusted.
+    static GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // InvalidOid means "all relations" (e.g. after an invalidation queue overflow).
+    let ours = SIGNING_KEY_RELID.get();
+    if relid == pg_sys::InvalidOid || ours == pg_sys::InvalidOid || relid == ours {
+        GENERATION.set(GENERATION.get() + 1);
+        RING.with_borrow_mut(|ring| *ring = KeyRing::default());
+    }
+}
+
+static SIGNING_KEY_OID: Statement = Statement::new(
+    "SELECT 'oauth.signing_key'::pg_catalog.regclass::pg_catalog.oid",
+    &[],
+);
+
+static LOAD_KEYS: Statement = Statement::new(
+    "SELECT kid, alg, private_key, state = 'active'
+       FROM oauth.signing_key
+      WHERE state <> 'retired' OR expires_at > pg_catalog.now()",
+    &[],
+);
+
+fn load(spi: &SpiClient<'_>) -> Result<()> {
+    if RING.with_borrow(|r| r.loaded) {
+        return Ok(());
+    }
+    if !CALLBACK_REGISTERED.get() {
+        // SAFETY: registering a relcache callback is allowed at any time in a backend.
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
+        };
+        CALLBACK_REGISTERED.set(true);
+    }
+    let generation = GENERATION.get();
+    let relid = SIGNING_KEY_OID
+        .query(spi, &[])?
+        .first()
+        .get::<pg_sys::Oid>(1)?;
+    SIGNING_KEY_RELID.set(relid.unwrap_or(pg_sys::InvalidOid));
+    let mut ring = KeyRing::default();
+    for row in LOAD_KEYS.query(spi, &[])? {
+        let kid: String = row.get(1)?.unwrap_or_default();
+        let alg = row
+            .get::<String>(2)?
+            .as_deref()
+            .and_then(JwtAlg::parse)
+            .ok_or_else(|| OAuthError::ServerError(format!("signing key {kid}: unknown alg")))?;
+        let private: Vec<u8> = row.get(3)?.unwrap_or_default();
+        let active = row.get::<bool>(4)?.unwrap_or(false);
+        let key = Rc::new(parse_key(&kid, alg, &private)?);
+        if active {
+            ring.active.insert(alg, key.clone());
+        }
+        ring.by_kid.insert(kid, key);
+    }
+    // If an invalidation arrived while loading, use these keys now but reload next time.
+    ring.loaded = GENERATION.get() == generation;
+    RING.with_borrow_mut(|r| *r = ring);
+    Ok(())
+}
+
+/// The key with this kid, if it is still published (next, active, or retired and unexpired).
+pub fn by_kid(spi: &SpiClient<'_>, kid: &str) -> Result<Option<Rc<Key>>> {
+    load(spi)?;
+    Ok(RING.with_borrow(|r| r.by_kid.get(kid).cloned()))
+}
+
+static INSERT_KEY: Statement = Statement::new(
+    "INSERT INTO oauth.signing_key (kid, alg, private_key, public_jwk, state, activated_at)
+     VALUES ($1, $2, $3, $4, $5, CASE WHEN $5 = 'active' THEN pg_catalog.now() END)
+     ON CONFLICT DO NOTHING",
+    &[TEXTOID, TEXTOID, BYTEAOID, JSONBOID, TEXTOID],
+);
+
+fn insert_key(spi: &mut SpiClient<'_>, alg: JwtAlg, state: &str) -> Result<()> {
+    let key = generate(alg)?;
+    INSERT_KEY.execute(
+        spi,
+        &[
+            key.kid.as_str().into(),
+            alg.as_str().into(),
+            key.private_der.into(),
+            key.public_jwk.map(pgrx::JsonB).into(),
+            state.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+static HAS_STATE: Statement = Statement::new(
+    "SELECT count(*) FILTER (WHERE state = 'active') > 0, count(*) FILTER (WHERE state = 'next') > 0
+       FROM oauth.signing_key WHERE alg = $1",
+    &[TEXTOID],
+);
+
+/// Make sure `alg` has an active and a next key, creating them on first use. Concurrent
+/// first uses are safe: the partial unique indexes let exactly one active/next win.
+fn ensure_keys(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<()> {
+    let row = HAS_STATE.query(spi, &[alg.as_str().into()])?.first();
+    let (has_active, has_next) = (
+        row.get::<bool>(1)?.unwrap_or(false),
+        row.get::<bool>(2)?.unwrap_or(false),
+    );
+    if !has_active {
+        insert_key(spi, alg, "active")?;
+    }
+    if !has_next {
+        insert_key(spi, alg, "next")?;
+    }
+    if !has_active || !has_next {
+        RING.with_borrow_mut(|r| *r = KeyRing::default());
+    }
+    Ok(())
+}
+
+/// The key that signs new tokens with `alg`, created on first use.
+pub fn active(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<Key>> {
+    load(spi)?;
+    if let Some(key) = RING.with_borrow(|r| r.active.get(&alg).cloned()) {
+        return Ok(key);
+    }
+    ensure_keys(spi, alg)?;
+    load(spi)?;
+    RING.with_borrow(|r| r.active.get(&alg).cloned())
+        .ok_or_else(|| OAuthError::ServerError(format!("no active {} signing key", alg.as_str())))
+}
+
+/// The algorithm a client's JWTs are signed with.
+pub fn alg_for(client_alg: Option<&str>) -> JwtAlg {
+    client_alg
+        .and_then(JwtAlg::parse)
+        .unwrap_or_else(|| gucs::DEFAULT_JWT_ALG.get())
+}
+
+static LOCK_ALG: Statement = Statement::new(
+    "SELECT kid FROM oauth.signing_key WHERE alg = $1 AND state IN ('active', 'next') FOR UPDATE",
+    &[TEXTOID],
+);
+static RETIRE_ACTIVE: Statement = Statement::new(
+    "UPDATE oauth.signing_key
+        SET state = 'retired', retired_at = pg_catalog.now(),
+            expires_at = pg_catalog.now() + pg_catalog.make_interval(secs => $2 +
+                coalesce((SELECT max(access_token_expiration) FROM oauth.client), 3600))
+      WHERE alg = $1 AND state = 'active'",
+    &[TEXTOID, INT4OID],
+);
+static PROMOTE_NEXT: Statement = Statement::new(
+    "UPDATE oauth.signing_key SET state = 'active', activated_at = pg_catalog.now()
+      WHERE alg = $1 AND state = 'next'
+      RETURNING kid",
+    &[TEXTOID],
+);
+
+/// Rotate the keys of one algorithm: next becomes active, active is retired (published
+/// until every token it signed has expired), and a new next key is generated.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
+    let alg = match alg {
+        None => gucs::DEFAULT_JWT_ALG.get(),
+        Some(name) => JwtAlg::parse(name)
+            .ok_or_else(|| {
+                OAuthError::InvalidRequest(format!(
+                    "unsupported signing algorithm {}; use ES256, EdDSA, RS256, PS256 or HS256",
+                    crate::scope::quoted(name)
+                ))
+            })
+            .or_raise(),
+    };
+    Spi::connect_mut(|spi| -> Result<String> {
+        ensure_keys(spi, alg)?;
+        LOCK_ALG.execute(spi, &[alg.as_str().into()])?;
+        RETIRE_ACTIVE.execute(spi, &[alg.as_str().into(), gucs::LEEWAY.get().into()])?;
+        let kid = PROMOTE_NEXT
+            .execute(spi, &[alg.as_str().into()])?
+            .first()
+            .get::<String>(1)?
+            .ok_or_else(|| OAuthError::ServerError("no next key to promote".into()))?;
+        insert_key(spi, alg, "next")?;
+        Ok(kid)
+    })
+    .or_raise()
+}
+
+static PUBLISHED: Statement = Statement::new(
+    "SELECT public_jwk FROM oauth.signing_key
+      WHERE public_jwk IS NOT NULL AND (state <> 'retired' OR expires_at > pg_catalog.now())
+      ORDER BY alg, created_at",
+    &[],
+);
+
+pub fn jwks(spi: &SpiClient<'_>) -> Result<Value> {
+    let mut keys = Vec::new();
+    for row in PUBLISHED.query(spi, &[])? {
+        if let Some(jwk) = row.get::<pgrx::JsonB>(1)? {
+            keys.push(jwk.0);
+        }
+    }
+    Ok(json!({ "keys": keys }))
+}
+
+/// The RFC 7517 JWK Set of the public keys that sign, will sign, or signed tokens that
+/// are still valid. Private parts and HS256 keys are never included.
+#[pg_extern(stable, parallel_safe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_jwks() -> JsonbText {
+    JsonbText::from_value(&Spi::connect(jwks).or_raise())
+}
+
+/// AFTER ... FOR EACH STATEMENT on oauth.signing_key: invalidate every backend's key cache.
+#[pg_trigger]
+fn signing_key_changed<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let relid = trigger.relid().expect("a table trigger");
+    // SAFETY: queues an invalidation message for this relation; delivered at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn generated_keys_sign_and_verify_for_every_alg() {
+        for alg in JwtAlg::ALL {
+            let new = generate(alg).unwrap();
+            let key = parse_key(&new.kid, alg, &new.private_der).unwrap();
+            let sig = key.sign(b"header.payload").unwrap();
+            assert!(key.verify(b"header.payload", &sig), "{alg:?}");
+            assert!(!key.verify(b"header.payloaD", &sig), "{alg:?}");
+            match new.public_jwk {
+                Some(jwk) => {
+                    assert_eq!(jwk["kid"], new.kid.as_str());
+                    assert_eq!(jwk["alg"], alg.as_str());
+                    assert_eq!(jwk["use"], "sig");
+                    for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+                        assert!(jwk.get(private).is_none(), "{alg:?} leaks {private}");
+                    }
+                }
+                None => assert_eq!(alg, JwtAlg::HS256),
+            }
+        }
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc7638_example() {
+        // RFC 7638 §3.1
+        let jwk = json!({
+            "e": "AQAB",
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"
+        });
+        assert_eq!(
+            thumbprint(&jwk),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+    }
+}
