@@ -13,6 +13,23 @@ BEGIN
 END
 $roles$;
 
+-- RFC 7519 StringOrURI: client ids become the JWT `sub`, audiences its `aud`, and a value
+-- containing ':' must then be a URI (JOSE libraries, PostgREST's included, refuse others).
+CREATE FUNCTION oauth.is_string_or_uri(value text) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT strpos(value, ':') = 0
+        OR value ~ '^[A-Za-z][A-Za-z0-9+.-]*:[A-Za-z0-9._~:/?#@!$&''()*+,;=%\[\]-]*$'
+$$;
+
+CREATE FUNCTION oauth.are_strings_or_uris(items text[]) RETURNS boolean
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT NOT EXISTS (SELECT FROM unnest(items) AS i WHERE NOT oauth.is_string_or_uri(i))
+$$;
+
 CREATE TABLE oauth.client (
     id                          text PRIMARY KEY,
     secret                      text,
@@ -34,6 +51,8 @@ CREATE TABLE oauth.client (
 
     CONSTRAINT client_id_valid
         CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),
+    CONSTRAINT client_id_string_or_uri
+        CHECK (oauth.is_string_or_uri(id)),
     CONSTRAINT grant_types_supported
         CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token']),
     CONSTRAINT scope_tokens_valid
@@ -43,7 +62,8 @@ CREATE TABLE oauth.client (
                OR array_to_string(scope, E'\n', '') ~ '^[\x21\x23-\x5b\x5d-\x7e]+(\n[\x21\x23-\x5b\x5d-\x7e]+)*$'),
     CONSTRAINT audience_values_valid
         CHECK (cardinality(audience) = 0
-               OR array_to_string(audience, E'\n', '') ~ '^[\x21-\x7e]+(\n[\x21-\x7e]+)*$'),
+               OR (array_to_string(audience, E'\n', '') ~ '^[\x21-\x7e]+(\n[\x21-\x7e]+)*$'
+                   AND oauth.are_strings_or_uris(audience))),
     CONSTRAINT type_supported
         CHECK (type IS NULL OR type = 'smart-app'),
     CONSTRAINT token_format_supported

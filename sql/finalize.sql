@@ -1,6 +1,7 @@
 -- pg_oauth triggers and privileges. Loaded after every function exists.
 
 ALTER FUNCTION oauth.client_before_write() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oauth.signing_key_changed() SET search_path = pg_catalog, pg_temp;
 
 CREATE TRIGGER client_before_write
     BEFORE INSERT OR UPDATE ON oauth.client
@@ -84,11 +85,109 @@ CREATE TRIGGER signing_key_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.signing_key
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.signing_key_changed();
 
+-- PostgREST db-pre-request: refuse requests whose token's session was revoked or deleted,
+-- with 401 and an RFC 6750 WWW-Authenticate challenge (PostgREST turns a PGRST error into
+-- that response).
+CREATE FUNCTION oauth.postgrest_pre_request() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text := oauth.request_token_problem();
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = json_build_object('code', 'invalid_token', 'message', problem)::text,
+                  DETAIL = json_build_object('status', 401, 'headers', json_build_object(
+                      'WWW-Authenticate', format('Bearer error="invalid_token", error_description="%s"', problem),
+                      'Cache-Control', 'no-store'))::text;
+    END IF;
+END
+$$;
+
+-- The parameters the HTTP endpoints accept as form fields. PostgREST 12 maps each form
+-- field to a named argument, so every OAuth parameter a client may send (the IANA OAuth
+-- Parameters registry, as used at the token, revocation and introspection endpoints) is
+-- declared; unknown JSON members are accepted through the jsonb overload.
+CREATE FUNCTION oauth.http_parameter_names() RETURNS text[]
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ARRAY[
+    'grant_type', 'client_id', 'client_secret', 'scope', 'audience', 'resource',
+    'refresh_token', 'client_assertion_type', 'client_assertion', 'token', 'token_type_hint',
+    'code', 'redirect_uri', 'code_verifier', 'username', 'password', 'assertion',
+    'device_code', 'auth_req_id', 'requested_token_type', 'subject_token',
+    'subject_token_type', 'actor_token', 'actor_token_type', 'authorization_details',
+    'state', 'nonce', 'response_type', 'response_mode', 'prompt', 'login_hint',
+    'acr_values', 'claims', 'request', 'request_uri', 'max_age', 'ui_locales',
+    'id_token_hint', 'dpop_jkt', 'realm'] $$;
+
+-- One call sets up the PostgREST endpoints in the API schema:
+--   POST /rpc/token, POST /rpc/revoke, POST /rpc/introspect, GET /rpc/jwks, GET /rpc/metadata
+-- and lets the authenticator run the pre-config hook. Run it as the owner of pg_oauth.
+CREATE FUNCTION oauth.create_http_endpoints(
+    api_schema name DEFAULT 'api',
+    anon_role name DEFAULT 'anon',
+    authenticator_role name DEFAULT 'authenticator'
+) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names text[] := oauth.http_parameter_names();
+    args text;
+    pairs text;
+    endpoint text;
+BEGIN
+    SELECT string_agg(format('%I text DEFAULT NULL', n), ', ' ORDER BY i),
+           string_agg(format('%L, %I', n, n), ', ' ORDER BY i)
+      INTO args, pairs
+      FROM unnest(names) WITH ORDINALITY AS t(n, i);
+    FOREACH endpoint IN ARRAY ARRAY['token', 'revoke', 'introspect'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS jsonb LANGUAGE sql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, args,
+            format('SELECT oauth.%I(jsonb_strip_nulls(jsonb_build_object(%s)))', 'http_' || endpoint, pairs));
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(jsonb) RETURNS jsonb LANGUAGE sql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('SELECT oauth.%I($1)', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(%s) FROM PUBLIC', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(jsonb) FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(%s) TO %I', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '), anon_role);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(jsonb) TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I() RETURNS jsonb LANGUAGE sql STABLE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('SELECT oauth.%I()', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I() FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I() TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', api_schema, anon_role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION oauth.postgrest_pre_config() TO %I', authenticator_role);
+    -- Keys for the default algorithm exist before the first token, so PostgREST starts
+    -- with them (keys made on first use reach it a moment later, through NOTIFY).
+    PERFORM oauth.ensure_signing_keys();
+    NOTIFY pgrst, 'reload schema';
+END
+$$;
+
 -- Privileges. Nothing is open to PUBLIC; oauth_admin manages, oauth_app calls.
 REVOKE ALL ON ALL TABLES IN SCHEMA oauth FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA oauth FROM PUBLIC;
 REVOKE ALL ON SCHEMA oauth FROM PUBLIC;
-GRANT USAGE ON SCHEMA oauth TO oauth_admin, oauth_app;
+-- Every role may use the schema's names, but only the claim helpers below are executable by
+-- all: they read nothing but the caller's own request claims (PostgREST's roles need them in
+-- RLS policies and in the pre-request hook).
+GRANT USAGE ON SCHEMA oauth TO PUBLIC;
 GRANT oauth_app TO oauth_admin;
 
 -- Secrets are write-only: oauth_admin may set them but never read the hashes.
@@ -113,7 +212,13 @@ GRANT SELECT (kid, alg, public_jwk, state, created_at, activated_at, retired_at,
     ON oauth.signing_key TO oauth_admin;
 GRANT DELETE ON oauth.signing_key TO oauth_admin;
 
-GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_signing_key TO oauth_admin;
+GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_signing_key, oauth.ensure_signing_keys
+    TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata
     TO oauth_app;
+-- Check constraints run with the writer's privileges.
+GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO PUBLIC;
+GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,
+    oauth.has_all_scopes, oauth.postgrest_pre_request, oauth.request_token_problem
+    TO PUBLIC;

@@ -36,6 +36,36 @@ pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
 pub const CLIENT_AUTH_FAILED: &str = "client authentication failed";
 
 impl OAuthError {
+    /// The OAuth `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidTarget(_) => "invalid_target",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::ServerError(_) => "server_error",
+        }
+    }
+
+    /// The OAuth `error_description`.
+    pub fn description(&self) -> &str {
+        match self {
+            Self::InvalidRequest(d)
+            | Self::InvalidClient(d)
+            | Self::InvalidGrant(d)
+            | Self::UnauthorizedClient(d)
+            | Self::UnsupportedGrantType(d)
+            | Self::InvalidScope(d)
+            | Self::InvalidTarget(d)
+            | Self::InvalidToken(d)
+            | Self::ServerError(d) => d,
+        }
+    }
+
     /// The SQLSTATE raised for this error; documented in the README.
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;

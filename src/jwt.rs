@@ -55,6 +55,7 @@ pub struct Claims {
     pub iat: Option<i64>,
     pub jti: Option<String>,
     pub aud: Option<Audience>,
+    pub client_id: Option<String>,
 }
 
 pub struct Verified {

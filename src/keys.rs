@@ -385,6 +385,41 @@ pub fn alg_for(client_alg: Option<&str>) -> JwtAlg {
         .unwrap_or_else(|| gucs::DEFAULT_JWT_ALG.get())
 }
 
+fn alg_or_default(alg: Option<&str>) -> Result<JwtAlg> {
+    match alg {
+        None => Ok(gucs::DEFAULT_JWT_ALG.get()),
+        Some(name) => JwtAlg::parse(name).ok_or_else(|| {
+            OAuthError::InvalidRequest(format!(
+                "unsupported signing algorithm {}; use ES256, EdDSA, RS256, PS256 or HS256",
+                crate::scope::quoted(name)
+            ))
+        }),
+    }
+}
+
+/// Create the active and next keys of `alg` now rather than on first use (so a verifier
+/// such as PostgREST can have them before the first token). Idempotent; returns the
+/// active kid.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn ensure_signing_keys(alg: default!(Option<&str>, "NULL")) -> String {
+    let alg = alg_or_default(alg).or_raise();
+    Spi::connect_mut(|spi| -> Result<String> {
+        ensure_keys(spi, alg)?;
+        let kid = ACTIVE_KID
+            .query(spi, &[alg.as_str().into()])?
+            .first()
+            .get::<String>(1)?;
+        kid.ok_or_else(|| OAuthError::ServerError("no active key".into()))
+    })
+    .or_raise()
+}
+
+static ACTIVE_KID: Statement = Statement::new(
+    "SELECT kid FROM oauth.signing_key WHERE alg = $1 AND state = 'active'",
+    &[TEXTOID],
+);
+
 static LOCK_ALG: Statement = Statement::new(
     "SELECT kid FROM oauth.signing_key WHERE alg = $1 AND state IN ('active', 'next') FOR UPDATE",
     &[TEXTOID],
@@ -409,17 +444,7 @@ static PROMOTE_NEXT: Statement = Statement::new(
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
-    let alg = match alg {
-        None => gucs::DEFAULT_JWT_ALG.get(),
-        Some(name) => JwtAlg::parse(name)
-            .ok_or_else(|| {
-                OAuthError::InvalidRequest(format!(
-                    "unsupported signing algorithm {}; use ES256, EdDSA, RS256, PS256 or HS256",
-                    crate::scope::quoted(name)
-                ))
-            })
-            .or_raise(),
-    };
+    let alg = alg_or_default(alg).or_raise();
     Spi::connect_mut(|spi| -> Result<String> {
         ensure_keys(spi, alg)?;
         LOCK_ALG.execute(spi, &[alg.as_str().into()])?;
@@ -452,6 +477,25 @@ pub fn jwks(spi: &SpiClient<'_>) -> Result<Value> {
     Ok(json!({ "keys": keys }))
 }
 
+static SHARED_SECRETS: Statement = Statement::new(
+    "SELECT kid, private_key FROM oauth.signing_key
+      WHERE alg = 'HS256' AND (state <> 'retired' OR expires_at > pg_catalog.now())
+      ORDER BY created_at",
+    &[],
+);
+
+/// What PostgREST verifies with: the published keys plus HS256 secrets as `oct` keys.
+pub fn jwks_for_postgrest(spi: &SpiClient<'_>) -> Result<Value> {
+    let mut set = jwks(spi)?;
+    let keys = set["keys"].as_array_mut().expect("a key array");
+    for row in SHARED_SECRETS.query(spi, &[])? {
+        let kid: String = row.get(1)?.unwrap_or_default();
+        let secret: Vec<u8> = row.get(2)?.unwrap_or_default();
+        keys.push(json!({ "kty": "oct", "kid": kid, "alg": "HS256", "k": b64url(&secret) }));
+    }
+    Ok(set)
+}
+
 /// The RFC 7517 JWK Set of the public keys that sign, will sign, or signed tokens that
 /// are still valid. Private parts and HS256 keys are never included.
 #[pg_extern(stable, parallel_safe, security_definer)]
@@ -460,7 +504,9 @@ fn auth_jwks() -> JsonbText {
     JsonbText::from_value(&Spi::connect(jwks).or_raise())
 }
 
-/// AFTER ... FOR EACH STATEMENT on oauth.signing_key: invalidate every backend's key cache.
+/// AFTER ... FOR EACH STATEMENT on oauth.signing_key: invalidate every backend's key cache,
+/// and tell PostgREST (channel `pgrst`) to reload its config, i.e. re-read the keys through
+/// `oauth.postgrest_pre_config()`. Both take effect at commit.
 #[pg_trigger]
 fn signing_key_changed<'a>(
     trigger: &'a PgTrigger<'a>,
@@ -468,6 +514,7 @@ fn signing_key_changed<'a>(
     let relid = trigger.relid().expect("a table trigger");
     // SAFETY: queues an invalidation message for this relation; delivered at commit.
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload config')").expect("NOTIFY pgrst");
     Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
 }
 

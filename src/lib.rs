@@ -8,6 +8,7 @@ mod client;
 mod db;
 mod error;
 mod gucs;
+mod http;
 mod jwt;
 mod keys;
 mod metadata;

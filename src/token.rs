@@ -358,46 +358,55 @@ fn parse_jti(jti: &str) -> Result<SessionId> {
         .map_err(|_| OAuthError::InvalidToken("JWT jti is not a session id".into()))
 }
 
-/// Revoke a token (RFC 7009 semantics: unknown or already revoked tokens are not errors).
-/// Access tokens close their session; refresh tokens revoke their family and the access
-/// tokens issued from it. `client_id`, when given, must own the token (else nothing happens).
-/// Returns whether something live was revoked by this call.
-pub fn revoke(spi: &mut SpiClient<'_>, token: &str, client_id: Option<&str>) -> Result<bool> {
+/// A token of ours, found whatever its state (live, expired or revoked) after its
+/// signature or hash checked out.
+pub struct FoundToken {
+    pub client_id: String,
+    kind: TokenKind,
+}
+
+enum TokenKind {
+    Access(SessionId),
+    Refresh(FamilyId),
+}
+
+pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
     let token = token.trim();
-    let owned = |owner: &str| client_id.is_none_or(|c| c == owner);
     if token.contains('.') {
         let Ok(verified) = jwt::verify(spi, token, gucs::issuer().as_deref(), Expiry::Ignore)
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let Ok(id) = parse_jti(verified.claims.jti.as_deref().unwrap_or_default()) else {
-            return Ok(false);
+        let (Ok(id), Some(client_id)) = (
+            parse_jti(verified.claims.jti.as_deref().unwrap_or_default()),
+            verified.claims.client_id,
+        ) else {
+            return Ok(None);
         };
-        let owner = serde_json::from_slice::<Value>(&verified.payload)
-            .ok()
-            .and_then(|c| {
-                c.get("client_id")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            });
-        if !owner.as_deref().is_some_and(owned) {
-            return Ok(false);
-        }
-        return session::revoke(spi, &id);
+        return Ok(Some(FoundToken {
+            client_id,
+            kind: TokenKind::Access(id),
+        }));
     }
     if let Some(found) = session::find_opaque(spi, token)? {
-        if !owned(&found.client_id) {
-            return Ok(false);
-        }
-        return session::revoke(spi, &found.id);
+        return Ok(Some(FoundToken {
+            client_id: found.client_id,
+            kind: TokenKind::Access(found.id),
+        }));
     }
-    if let Some(found) = refresh::find(spi, token)? {
-        if !owned(&found.client_id) {
-            return Ok(false);
-        }
-        return refresh::revoke_family(spi, &found.family);
+    Ok(refresh::find(spi, token)?.map(|r| FoundToken {
+        client_id: r.client_id,
+        kind: TokenKind::Refresh(r.family),
+    }))
+}
+
+/// Revoke a found token: an access token closes its session; a refresh token revokes its
+/// family and so the access tokens issued from it. Returns whether it was live.
+pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken) -> Result<bool> {
+    match &found.kind {
+        TokenKind::Access(id) => session::revoke(spi, id),
+        TokenKind::Refresh(family) => refresh::revoke_family(spi, family),
     }
-    Ok(false)
 }
 
 /// RFC 7662 introspection: the token's claims with `active: true`, or `{"active": false}`
@@ -478,7 +487,11 @@ fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> JsonbTex
 #[search_path(pg_catalog, pg_temp)]
 fn auth_revoke(token: Option<&str>) -> bool {
     let Some(token) = token else { return false };
-    Spi::connect_mut(|spi| revoke(spi, token, None)).or_raise()
+    Spi::connect_mut(|spi| match find(spi, token)? {
+        Some(found) => revoke_found(spi, &found),
+        None => Ok(false),
+    })
+    .or_raise()
 }
 
 /// RFC 7662 token introspection. Never raises for bad tokens: `{"active": false}`.

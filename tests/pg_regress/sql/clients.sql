@@ -12,6 +12,9 @@ INSERT INTO oauth.client (id, secret, scope) VALUES ('bad-scope', 's', '{read,NU
 INSERT INTO oauth.client (id, secret, audience) VALUES ('bad-aud', 's', '{""}');
 INSERT INTO oauth.client (id, secret) VALUES ('', 's');
 INSERT INTO oauth.client (id, secret) VALUES (E'tab\tid', 's');
+-- (a client id becomes the JWT sub: with a ':' it must be a URI)
+INSERT INTO oauth.client (id, secret) VALUES ('svc:odd id', 's');
+INSERT INTO oauth.client (id, secret, audience) VALUES ('bad-aud-uri', 's', '{"api:not a uri"}');
 \set VERBOSITY default
 INSERT INTO oauth.client (id, secret) VALUES ('empty-secret', '');
 

@@ -1,7 +1,7 @@
 //! `make demo`: a throwaway cluster, a client, and a token issued, verified and revoked,
 //! showing each SQL step and its result. Everything is torn down at the end.
 
-use pg_oauth_harness::Cluster;
+use pg_oauth_harness::{repo_root, Cluster, PostgRest};
 
 /// Show a statement, run it, show its rows or error; returns the first value.
 fn step(db: &mut pg_oauth_harness::postgres::Client, title: &str, sql: &str) -> Option<String> {
@@ -90,6 +90,90 @@ fn main() {
         "SELECT oauth.auth_token('client_credentials', 'api-client', 'wrong-secret');",
     );
     drop(db);
+    http_demo(&cluster);
     drop(cluster);
-    println!("\nCluster stopped and removed. Demo complete.");
+    println!("\nPostgREST and the cluster stopped and removed. Demo complete.");
+}
+
+/// Show an HTTP exchange the way curl would print it.
+fn show(title: &str, command: &str, resp: reqwest::blocking::Response) -> String {
+    println!("\n== {title}\n   $ {command}");
+    println!("   -> HTTP {}", resp.status());
+    for name in ["cache-control", "pragma", "www-authenticate"] {
+        if let Some(value) = resp.headers().get(name) {
+            println!("   -> {name}: {}", value.to_str().unwrap_or("?"));
+        }
+    }
+    let body = resp.text().unwrap_or_default();
+    println!("   -> {body}");
+    body
+}
+
+/// The same flow over HTTP, through PostgREST set up with examples/postgrest.
+fn http_demo(cluster: &Cluster) {
+    println!(
+        "
+
+#### Over HTTP: PostgREST 12.0.2 with examples/postgrest/*"
+    );
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let examples = repo_root().join("examples/postgrest");
+    cluster.psql_file("app", &examples.join("setup.sql"), &[]);
+    cluster.psql_file("app", &examples.join("demo.sql"), &[]);
+    println!(
+        "Ran examples/postgrest/setup.sql and demo.sql (notes table, api-client, api_user policy)."
+    );
+    let rest = PostgRest::start(cluster, "app");
+    let base = rest.url("");
+    let http = reqwest::blocking::Client::new();
+
+    let body = show(
+        "Token request with HTTP Basic (RFC 6749 §4.4)",
+        &format!("curl -u api-client:verysecret -d grant_type=client_credentials {base}/rpc/token"),
+        http.post(rest.url("/rpc/token"))
+            .basic_auth("api-client", Some("verysecret"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap(),
+    );
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    show(
+        "The JWT works at PostgREST: role api_user, RLS on its scopes",
+        &format!("curl -H 'Authorization: Bearer <token>' {base}/notes"),
+        http.get(rest.url("/notes"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+    );
+    show(
+        "Revoke it (RFC 7009)",
+        &format!("curl -u api-client:verysecret -d token=<token> {base}/rpc/revoke"),
+        http.post(rest.url("/rpc/revoke"))
+            .basic_auth("api-client", Some("verysecret"))
+            .form(&[("token", token.as_str())])
+            .send()
+            .unwrap(),
+    );
+    show(
+        "PostgREST refuses the revoked token at once",
+        &format!("curl -H 'Authorization: Bearer <token>' {base}/notes"),
+        http.get(rest.url("/notes"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap(),
+    );
+    show(
+        "A wrong secret: 401 with WWW-Authenticate",
+        &format!("curl -u api-client:wrong -d grant_type=client_credentials {base}/rpc/token"),
+        http.post(rest.url("/rpc/token"))
+            .basic_auth("api-client", Some("wrong"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap(),
+    );
+    drop(rest);
 }

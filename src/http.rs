@@ -1,0 +1,492 @@
+//! The PostgREST surface: token, revocation and introspection endpoints that speak
+//! RFC 6749/7009/7662 over HTTP (status codes, headers and error bodies set through
+//! PostgREST's `response.status`/`response.headers`), PostgREST's pre-config and
+//! pre-request hooks, and claim helpers for row-level security.
+//!
+//! The endpoint functions never raise for a protocol error: they answer with the RFC
+//! error body and status, and the transaction commits. Each request's own writes run in
+//! a subtransaction, so a failed request leaves nothing half-done behind.
+
+use base64::Engine;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+use serde_json::{json, Map, Value};
+
+use crate::client;
+use crate::db::{JsonbText, Statement};
+use crate::error::{OAuthError, OrRaise, Result};
+use crate::keys;
+use crate::metadata;
+use crate::session;
+use crate::token::{self, TokenRequest};
+use pgrx::pg_sys::BuiltinOid::TEXTOID;
+
+/// Headers every token-endpoint response carries (RFC 6749 §5.1).
+const NO_STORE: [(&str, &str); 2] = [("Cache-Control", "no-store"), ("Pragma", "no-cache")];
+
+static SET_RESPONSE: Statement = Statement::new(
+    "SELECT pg_catalog.set_config('response.status', $1, true),
+            pg_catalog.set_config('response.headers', $2, true)",
+    &[TEXTOID, TEXTOID],
+);
+
+/// A setting PostgREST sets for the request (`request.headers`, `request.method`, ...).
+fn request_setting(name: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: with missing_ok, GetConfigOptionByName returns NULL or a palloc'd string.
+    unsafe {
+        let value = pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), true);
+        (!value.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(value)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}
+
+/// The request's Authorization header, as PostgREST passes it.
+fn authorization() -> Option<String> {
+    let headers: Value = request_setting(c"request.headers")
+        .and_then(|r| serde_json::from_str(&r).ok())
+        .unwrap_or(Value::Null);
+    headers
+        .get("authorization")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// RFC 6749 §3.2: the token endpoint takes POST only (PostgREST would run a GET too).
+fn require_post() -> std::result::Result<(), Failure> {
+    match request_setting(c"request.method").as_deref() {
+        Some(method) if !method.eq_ignore_ascii_case("POST") => {
+            Err(OAuthError::InvalidRequest(format!("use POST, not {method}")).into())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn respond(spi: &SpiClient<'_>, status: u16, headers: &[(&str, &str)]) -> Result<()> {
+    let headers: Vec<Value> = headers.iter().map(|(k, v)| json!({ *k: *v })).collect();
+    SET_RESPONSE.query(
+        spi,
+        &[
+            status.to_string().as_str().into(),
+            Value::Array(headers).to_string().as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// application/x-www-form-urlencoded decoding of one value (RFC 6749 §2.3.1 applies it to
+/// the client id and secret inside HTTP Basic).
+pub fn form_urldecode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = value.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Client credentials from an `Authorization: Basic` header: `None` when the header is
+/// absent or uses another scheme.
+pub fn basic_credentials(header: Option<&str>) -> Result<Option<(String, String)>> {
+    let Some(header) = header.map(str::trim) else {
+        return Ok(None);
+    };
+    let Some((scheme, encoded)) = header.split_once(' ') else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let malformed = || OAuthError::InvalidClient("malformed HTTP Basic credentials".into());
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
+    Ok(Some((
+        form_urldecode(id).ok_or_else(malformed)?,
+        form_urldecode(secret).ok_or_else(malformed)?,
+    )))
+}
+
+/// A request's parameters (form fields or JSON members) as strings.
+struct Params(Map<String, Value>);
+
+impl Params {
+    fn new(body: Option<pgrx::JsonB>) -> Params {
+        match body.map(|b| b.0) {
+            Some(Value::Object(map)) => Params(map),
+            _ => Params(Map::new()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// How the client authenticated in this request.
+struct ClientAuth {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    basic: bool,
+}
+
+/// A failed request: the error, and whether the client tried HTTP Basic (which makes an
+/// `invalid_client` a 401 with `WWW-Authenticate`).
+struct Failure {
+    err: OAuthError,
+    basic: bool,
+}
+
+impl From<OAuthError> for Failure {
+    fn from(err: OAuthError) -> Self {
+        Failure { err, basic: false }
+    }
+}
+
+/// RFC 6749 §2.3: HTTP Basic or client_id/client_secret in the body, never both.
+fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
+    require_post()?;
+    let basic = basic_credentials(authorization().as_deref())
+        .map_err(|err| Failure { err, basic: true })?;
+    match basic {
+        Some((id, secret)) => {
+            if params.get("client_secret").is_some() {
+                return Err(OAuthError::InvalidRequest(
+                    "use one client authentication method: HTTP Basic or client_secret, not both"
+                        .into(),
+                )
+                .into());
+            }
+            if params.get("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(OAuthError::InvalidRequest(
+                    "client_id in the body differs from the one in HTTP Basic".into(),
+                )
+                .into());
+            }
+            Ok(ClientAuth {
+                client_id: Some(id),
+                client_secret: Some(secret),
+                basic: true,
+            })
+        }
+        None => Ok(ClientAuth {
+            client_id: params.get("client_id").map(str::to_owned),
+            client_secret: params.get("client_secret").map(str::to_owned),
+            basic: false,
+        }),
+    }
+}
+
+/// Authenticate the calling client (revocation and introspection); returns its id.
+fn authenticated_client(
+    spi: &SpiClient<'_>,
+    params: &Params,
+) -> std::result::Result<String, Failure> {
+    let auth = client_auth(params)?;
+    let fail = |err| Failure {
+        err,
+        basic: auth.basic,
+    };
+    let credentials =
+        client::credentials_from(auth.client_id.as_deref(), auth.client_secret.as_deref())
+            .map_err(fail)?;
+    Ok(client::authenticate(spi, credentials).map_err(fail)?.id)
+}
+
+fn required<'p>(params: &'p Params, name: &str) -> Result<&'p str> {
+    params
+        .get(name)
+        .ok_or_else(|| OAuthError::InvalidRequest(format!("the {name} parameter is required")))
+}
+
+/// Run `f` in a subtransaction: its writes stay only if it succeeds.
+fn atomically<T, E>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, E> {
+    // SAFETY: the sequence PL/pgSQL uses for an exception block. A PostgreSQL ERROR raised
+    // inside propagates and aborts the whole transaction, subtransaction included.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = f();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
+    }
+}
+
+/// Answer with `outcome`: 200 and its body, or the RFC 6749 §5.2 error body with 400
+/// (401 + WWW-Authenticate when the client tried HTTP Basic and failed; 500 for server
+/// errors). Token endpoint responses are never cacheable.
+fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
+    Spi::connect(|spi| match outcome {
+        Ok(body) => {
+            respond(spi, 200, &NO_STORE)?;
+            Ok(body)
+        }
+        Err(Failure { err, basic }) => {
+            let status = match err {
+                OAuthError::InvalidClient(_) if basic => 401,
+                OAuthError::ServerError(_) => 500,
+                _ => 400,
+            };
+            let mut headers = NO_STORE.to_vec();
+            if status == 401 {
+                headers.push((
+                    "WWW-Authenticate",
+                    "Basic realm=\"pg_oauth\", charset=\"UTF-8\"",
+                ));
+            }
+            respond(spi, status, &headers)?;
+            Ok(json!({ "error": err.code(), "error_description": err.description() }))
+        }
+    })
+}
+
+fn token_endpoint(params: &Params) -> Result<Value> {
+    answer(atomically(|| {
+        Spi::connect_mut(|spi| {
+            let auth = client_auth(params)?;
+            let req = TokenRequest {
+                grant_type: params.get("grant_type"),
+                client_id: auth.client_id.as_deref(),
+                client_secret: auth.client_secret.as_deref(),
+                scope: params.get("scope"),
+                // RFC 8707 `resource` names the audience too.
+                audience: params.get("audience").or(params.get("resource")),
+                refresh_token: params.get("refresh_token"),
+            };
+            token::issue(spi, &req).map_err(|err| Failure {
+                err,
+                basic: auth.basic,
+            })
+        })
+    }))
+}
+
+fn revocation_endpoint(params: &Params) -> Result<Value> {
+    answer(atomically(|| {
+        Spi::connect_mut(|spi| {
+            let client_id = authenticated_client(spi, params)?;
+            // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
+            if let Some(found) = token::find(spi, required(params, "token")?)? {
+                if found.client_id != client_id {
+                    return Err(OAuthError::UnauthorizedClient(
+                        "the token was not issued to this client".into(),
+                    )
+                    .into());
+                }
+                token::revoke_found(spi, &found)?;
+            }
+            Ok(json!({}))
+        })
+    }))
+}
+
+fn introspection_endpoint(params: &Params) -> Result<Value> {
+    answer(Spi::connect(|spi| {
+        authenticated_client(spi, params)?;
+        Ok(token::introspect(spi, required(params, "token")?))
+    }))
+}
+
+/// POST /rpc/token: RFC 6749 §4.4 and §6 over HTTP. `params` are the form fields or JSON
+/// members; client authentication by HTTP Basic or in the body.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_token(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
+    JsonbText::from_value(&token_endpoint(&Params::new(params)).or_raise())
+}
+
+/// POST /rpc/revoke: RFC 7009, for an authenticated client and its own tokens.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_revoke(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
+    JsonbText::from_value(&revocation_endpoint(&Params::new(params)).or_raise())
+}
+
+/// POST /rpc/introspect: RFC 7662, for an authenticated client.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_introspect(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
+    JsonbText::from_value(&introspection_endpoint(&Params::new(params)).or_raise())
+}
+
+/// GET /rpc/jwks: the JWK Set, cacheable for a minute (new keys are published one
+/// rotation ahead of use, so a short cache never misses a signing key).
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_jwks() -> JsonbText {
+    let body = Spi::connect(|spi| -> Result<Value> {
+        respond(spi, 200, &[("Cache-Control", "public, max-age=60")])?;
+        keys::jwks(spi)
+    });
+    JsonbText::from_value(&body.or_raise())
+}
+
+/// GET /rpc/metadata: RFC 8414 authorization server metadata.
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_metadata() -> JsonbText {
+    let body = Spi::connect(|spi| -> Result<Value> {
+        respond(spi, 200, &[("Cache-Control", "public, max-age=300")])?;
+        metadata::metadata(spi)
+    });
+    JsonbText::from_value(&body.or_raise())
+}
+
+/// PostgREST `db-pre-config`: hand PostgREST the keys it verifies JWTs with, as its
+/// `jwt-secret`: the public JWK Set, plus HS256 secrets as `oct` keys when HS256 is in use
+/// (a shared secret must be shared with the verifier). Grant it to the authenticator only.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn postgrest_pre_config() {
+    Spi::connect(|spi| -> Result<()> {
+        let jwks = keys::jwks_for_postgrest(spi)?;
+        spi.select(
+            "SELECT pg_catalog.set_config('pgrst.jwt_secret', $1, true)",
+            None,
+            &[jwks.to_string().as_str().into()],
+        )?;
+        Ok(())
+    })
+    .or_raise()
+}
+
+/// Why the bearer token of the current PostgREST request may not be used, or NULL: its
+/// session was revoked or deleted (checked by `oauth.postgrest_pre_request()`).
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn request_token_problem() -> Option<String> {
+    let claims = request_claims();
+    let jti = claims.get("jti").and_then(Value::as_str)?;
+    let Ok(id) = uuid::Uuid::parse_str(jti) else {
+        return Some("the access token has no valid jti".into());
+    };
+    let open = Spi::connect(|spi| session::is_open(spi, id.as_bytes())).or_raise();
+    (!open).then(|| "the access token has been revoked".to_owned())
+}
+
+/// The verified claims of the current PostgREST request (`request.jwt.claims`).
+fn request_claims() -> Map<String, Value> {
+    match request_setting(c"request.jwt.claims").map(|raw| serde_json::from_str(&raw)) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    }
+}
+
+/// The claims of the current PostgREST request as jsonb (`{}` outside a request).
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn claims() -> JsonbText {
+    JsonbText::from_value(&Value::Object(request_claims()))
+}
+
+/// The client_id of the current PostgREST request's token, or NULL.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn client_id() -> Option<String> {
+    request_claims()
+        .get("client_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The scopes granted to the current PostgREST request's token.
+fn request_scopes() -> Vec<String> {
+    request_claims()
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|s| {
+            s.split(' ')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether the current PostgREST request's token was granted `scope`; for RLS policies.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn has_scope(scope: &str) -> bool {
+    request_scopes().iter().any(|s| s == scope)
+}
+
+/// Whether the token was granted any / all of `scopes`.
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn has_any_scope(scopes: Vec<String>) -> bool {
+    let granted = request_scopes();
+    scopes.iter().any(|s| granted.contains(s))
+}
+
+#[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn has_all_scopes(scopes: Vec<String>) -> bool {
+    let granted = request_scopes();
+    scopes.iter().all(|s| granted.contains(s))
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_form_urldecoded() {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("my%20client:p%40ss+word%3A")
+        );
+        let (id, secret) = basic_credentials(Some(&header)).unwrap().unwrap();
+        assert_eq!(id, "my client");
+        assert_eq!(secret, "p@ss word:");
+        assert_eq!(basic_credentials(Some("Bearer abc")).unwrap(), None);
+        assert_eq!(basic_credentials(None).unwrap(), None);
+        assert!(basic_credentials(Some("Basic !!!")).is_err());
+        let no_colon = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("x")
+        );
+        assert!(basic_credentials(Some(&no_colon)).is_err());
+        let secret_with_colon = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("id:a:b")
+        );
+        assert_eq!(
+            basic_credentials(Some(&secret_with_colon)).unwrap(),
+            Some(("id".into(), "a:b".into()))
+        );
+    }
+
+    #[test]
+    fn form_urldecode_rejects_bad_escapes() {
+        assert_eq!(form_urldecode("a%2Bb+c").as_deref(), Some("a+b c"));
+        assert_eq!(form_urldecode("%"), None);
+        assert_eq!(form_urldecode("%zz"), None);
+        assert_eq!(form_urldecode("%ff"), None, "not UTF-8");
+    }
+}

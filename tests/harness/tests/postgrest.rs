@@ -1,0 +1,572 @@
+//! pg_oauth behind a real PostgREST 12, configured by the shipped examples/postgrest files,
+//! driven by a real OAuth client library (the `oauth2` crate).
+
+use std::time::{Duration, Instant};
+
+use oauth2::basic::{BasicClient, BasicErrorResponseType};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, Scope, TokenResponse,
+    TokenUrl,
+};
+use pg_oauth_harness::{postgres, repo_root, Cluster, PostgRest};
+use reqwest::blocking::{Client as Http, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct Env {
+    cluster: Cluster,
+    db: postgres::Client,
+    rest: PostgRest,
+    http: Http,
+}
+
+/// A cluster with the README recipe applied: setup.sql, demo.sql, and PostgREST.
+fn start(name: &str) -> Env {
+    let cluster = Cluster::start(name, &[]);
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let examples = repo_root().join("examples/postgrest");
+    cluster.psql_file("app", &examples.join("setup.sql"), &[]);
+    cluster.psql_file("app", &examples.join("demo.sql"), &[]);
+    let db = cluster.connect("app");
+    let rest = PostgRest::start(&cluster, "app");
+    let http = Http::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Env {
+        cluster,
+        db,
+        rest,
+        http,
+    }
+}
+
+impl Env {
+    fn oauth_client(&self, id: &str, secret: &str, auth: AuthType) -> OAuthClient {
+        BasicClient::new(ClientId::new(id.into()))
+            .set_client_secret(ClientSecret::new(secret.into()))
+            .set_token_uri(TokenUrl::new(self.rest.url("/rpc/token")).unwrap())
+            .set_auth_type(auth)
+    }
+
+    fn get_with(&self, path: &str, token: &str) -> Response {
+        self.http
+            .get(self.rest.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    }
+
+    fn post_form(
+        &self,
+        path: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> Response {
+        let mut req = self.http.post(self.rest.url(path)).form(form);
+        if let Some((id, secret)) = basic {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().unwrap()
+    }
+
+    fn token(&self, id: &str, secret: &str) -> String {
+        let client = self.oauth_client(id, secret, AuthType::BasicAuth);
+        client
+            .exchange_client_credentials()
+            .request(&self.http)
+            .unwrap_or_else(|e| panic!("token for {id}: {e:?}"))
+            .access_token()
+            .secret()
+            .clone()
+    }
+}
+
+type OAuthClient = oauth2::Client<
+    oauth2::StandardErrorResponse<BasicErrorResponseType>,
+    oauth2::StandardTokenResponse<oauth2::EmptyExtraTokenFields, oauth2::basic::BasicTokenType>,
+    oauth2::StandardTokenIntrospectionResponse<
+        oauth2::EmptyExtraTokenFields,
+        oauth2::basic::BasicTokenType,
+    >,
+    oauth2::StandardRevocableToken,
+    oauth2::StandardErrorResponse<oauth2::RevocationErrorResponseType>,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+fn body(resp: Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[test]
+fn oauth2_client_gets_tokens_postgrest_accepts_and_revocation_is_honoured() {
+    let env = start("pgrst-flow");
+
+    // The oauth2 crate's client credentials exchange, with HTTP Basic and with body auth.
+    for auth in [AuthType::BasicAuth, AuthType::RequestBody] {
+        let resp = env
+            .oauth_client("api-client", "verysecret", auth.clone())
+            .exchange_client_credentials()
+            .add_scope(Scope::new("notes:read".into()))
+            .request(&env.http)
+            .unwrap_or_else(|e| panic!("{auth:?}: {e:?}"));
+        assert_eq!(resp.token_type().as_ref(), "bearer");
+        assert_eq!(resp.expires_in(), Some(Duration::from_secs(3600)));
+        let scopes: Vec<String> = resp
+            .scopes()
+            .unwrap()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(scopes, ["notes:read"]);
+        let token = resp.access_token().secret();
+        // PostgREST switches to the policy role and applies RLS on the token's scopes.
+        let (status, _, rows) = body(env.get_with("/notes", token));
+        assert_eq!(status, StatusCode::OK, "{rows}");
+        assert_eq!(rows[0]["body"], "hello from the database");
+        // notes:read only: inserting is refused by the RLS policy.
+        let denied = env
+            .http
+            .post(env.rest.url("/notes"))
+            .bearer_auth(token)
+            .json(&json!({ "body": "no write scope" }))
+            .send()
+            .unwrap();
+        assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    }
+
+    // All scopes by default: write works, and RLS sees the client id from the claims.
+    let token = env.token("api-client", "verysecret");
+    let created = env
+        .http
+        .post(env.rest.url("/notes"))
+        .bearer_auth(&token)
+        .header("Prefer", "return=representation")
+        .json(&json!({ "body": "written by a client" }))
+        .send()
+        .unwrap();
+    let (status, _, rows) = body(created);
+    assert_eq!(status, StatusCode::CREATED, "{rows}");
+    assert_eq!(rows[0]["author"], "api-client");
+    let forged_author = env
+        .http
+        .post(env.rest.url("/notes"))
+        .bearer_auth(&token)
+        .json(&json!({ "body": "pretending", "author": "dba" }))
+        .send()
+        .unwrap();
+    assert_eq!(forged_author.status(), StatusCode::FORBIDDEN);
+
+    // Revocation through /rpc/revoke: PostgREST refuses the token right away.
+    let other = env.token("api-client", "verysecret");
+    assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+    let revoked = env.post_form(
+        "/rpc/revoke",
+        Some(("api-client", "verysecret")),
+        &[("token", &token)],
+    );
+    let revoked_at = Instant::now();
+    let (status, headers, _) = body(revoked);
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    let (status, headers, err) = body(env.get_with("/notes", &token));
+    assert!(
+        revoked_at.elapsed() < Duration::from_secs(1),
+        "refused within the same second"
+    );
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        Some("Bearer error=\"invalid_token\", error_description=\"the access token has been revoked\"")
+    );
+    assert_eq!(err["code"], "invalid_token");
+    // ...and only that token: the other one still works.
+    assert_eq!(env.get_with("/notes", &other).status(), StatusCode::OK);
+
+    // A DBA closing the session in SQL has the same effect.
+    let mut db = env.cluster.connect("app");
+    db.execute(
+        "UPDATE oauth.session SET revoked_at = now() WHERE revoked_at IS NULL",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        env.get_with("/notes", &other).status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Refresh tokens through the oauth2 crate.
+    db.execute(
+        "UPDATE oauth.client SET refresh_token = true WHERE id = 'api-client'",
+        &[],
+    )
+    .unwrap();
+    let client = env.oauth_client("api-client", "verysecret", AuthType::BasicAuth);
+    let first = client
+        .exchange_client_credentials()
+        .request(&env.http)
+        .unwrap();
+    let rt = first
+        .refresh_token()
+        .expect("a refresh token")
+        .secret()
+        .clone();
+    let second = client
+        .exchange_refresh_token(&RefreshToken::new(rt.clone()))
+        .request(&env.http)
+        .unwrap();
+    assert_eq!(
+        env.get_with("/notes", second.access_token().secret())
+            .status(),
+        StatusCode::OK
+    );
+    let reused = client
+        .exchange_refresh_token(&RefreshToken::new(rt))
+        .request(&env.http);
+    match reused {
+        Err(RequestTokenError::ServerResponse(e)) => {
+            assert_eq!(*e.error(), BasicErrorResponseType::InvalidGrant)
+        }
+        other => panic!("reuse must be invalid_grant: {other:?}"),
+    }
+    assert_eq!(
+        env.get_with("/notes", second.access_token().secret())
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "reuse revoked the family"
+    );
+}
+
+#[test]
+fn token_endpoint_speaks_rfc6749_errors_and_formats() {
+    let env = start("pgrst-errors");
+    let mut db = env.cluster.connect("app");
+    // Ids and secrets that need escaping in HTTP Basic; a client id with ':' must be a URI
+    // (it becomes the JWT sub, an RFC 7519 StringOrURI).
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('odd id/ü', 'p@ss:w0rd+&=% ü', '{notes:read}', 'jwt'),
+                ('urn:example:a+b&c=d', 'p@ss:w0rd+&=% ü', '{notes:read}', 'jwt');
+         INSERT INTO oauth.policy (client_id, role)
+         VALUES ('odd id/ü', 'api_user'), ('urn:example:a+b&c=d', 'api_user');",
+    )
+    .unwrap();
+    let ok = |resp: Response| {
+        let (status, headers, body) = body(resp);
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+        assert_eq!(header(&headers, "pragma"), Some("no-cache"));
+        assert_eq!(body["token_type"], "Bearer");
+        body
+    };
+    let err = |resp: Response, status: StatusCode, code: &str| {
+        let (got, headers, body) = body(resp);
+        assert_eq!(got, status, "{body}");
+        assert_eq!(body["error"], code, "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+        headers
+    };
+
+    // RFC 6749 §2.3.1: id and secret are form-url-encoded inside HTTP Basic; the oauth2
+    // crate does that, and so must we.
+    for id in ["odd id/ü", "urn:example:a+b&c=d"] {
+        let odd = env.token(id, "p@ss:w0rd+&=% ü");
+        let (status, _, rows) = body(env.get_with("/notes", &odd));
+        assert_eq!(status, StatusCode::OK, "{id}: {rows}");
+    }
+
+    // Body credentials, form-encoded, with registered parameters we do not use.
+    ok(env.post_form(
+        "/rpc/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "api-client"),
+            ("client_secret", "verysecret"),
+            ("state", "ignored"),
+            ("resource", "http://127.0.0.1:3000"),
+        ],
+    ));
+    // A JSON body, as Aidbox takes it, with members nobody registered.
+    let json_body = env
+        .http
+        .post(env.rest.url("/rpc/token"))
+        .json(
+            &json!({ "grant_type": "client_credentials", "client_id": "api-client",
+                       "client_secret": "verysecret", "scope": "notes:read", "x-custom": 1 }),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(ok(json_body)["scope"], "notes:read");
+
+    // invalid_client: 401 + WWW-Authenticate with Basic, 400 with body credentials.
+    let headers = err(
+        env.post_form(
+            "/rpc/token",
+            Some(("api-client", "wrong")),
+            &[("grant_type", "client_credentials")],
+        ),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    assert!(header(&headers, "www-authenticate")
+        .unwrap()
+        .starts_with("Basic realm="));
+    let headers = err(
+        env.post_form(
+            "/rpc/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "api-client"),
+                ("client_secret", "wrong"),
+            ],
+        ),
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+    );
+    assert!(header(&headers, "www-authenticate").is_none());
+    err(
+        env.post_form("/rpc/token", None, &[("grant_type", "client_credentials")]),
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+    );
+    err(
+        env.post_form(
+            "/rpc/token",
+            Some(("nobody", "verysecret")),
+            &[("grant_type", "client_credentials")],
+        ),
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+    );
+    let garbage = env
+        .http
+        .post(env.rest.url("/rpc/token"))
+        .header("Authorization", "Basic !!!")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    err(garbage, StatusCode::UNAUTHORIZED, "invalid_client");
+
+    // The other RFC 6749 §5.2 errors, all 400.
+    let basic = Some(("api-client", "verysecret"));
+    err(
+        env.post_form("/rpc/token", basic, &[("grant_type", "password")]),
+        StatusCode::BAD_REQUEST,
+        "unsupported_grant_type",
+    );
+    err(
+        env.post_form("/rpc/token", basic, &[("scope", "notes:read")]),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    err(
+        env.post_form(
+            "/rpc/token",
+            basic,
+            &[("grant_type", "client_credentials"), ("scope", "admin")],
+        ),
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+    );
+    err(
+        env.post_form(
+            "/rpc/token",
+            basic,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", "verysecret"),
+            ],
+        ),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    err(
+        env.post_form(
+            "/rpc/token",
+            basic,
+            &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+        ),
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    err(
+        env.post_form(
+            "/rpc/token",
+            basic,
+            &[
+                ("grant_type", "client_credentials"),
+                ("audience", "https://elsewhere"),
+            ],
+        ),
+        StatusCode::BAD_REQUEST,
+        "invalid_target",
+    );
+    // A failed request leaves nothing behind (its writes ran in a subtransaction).
+    let sessions: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.session WHERE client_id = 'api-client'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        sessions, 2,
+        "only the two successful api-client requests created sessions"
+    );
+
+    // Introspection needs client authentication.
+    let token = env.token("api-client", "verysecret");
+    let (status, _, intro) = body(env.post_form("/rpc/introspect", basic, &[("token", &token)]));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(intro["active"], true);
+    assert_eq!(intro["client_id"], "api-client");
+    err(
+        env.post_form("/rpc/introspect", None, &[("token", &token)]),
+        StatusCode::BAD_REQUEST,
+        "invalid_client",
+    );
+    err(
+        env.post_form("/rpc/introspect", basic, &[]),
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    let (_, _, junk) = body(env.post_form("/rpc/introspect", basic, &[("token", "junk")]));
+    assert_eq!(junk, json!({ "active": false }));
+
+    // Revocation: only the client's own tokens.
+    err(
+        env.post_form(
+            "/rpc/revoke",
+            Some(("odd%20id%2F%C3%BC", "p%40ss%3Aw0rd%2B%26%3D%25+%C3%BC")),
+            &[("token", &token)],
+        ),
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    assert_eq!(
+        env.get_with("/notes", &token).status(),
+        StatusCode::OK,
+        "not revoked by a stranger"
+    );
+    let (status, _, _) = body(env.post_form(
+        "/rpc/revoke",
+        basic,
+        &[("token", "unknown"), ("token_type_hint", "access_token")],
+    ));
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "unknown tokens are not an error (RFC 7009)"
+    );
+
+    // JWKS and metadata over GET.
+    let (status, headers, jwks) = body(env.http.get(env.rest.url("/rpc/jwks")).send().unwrap());
+    assert_eq!(status, StatusCode::OK);
+    assert!(header(&headers, "cache-control")
+        .unwrap()
+        .contains("max-age"));
+    assert!(!jwks["keys"].as_array().unwrap().is_empty());
+    assert!(!jwks.to_string().contains("\"d\""), "no private members");
+    let (status, _, md) = body(env.http.get(env.rest.url("/rpc/metadata")).send().unwrap());
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(md["issuer"], "http://127.0.0.1:3000");
+    assert_eq!(md["token_endpoint"], "http://127.0.0.1:3000/rpc/token");
+    // The token endpoint is POST only (RFC 6749 §3.2); PostgREST would run a GET.
+    let get = env
+        .http
+        .get(env.rest.url("/rpc/token?grant_type=client_credentials"))
+        .basic_auth("api-client", Some("verysecret"))
+        .send()
+        .unwrap();
+    err(get, StatusCode::BAD_REQUEST, "invalid_request");
+
+    // Tokens PostgREST must not accept: another audience (jwt-aud), and opaque tokens.
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, token_format, audience)
+         VALUES ('elsewhere', 'verysecret', 'jwt', '{https://other.example}');
+         INSERT INTO oauth.client (id, secret) VALUES ('opaque', 'verysecret');",
+    )
+    .unwrap();
+    let foreign = env.token("elsewhere", "verysecret");
+    assert_eq!(
+        env.get_with("/notes", &foreign).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let opaque = env.token("opaque", "verysecret");
+    assert_eq!(
+        env.get_with("/notes", &opaque).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    drop(env.db);
+}
+
+#[test]
+fn key_rotation_reaches_postgrest_without_restart() {
+    let env = start("pgrst-rotate");
+    let mut db = env.cluster.connect("app");
+    let before = env.token("api-client", "verysecret");
+    assert_eq!(env.get_with("/notes", &before).status(), StatusCode::OK);
+    let reloads = env.rest.log().matches("Config reloaded").count();
+    for round in 1..=2 {
+        db.query_one("SELECT oauth.rotate_signing_key()", &[])
+            .unwrap();
+        env.rest.wait_for_config_reloads(reloads + round);
+        let after = env.token("api-client", "verysecret");
+        assert_ne!(kid(&after), kid(&before));
+        assert_eq!(
+            env.get_with("/notes", &after).status(),
+            StatusCode::OK,
+            "round {round}: new key"
+        );
+        assert_eq!(
+            env.get_with("/notes", &before).status(),
+            StatusCode::OK,
+            "round {round}: old key"
+        );
+    }
+    // Withdrawing a key stops its tokens at PostgREST too.
+    db.execute(
+        "DELETE FROM oauth.signing_key WHERE kid = $1",
+        &[&kid(&before)],
+    )
+    .unwrap();
+    env.rest.wait_for_config_reloads(reloads + 3);
+    assert_eq!(
+        env.get_with("/notes", &before).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    drop(env.db);
+}
+
+fn kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
