@@ -76,6 +76,10 @@ CREATE TABLE oauth.client (
         CHECK (refresh_token_expiration > 0),
     CONSTRAINT jwks_is_jwk_set
         CHECK (jwks IS NULL OR jsonb_typeof(jwks -> 'keys') = 'array'),
+    -- Only public keys: a private member (or a symmetric key) must never be stored here.
+    CONSTRAINT jwks_public_only
+        CHECK (jwks IS NULL OR NOT jsonb_path_exists(jwks,
+            '$.keys[*] ? (exists(@.d) || exists(@.p) || exists(@.q) || exists(@.k) || @.kty == "oct")')),
     CONSTRAINT previous_secret_has_expiry
         CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
 );
@@ -186,3 +190,61 @@ COMMENT ON TABLE oauth.refresh_family IS
     'Refresh token families (one per grant). Revoke with UPDATE ... SET revoked_at = now().';
 COMMENT ON TABLE oauth.refresh_token IS
     'Refresh tokens (SHA-256 only). used_at is set when a token is exchanged for its successor.';
+
+-- FHIR resource types that SMART wildcard scopes (system/*.read) expand to. Data, not code:
+-- a DBA adds or removes types (e.g. for R5 or custom resources) with INSERT/DELETE.
+CREATE TABLE oauth.fhir_resource_type (
+    name text PRIMARY KEY CONSTRAINT fhir_resource_type_name CHECK (name ~ '^[A-Z][A-Za-z0-9]*$')
+);
+
+COMMENT ON TABLE oauth.fhir_resource_type IS
+    'Resource types SMART wildcard scopes expand to; seeded with the FHIR R4 (4.0.1) resource types.';
+
+INSERT INTO oauth.fhir_resource_type (name) VALUES
+    ('Account'), ('ActivityDefinition'), ('AdverseEvent'), ('AllergyIntolerance'),
+    ('Appointment'), ('AppointmentResponse'), ('AuditEvent'), ('Basic'), ('Binary'),
+    ('BiologicallyDerivedProduct'), ('BodyStructure'), ('Bundle'), ('CapabilityStatement'),
+    ('CarePlan'), ('CareTeam'), ('CatalogEntry'), ('ChargeItem'), ('ChargeItemDefinition'),
+    ('Claim'), ('ClaimResponse'), ('ClinicalImpression'), ('CodeSystem'), ('Communication'),
+    ('CommunicationRequest'), ('CompartmentDefinition'), ('Composition'), ('ConceptMap'),
+    ('Condition'), ('Consent'), ('Contract'), ('Coverage'), ('CoverageEligibilityRequest'),
+    ('CoverageEligibilityResponse'), ('DetectedIssue'), ('Device'), ('DeviceDefinition'),
+    ('DeviceMetric'), ('DeviceRequest'), ('DeviceUseStatement'), ('DiagnosticReport'),
+    ('DocumentManifest'), ('DocumentReference'), ('EffectEvidenceSynthesis'), ('Encounter'),
+    ('Endpoint'), ('EnrollmentRequest'), ('EnrollmentResponse'), ('EpisodeOfCare'),
+    ('EventDefinition'), ('Evidence'), ('EvidenceVariable'), ('ExampleScenario'),
+    ('ExplanationOfBenefit'), ('FamilyMemberHistory'), ('Flag'), ('Goal'), ('GraphDefinition'),
+    ('Group'), ('GuidanceResponse'), ('HealthcareService'), ('ImagingStudy'), ('Immunization'),
+    ('ImmunizationEvaluation'), ('ImmunizationRecommendation'), ('ImplementationGuide'),
+    ('InsurancePlan'), ('Invoice'), ('Library'), ('Linkage'), ('List'), ('Location'),
+    ('Measure'), ('MeasureReport'), ('Media'), ('Medication'), ('MedicationAdministration'),
+    ('MedicationDispense'), ('MedicationKnowledge'), ('MedicationRequest'),
+    ('MedicationStatement'), ('MedicinalProduct'), ('MedicinalProductAuthorization'),
+    ('MedicinalProductContraindication'), ('MedicinalProductIndication'),
+    ('MedicinalProductIngredient'), ('MedicinalProductInteraction'),
+    ('MedicinalProductManufactured'), ('MedicinalProductPackaged'),
+    ('MedicinalProductPharmaceutical'), ('MedicinalProductUndesirableEffect'),
+    ('MessageDefinition'), ('MessageHeader'), ('MolecularSequence'), ('NamingSystem'),
+    ('NutritionOrder'), ('Observation'), ('ObservationDefinition'), ('OperationDefinition'),
+    ('OperationOutcome'), ('Organization'), ('OrganizationAffiliation'), ('Parameters'),
+    ('Patient'), ('PaymentNotice'), ('PaymentReconciliation'), ('Person'), ('PlanDefinition'),
+    ('Practitioner'), ('PractitionerRole'), ('Procedure'), ('Provenance'), ('Questionnaire'),
+    ('QuestionnaireResponse'), ('RelatedPerson'), ('RequestGroup'), ('ResearchDefinition'),
+    ('ResearchElementDefinition'), ('ResearchStudy'), ('ResearchSubject'), ('RiskAssessment'),
+    ('RiskEvidenceSynthesis'), ('Schedule'), ('SearchParameter'), ('ServiceRequest'), ('Slot'),
+    ('Specimen'), ('SpecimenDefinition'), ('StructureDefinition'), ('StructureMap'),
+    ('Subscription'), ('Substance'), ('SubstanceNucleicAcid'), ('SubstancePolymer'),
+    ('SubstanceProtein'), ('SubstanceReferenceInformation'), ('SubstanceSourceMaterial'),
+    ('SubstanceSpecification'), ('SupplyDelivery'), ('SupplyRequest'), ('Task'),
+    ('TerminologyCapabilities'), ('TestReport'), ('TestScript'), ('ValueSet'),
+    ('VerificationResult'), ('VisionPrescription');
+
+-- jti values of client assertions seen (RFC 7523 §3: no replay until they expire).
+CREATE TABLE oauth.client_assertion_jti (
+    client_id   text NOT NULL,
+    jti         text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (client_id, jti)
+);
+
+CREATE INDEX client_assertion_jti_expires_at_idx ON oauth.client_assertion_jti (expires_at);

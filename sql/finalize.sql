@@ -212,7 +212,10 @@ GRANT SELECT (kid, alg, public_jwk, state, created_at, activated_at, retired_at,
     ON oauth.signing_key TO oauth_admin;
 GRANT DELETE ON oauth.signing_key TO oauth_admin;
 
-GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_signing_key, oauth.ensure_signing_keys
+GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
+GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
+GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
+    oauth.rotate_signing_key, oauth.ensure_signing_keys
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata

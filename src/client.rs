@@ -34,6 +34,8 @@ pub struct Client {
     pub grant_types: Vec<String>,
     pub scope: Vec<String>,
     pub audience: Vec<String>,
+    /// `type = 'smart-app'`: SMART on FHIR scope rules apply.
+    pub smart: bool,
     pub token_format: TokenFormat,
     pub jwt_alg: Option<String>,
     pub access_token_expiration: i32,
@@ -48,7 +50,7 @@ pub struct Client {
 static LOAD_CLIENT: Statement = Statement::new(
     "SELECT c.secret,
             CASE WHEN c.previous_secret_expires_at > pg_catalog.now() THEN c.previous_secret END,
-            c.grant_types, c.scope, c.audience, c.token_format, c.jwt_alg,
+            c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format, c.jwt_alg,
             c.access_token_expiration, c.refresh_token, c.refresh_token_expiration, c.active,
             p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper)
        FROM oauth.client c
@@ -71,17 +73,18 @@ pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
         grant_types: row.get(3)?.unwrap_or_default(),
         scope: row.get(4)?.unwrap_or_default(),
         audience: row.get(5)?.unwrap_or_default(),
-        token_format: match row.get::<String>(6)?.as_deref() {
+        smart: row.get(6)?.unwrap_or(false),
+        token_format: match row.get::<String>(7)?.as_deref() {
             Some("jwt") => TokenFormat::Jwt,
             _ => TokenFormat::Opaque,
         },
-        jwt_alg: row.get(7)?,
-        access_token_expiration: row.get(8)?.unwrap_or(3600),
-        refresh_token: row.get(9)?.unwrap_or(false),
-        refresh_token_expiration: row.get(10)?.unwrap_or(86400),
-        active: row.get(11)?.unwrap_or(false),
-        role: row.get(12)?,
-        role_usable: row.get(13)?.unwrap_or(false),
+        jwt_alg: row.get(8)?,
+        access_token_expiration: row.get(9)?.unwrap_or(3600),
+        refresh_token: row.get(10)?.unwrap_or(false),
+        refresh_token_expiration: row.get(11)?.unwrap_or(86400),
+        active: row.get(12)?.unwrap_or(false),
+        role: row.get(13)?,
+        role_usable: row.get(14)?.unwrap_or(false),
     }))
 }
 
@@ -97,18 +100,30 @@ impl Client {
     }
 }
 
-/// How a client proved its identity in a request.
+/// How a client proves its identity in a request.
 pub enum Credentials<'a> {
-    Secret { client_id: &'a str, secret: &'a str },
+    Secret {
+        client_id: &'a str,
+        secret: &'a str,
+    },
+    Assertion {
+        client_id: Option<&'a str>,
+        assertion_type: &'a str,
+        assertion: &'a str,
+    },
 }
 
 /// Authenticate a client. Unknown clients, clients without a secret and wrong secrets
 /// all fail with the same error after the same argon2 work.
-pub fn authenticate(spi: &SpiClient<'_>, credentials: Credentials<'_>) -> Result<Client> {
-    let Credentials::Secret {
-        client_id,
-        secret: presented,
-    } = credentials;
+pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Result<Client> {
+    let (client_id, presented) = match credentials {
+        Credentials::Secret { client_id, secret } => (client_id, secret),
+        Credentials::Assertion {
+            client_id,
+            assertion_type,
+            assertion,
+        } => return crate::assertion::authenticate(spi, client_id, assertion_type, assertion),
+    };
     let client = load(spi, client_id)?;
     let verified = match &client {
         Some(Client {
@@ -135,15 +150,30 @@ pub fn authenticate(spi: &SpiClient<'_>, credentials: Credentials<'_>) -> Result
     }
 }
 
-/// Parse the credentials of a request from its parameters.
+/// The credentials a request carries: a client secret or a client assertion (RFC 7521),
+/// never both.
 pub fn credentials_from<'a>(
     client_id: Option<&'a str>,
     client_secret: Option<&'a str>,
+    assertion_type: Option<&'a str>,
+    assertion: Option<&'a str>,
 ) -> Result<Credentials<'a>> {
-    match (client_id, client_secret) {
-        (Some(client_id), Some(secret)) => Ok(Credentials::Secret { client_id, secret }),
-        (None, _) | (_, None) => Err(OAuthError::InvalidClient(
-            "client authentication is required (client_id and client_secret)".into(),
+    match (client_id, client_secret, assertion_type, assertion) {
+        (_, Some(_), Some(_), _) | (_, Some(_), _, Some(_)) => Err(OAuthError::InvalidRequest(
+            "use one client authentication method: a client_secret or a client_assertion".into(),
+        )),
+        (client_id, None, Some(assertion_type), Some(assertion)) => {
+            Ok(Credentials::Assertion { client_id, assertion_type, assertion })
+        }
+        (_, None, Some(_), None) | (_, None, None, Some(_)) => Err(OAuthError::InvalidClient(
+            "client_assertion and client_assertion_type go together".into(),
+        )),
+        (Some(client_id), Some(secret), None, None) => {
+            Ok(Credentials::Secret { client_id, secret })
+        }
+        _ => Err(OAuthError::InvalidClient(
+            "client authentication is required (client_id and client_secret, or a client_assertion)"
+                .into(),
         )),
     }
 }
@@ -203,6 +233,39 @@ fn client_before_write<'a>(
         )?;
     }
     Ok(Some(new))
+}
+
+/// Replace a client's secret with a generated one and return it (once). The previous
+/// secret keeps working for `grace`; an UPDATE of `secret` ends that grace at once.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_client_secret(
+    client_id: &str,
+    grace: default!(pgrx::datum::Interval, "'1 hour'"),
+) -> String {
+    let secret = secret::generate();
+    let rotated = Spi::connect_mut(|spi| -> Result<bool> {
+        let table = spi.update(
+            "UPDATE oauth.client
+                SET previous_secret = secret,
+                    previous_secret_expires_at = pg_catalog.now() + $2,
+                    secret = $3
+              WHERE id = $1 AND secret IS NOT NULL AND $2 >= interval '0'
+              RETURNING 1",
+            None,
+            &[client_id.into(), grace.into(), secret.as_str().into()],
+        )?;
+        Ok(!table.is_empty())
+    })
+    .or_raise();
+    if !rotated {
+        OAuthError::InvalidRequest(format!(
+            "no client {} with a secret to rotate (and the grace period must not be negative)",
+            crate::scope::quoted(client_id)
+        ))
+        .raise();
+    }
+    secret
 }
 
 /// Register a client with a generated secret and return the secret. This is the only

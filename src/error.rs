@@ -85,7 +85,7 @@ impl OAuthError {
     fn hint(&self) -> Option<&'static str> {
         match self {
             Self::InvalidClient(_) => Some(
-                "Check client_id and client_secret, and that the client is active in oauth.client.",
+                "Check the client's credentials (secret or assertion) and that it is active in oauth.client.",
             ),
             Self::UnauthorizedClient(_) => {
                 Some("Enable the grant in oauth.client.grant_types (or refresh_token for refresh).")

@@ -18,6 +18,7 @@ use crate::db::{JsonbText, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::keys;
 use crate::metadata;
+use crate::scope;
 use crate::session;
 use crate::token::{self, TokenRequest};
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
@@ -161,16 +162,17 @@ impl From<OAuthError> for Failure {
     }
 }
 
-/// RFC 6749 §2.3: HTTP Basic or client_id/client_secret in the body, never both.
+/// RFC 6749 §2.3: HTTP Basic, client_id/client_secret in the body, or a client assertion
+/// (RFC 7521) — exactly one.
 fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
     require_post()?;
     let basic = basic_credentials(authorization().as_deref())
         .map_err(|err| Failure { err, basic: true })?;
     match basic {
         Some((id, secret)) => {
-            if params.get("client_secret").is_some() {
+            if params.get("client_secret").is_some() || params.get("client_assertion").is_some() {
                 return Err(OAuthError::InvalidRequest(
-                    "use one client authentication method: HTTP Basic or client_secret, not both"
+                    "use one client authentication method: HTTP Basic, client_secret or client_assertion"
                         .into(),
                 )
                 .into());
@@ -197,7 +199,7 @@ fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
 
 /// Authenticate the calling client (revocation and introspection); returns its id.
 fn authenticated_client(
-    spi: &SpiClient<'_>,
+    spi: &mut SpiClient<'_>,
     params: &Params,
 ) -> std::result::Result<String, Failure> {
     let auth = client_auth(params)?;
@@ -205,9 +207,13 @@ fn authenticated_client(
         err,
         basic: auth.basic,
     };
-    let credentials =
-        client::credentials_from(auth.client_id.as_deref(), auth.client_secret.as_deref())
-            .map_err(fail)?;
+    let credentials = client::credentials_from(
+        auth.client_id.as_deref(),
+        auth.client_secret.as_deref(),
+        params.get("client_assertion_type"),
+        params.get("client_assertion"),
+    )
+    .map_err(fail)?;
     Ok(client::authenticate(spi, credentials).map_err(fail)?.id)
 }
 
@@ -278,6 +284,8 @@ fn token_endpoint(params: &Params) -> Result<Value> {
                 // RFC 8707 `resource` names the audience too.
                 audience: params.get("audience").or(params.get("resource")),
                 refresh_token: params.get("refresh_token"),
+                client_assertion_type: params.get("client_assertion_type"),
+                client_assertion: params.get("client_assertion"),
             };
             token::issue(spi, &req).map_err(|err| Failure {
                 err,
@@ -307,9 +315,12 @@ fn revocation_endpoint(params: &Params) -> Result<Value> {
 }
 
 fn introspection_endpoint(params: &Params) -> Result<Value> {
-    answer(Spi::connect(|spi| {
-        authenticated_client(spi, params)?;
-        Ok(token::introspect(spi, required(params, "token")?))
+    // A subtransaction: authenticating by assertion records its jti.
+    answer(atomically(|| {
+        Spi::connect_mut(|spi| {
+            authenticated_client(spi, params)?;
+            Ok(token::introspect(spi, required(params, "token")?))
+        })
     }))
 }
 
@@ -429,26 +440,28 @@ fn request_scopes() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Whether the current PostgREST request's token was granted `scope`; for RLS policies.
+/// Whether the current PostgREST request's token was granted `scope`, with wildcard and
+/// SMART semantics (`system/Patient.rs` satisfies `system/Patient.read`); for RLS policies.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn has_scope(scope: &str) -> bool {
-    request_scopes().iter().any(|s| s == scope)
+    scope::satisfies(&request_scopes(), scope)
 }
 
-/// Whether the token was granted any / all of `scopes`.
+/// Whether the token satisfies any of `scopes`.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn has_any_scope(scopes: Vec<String>) -> bool {
     let granted = request_scopes();
-    scopes.iter().any(|s| granted.contains(s))
+    scopes.iter().any(|s| scope::satisfies(&granted, s))
 }
 
+/// Whether the token satisfies all of `scopes`.
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 fn has_all_scopes(scopes: Vec<String>) -> bool {
     let granted = request_scopes();
-    scopes.iter().all(|s| granted.contains(s))
+    scopes.iter().all(|s| scope::satisfies(&granted, s))
 }
 
 #[cfg(test)]

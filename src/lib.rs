@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+mod assertion;
 mod autonomous;
 mod client;
 mod db;

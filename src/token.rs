@@ -24,6 +24,8 @@ pub struct TokenRequest<'a> {
     pub scope: Option<&'a str>,
     pub audience: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
+    pub client_assertion_type: Option<&'a str>,
+    pub client_assertion: Option<&'a str>,
 }
 
 enum Grant {
@@ -48,7 +50,12 @@ fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
 /// Handle a token request; returns the RFC 6749 §5.1 response body.
 pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     let grant = grant_of(req.grant_type)?;
-    let credentials = client::credentials_from(req.client_id, req.client_secret)?;
+    let credentials = client::credentials_from(
+        req.client_id,
+        req.client_secret,
+        req.client_assertion_type,
+        req.client_assertion,
+    )?;
     let client = client::authenticate(spi, credentials)?;
     let now_us = db::now_micros();
     // What the access token gets, and what a refresh token (if any) keeps: RFC 6749 §6
@@ -60,7 +67,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
                     "the client_credentials grant is not enabled for this client".into(),
                 ));
             }
-            let scopes = scope::grant(&client.scope, scope::parse(req.scope)?)?;
+            let scopes = scope::grant(spi, &client.scope, client.smart, scope::parse(req.scope)?)?;
             let audience = resolve_audience(&client, req.audience)?;
             let refresh_grant = if client.refresh_enabled() {
                 let family = refresh::new_family(spi, &client.id, now_us)?;
@@ -445,6 +452,7 @@ pub fn introspect(spi: &SpiClient<'_>, token: &str) -> Value {
 /// in the message and a SQLSTATE per code (see README).
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521 token request parameter
 fn auth_token(
     grant_type: Option<&str>,
     client_id: default!(Option<&str>, "NULL"),
@@ -452,6 +460,8 @@ fn auth_token(
     scope: default!(Option<&str>, "NULL"),
     audience: default!(Option<&str>, "NULL"),
     refresh_token: default!(Option<&str>, "NULL"),
+    client_assertion_type: default!(Option<&str>, "NULL"),
+    client_assertion: default!(Option<&str>, "NULL"),
 ) -> JsonbText {
     let req = TokenRequest {
         grant_type,
@@ -460,6 +470,8 @@ fn auth_token(
         scope,
         audience,
         refresh_token,
+        client_assertion_type,
+        client_assertion,
     };
     JsonbText::from_value(&Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
 }

@@ -1,0 +1,197 @@
+//! private_key_jwt client authentication (RFC 7523 §2.2, RFC 7521; SMART Backend
+//! Services): the client signs a short-lived JWT with a key whose public part it registered
+//! in `oauth.client.jwks`. Keys are registered by value only (no `jku`/`jwks_uri`: the
+//! database does not fetch URLs).
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
+use pgrx::pg_sys::BuiltinOid::{TEXTOID, TIMESTAMPTZOID};
+use pgrx::spi::SpiClient;
+use serde::Deserialize;
+
+use crate::client::{self, Client};
+use crate::db::{self, Statement};
+use crate::error::{OAuthError, Result};
+use crate::gucs;
+use crate::scope::quoted;
+
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Longest an assertion may live, counted from now (SMART: "no more than five minutes").
+const MAX_LIFETIME: i64 = 300;
+
+/// Assertion algorithms: SMART requires RS384 and ES384; the rest are common.
+pub const ALGORITHMS: [Algorithm; 7] = [
+    Algorithm::RS384,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::ES256,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::EdDSA,
+];
+
+pub fn algorithm_names() -> Vec<String> {
+    ALGORITHMS.iter().map(|a| format!("{a:?}")).collect()
+}
+
+#[derive(Deserialize)]
+struct Unverified {
+    iss: Option<String>,
+    sub: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    exp: i64,
+    jti: Option<String>,
+}
+
+fn fail(description: impl Into<String>) -> OAuthError {
+    OAuthError::InvalidClient(description.into())
+}
+
+static LOAD_JWKS: Statement =
+    Statement::new("SELECT jwks FROM oauth.client WHERE id = $1", &[TEXTOID]);
+
+static REMEMBER_JTI: Statement = Statement::new(
+    "INSERT INTO oauth.client_assertion_jti (client_id, jti, expires_at)
+     VALUES ($1, $2, $3)
+     ON CONFLICT DO NOTHING
+     RETURNING 1",
+    &[TEXTOID, TEXTOID, TIMESTAMPTZOID],
+);
+
+/// Authenticate a client by its assertion; `client_id`, if the request carries one, must
+/// name the same client.
+pub fn authenticate(
+    spi: &mut SpiClient<'_>,
+    client_id: Option<&str>,
+    assertion_type: &str,
+    assertion: &str,
+) -> Result<Client> {
+    if assertion_type != JWT_BEARER {
+        return Err(fail(format!(
+            "unsupported client_assertion_type {}; use {JWT_BEARER}",
+            quoted(assertion_type)
+        )));
+    }
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| fail("the client assertion is not a JWT"))?;
+    let unverified: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(assertion)
+        .map_err(|_| fail("the client assertion's claims are not readable"))?;
+    let (Some(iss), Some(sub)) = (unverified.iss, unverified.sub) else {
+        return Err(fail(
+            "the client assertion needs iss and sub (the client id)",
+        ));
+    };
+    if iss != sub {
+        return Err(fail(
+            "the client assertion's iss and sub must both be the client id",
+        ));
+    }
+    if client_id.is_some_and(|id| id != iss) {
+        return Err(fail("client_id differs from the client assertion's iss"));
+    }
+    if !ALGORITHMS.contains(&header.alg) {
+        return Err(fail(format!(
+            "client assertions signed with {:?} are not accepted; use one of {}",
+            header.alg,
+            algorithm_names().join(", ")
+        )));
+    }
+    let token_endpoint = gucs::endpoint("token").ok_or_else(|| {
+        OAuthError::ServerError("pg_oauth.issuer must be set to accept client assertions".into())
+    })?;
+
+    let client = client::load(spi, &iss)?;
+    let jwks: Option<pgrx::JsonB> = LOAD_JWKS
+        .query(spi, &[iss.as_str().into()])?
+        .first()
+        .get(1)?;
+    let (Some(client), Some(jwks)) = (client, jwks) else {
+        return Err(fail(
+            "no client with registered keys is the client assertion's issuer",
+        ));
+    };
+    let set: JwkSet = serde_json::from_value(jwks.0)
+        .map_err(|_| fail("the client's registered jwks is not a usable JWK Set"))?;
+    let jwk = match header.kid.as_deref() {
+        Some(kid) => set.find(kid).ok_or_else(|| {
+            fail(format!(
+                "no key registered for this client has kid {}",
+                quoted(kid)
+            ))
+        })?,
+        None if set.keys.len() == 1 => &set.keys[0],
+        None => return Err(fail("the client assertion's header needs a kid")),
+    };
+    if let Some(key_alg) = jwk.common.key_algorithm {
+        if format!("{key_alg:?}") != format!("{:?}", header.alg) {
+            return Err(fail(format!(
+                "the key is registered for {key_alg:?}, not {:?}",
+                header.alg
+            )));
+        }
+    }
+    let key = DecodingKey::from_jwk(jwk)
+        .map_err(|_| fail("the registered key cannot verify this algorithm"))?;
+
+    let mut validation = Validation::new(header.alg);
+    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    validation.set_audience(&[token_endpoint.as_str()]);
+    validation.set_issuer(&[iss.as_str()]);
+    validation.sub = Some(iss.clone());
+    validation.validate_nbf = true;
+    validation.leeway = u64::try_from(gucs::LEEWAY.get()).unwrap_or(0);
+    let data = jsonwebtoken::decode::<Claims>(assertion, &key, &validation).map_err(|e| {
+        fail(match e.kind() {
+            ErrorKind::InvalidSignature => {
+                "the client assertion's signature does not verify".into()
+            }
+            ErrorKind::ExpiredSignature => "the client assertion has expired".into(),
+            ErrorKind::ImmatureSignature => "the client assertion is not valid yet (nbf)".into(),
+            ErrorKind::InvalidAudience => {
+                format!("the client assertion's aud must be the token endpoint {token_endpoint}")
+            }
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidSubject => {
+                "the client assertion's iss and sub must both be the client id".into()
+            }
+            ErrorKind::MissingRequiredClaim(claim) => {
+                format!("the client assertion has no {claim} claim")
+            }
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+                "the registered key does not fit the assertion's algorithm".into()
+            }
+            other => format!("invalid client assertion ({other:?})"),
+        })
+    })?;
+    let now = db::now_micros() / 1_000_000;
+    if data.claims.exp > now + MAX_LIFETIME + i64::from(gucs::LEEWAY.get()) {
+        return Err(fail(format!(
+            "the client assertion expires more than {MAX_LIFETIME} seconds from now"
+        )));
+    }
+    let jti = data
+        .claims
+        .jti
+        .filter(|j| !j.is_empty() && j.len() <= 255)
+        .ok_or_else(|| fail("the client assertion needs a jti of at most 255 characters"))?;
+    let fresh = !REMEMBER_JTI
+        .execute(
+            spi,
+            &[
+                iss.as_str().into(),
+                jti.as_str().into(),
+                db::timestamptz(data.claims.exp * 1_000_000).into(),
+            ],
+        )?
+        .is_empty();
+    if !fresh {
+        return Err(fail("the client assertion was already used (jti replay)"));
+    }
+    if !client.active {
+        return Err(fail("client is inactive"));
+    }
+    Ok(client)
+}
