@@ -1,7 +1,7 @@
 -- pg_oauth triggers and privileges. Loaded after every function exists.
 
 ALTER FUNCTION oauth.client_before_write() SET search_path = pg_catalog, pg_temp;
-ALTER FUNCTION oauth.signing_key_changed() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION oauth.invalidate_caches() SET search_path = pg_catalog, pg_temp;
 
 CREATE TRIGGER client_before_write
     BEFORE INSERT OR UPDATE ON oauth.client
@@ -79,11 +79,18 @@ CREATE TRIGGER policy_check_role
     BEFORE INSERT OR UPDATE ON oauth.policy
     FOR EACH ROW EXECUTE FUNCTION oauth.policy_check_role();
 
--- Backends cache parsed signing keys; any change to the table invalidates those caches
--- (through PostgreSQL's relcache invalidation, so it is transactional and cluster-wide).
+-- Backends cache clients (with their policy) and parsed signing keys; any change to these
+-- tables invalidates those caches (through PostgreSQL's relcache invalidation, so it is
+-- transactional and reaches every backend). See src/cache.rs.
+CREATE TRIGGER client_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client
+    FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
+CREATE TRIGGER policy_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.policy
+    FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 CREATE TRIGGER signing_key_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.signing_key
-    FOR EACH STATEMENT EXECUTE FUNCTION oauth.signing_key_changed();
+    FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 
 -- PostgREST db-pre-request: refuse requests whose token's session was revoked or deleted,
 -- with 401 and an RFC 6750 WWW-Authenticate challenge (PostgREST turns a PGRST error into

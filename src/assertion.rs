@@ -9,6 +9,8 @@ use pgrx::pg_sys::BuiltinOid::{TEXTOID, TIMESTAMPTZOID};
 use pgrx::spi::SpiClient;
 use serde::Deserialize;
 
+use std::rc::Rc;
+
 use crate::client::{self, Client};
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, Result};
@@ -69,7 +71,7 @@ pub fn authenticate(
     client_id: Option<&str>,
     assertion_type: &str,
     assertion: &str,
-) -> Result<Client> {
+) -> Result<Rc<Client>> {
     if assertion_type != JWT_BEARER {
         return Err(fail(format!(
             "unsupported client_assertion_type {}; use {JWT_BEARER}",

@@ -2,10 +2,15 @@
 //! keeps secrets write-only, and `oauth.create_client`.
 
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::db::Statement;
+use crate::cache;
+use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result, CLIENT_AUTH_FAILED};
 use crate::secret;
 
@@ -29,8 +34,8 @@ impl TokenFormat {
 pub struct Client {
     pub id: String,
     pub secret: Option<String>,
-    /// The previous secret, only while its rotation grace period lasts.
-    pub previous_secret: Option<String>,
+    /// The previous secret and, in Unix microseconds, the end of its grace period.
+    previous_secret: Option<(String, i64)>,
     pub grant_types: Vec<String>,
     pub scope: Vec<String>,
     pub audience: Vec<String>,
@@ -48,11 +53,10 @@ pub struct Client {
 }
 
 static LOAD_CLIENT: Statement = Statement::new(
-    "SELECT c.secret,
-            CASE WHEN c.previous_secret_expires_at > pg_catalog.now() THEN c.previous_secret END,
+    "SELECT c.secret, c.previous_secret,
             c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format, c.jwt_alg,
             c.access_token_expiration, c.refresh_token, c.refresh_token_expiration, c.active,
-            p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper)
+            p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper), c.previous_secret_expires_at
        FROM oauth.client c
        LEFT JOIN oauth.policy p ON p.client_id = c.id
        LEFT JOIN pg_catalog.pg_roles r ON r.rolname = p.role
@@ -60,16 +64,65 @@ static LOAD_CLIENT: Statement = Statement::new(
     &[TEXTOID],
 );
 
+/// Clients as loaded, per backend; dropped on any change to oauth.client, oauth.policy or
+/// a role (see cache.rs), so a cached row is never older than the committed one.
+struct ClientCache {
+    generation: u64,
+    clients: HashMap<String, Rc<Client>>,
+}
+
+thread_local! {
+    static CLIENTS: RefCell<ClientCache> = RefCell::new(ClientCache {
+        generation: 0,
+        clients: HashMap::new(),
+    });
+}
+
+/// Bound on cached clients per backend; the cache is cleared when full.
+const CACHE_CAPACITY: usize = 10_000;
+
 /// Load a client by id; `None` when there is no such client.
-pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
+pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Rc<Client>>> {
+    let generation = cache::client_generation();
+    let cached = CLIENTS.with_borrow_mut(|c| {
+        if c.generation != generation {
+            c.clients.clear();
+            c.generation = generation;
+        }
+        c.clients.get(client_id).cloned()
+    });
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    let Some(client) = load_from_table(spi, client_id)? else {
+        return Ok(None);
+    };
+    let client = Rc::new(client);
+    // Keep it only if no invalidation arrived while it was being read.
+    CLIENTS.with_borrow_mut(|c| {
+        if c.generation == cache::client_generation() {
+            if c.clients.len() >= CACHE_CAPACITY {
+                c.clients.clear();
+            }
+            c.clients.insert(client_id.to_owned(), client.clone());
+        }
+    });
+    Ok(Some(client))
+}
+
+fn load_from_table(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
     let table = LOAD_CLIENT.query(spi, &[client_id.into()])?;
     let Some(row) = table.into_iter().next() else {
         return Ok(None);
     };
+    let previous: Option<String> = row.get(2)?;
+    let previous_until = row
+        .get::<TimestampWithTimeZone>(15)?
+        .map(|ts| db::unix_seconds(ts) * 1_000_000);
     Ok(Some(Client {
         id: client_id.to_owned(),
         secret: row.get(1)?,
-        previous_secret: row.get(2)?,
+        previous_secret: previous.zip(previous_until),
         grant_types: row.get(3)?.unwrap_or_default(),
         scope: row.get(4)?.unwrap_or_default(),
         audience: row.get(5)?.unwrap_or_default(),
@@ -89,6 +142,14 @@ pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
 }
 
 impl Client {
+    /// The previous secret, while its rotation grace period lasts.
+    pub fn previous_secret(&self) -> Option<&str> {
+        self.previous_secret
+            .as_ref()
+            .filter(|(_, until)| *until > db::now_micros())
+            .map(|(hash, _)| hash.as_str())
+    }
+
     pub fn has_grant(&self, grant: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant)
     }
@@ -115,7 +176,7 @@ pub enum Credentials<'a> {
 
 /// Authenticate a client. Unknown clients, clients without a secret and wrong secrets
 /// all fail with the same error after the same argon2 work.
-pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Result<Client> {
+pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Result<Rc<Client>> {
     let (client_id, presented) = match credentials {
         Credentials::Secret { client_id, secret } => (client_id, secret),
         Credentials::Assertion {
@@ -125,15 +186,15 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
         } => return crate::assertion::authenticate(spi, client_id, assertion_type, assertion),
     };
     let client = load(spi, client_id)?;
-    let verified = match &client {
-        Some(Client {
-            secret: Some(stored),
-            previous_secret,
-            ..
-        }) => {
+    let verified = match client.as_deref() {
+        Some(
+            c @ Client {
+                secret: Some(stored),
+                ..
+            },
+        ) => {
             secret::verify(client_id, stored, presented)
-                || previous_secret
-                    .as_deref()
+                || c.previous_secret()
                     .is_some_and(|previous| secret::verify(client_id, previous, presented))
         }
         _ => secret::verify_dummy(presented),

@@ -81,6 +81,18 @@ pub fn issuer() -> Option<String> {
     string(&ISSUER)
 }
 
+/// Run `f` with the issuer, read in place (no copy: this is on the verification path).
+pub fn with_issuer<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    // SAFETY: the GUC machinery owns the string and does not change it while we run.
+    let raw = unsafe { *ISSUER.as_ptr() };
+    let issuer = (!raw.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_str().ok())
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    f(issuer)
+}
+
 /// `<api_url or issuer>/rpc/<name>`, the public URL of an endpoint.
 pub fn endpoint(name: &str) -> Option<String> {
     string(&API_URL)

@@ -14,7 +14,7 @@ use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 use crate::client;
-use crate::db::{JsonbText, Statement};
+use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::keys;
 use crate::metadata;
@@ -214,7 +214,10 @@ fn authenticated_client(
         params.get("client_assertion"),
     )
     .map_err(fail)?;
-    Ok(client::authenticate(spi, credentials).map_err(fail)?.id)
+    Ok(client::authenticate(spi, credentials)
+        .map_err(fail)?
+        .id
+        .clone())
 }
 
 fn required<'p>(params: &'p Params, name: &str) -> Result<&'p str> {
@@ -328,45 +331,45 @@ fn introspection_endpoint(params: &Params) -> Result<Value> {
 /// members; client authentication by HTTP Basic or in the body.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn http_token(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
-    JsonbText::from_value(&token_endpoint(&Params::new(params)).or_raise())
+fn http_token(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    Jsonb(token_endpoint(&Params::new(params)).or_raise())
 }
 
 /// POST /rpc/revoke: RFC 7009, for an authenticated client and its own tokens.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn http_revoke(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
-    JsonbText::from_value(&revocation_endpoint(&Params::new(params)).or_raise())
+fn http_revoke(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    Jsonb(revocation_endpoint(&Params::new(params)).or_raise())
 }
 
 /// POST /rpc/introspect: RFC 7662, for an authenticated client.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn http_introspect(params: default!(Option<pgrx::JsonB>, "NULL")) -> JsonbText {
-    JsonbText::from_value(&introspection_endpoint(&Params::new(params)).or_raise())
+fn http_introspect(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    Jsonb(introspection_endpoint(&Params::new(params)).or_raise())
 }
 
 /// GET /rpc/jwks: the JWK Set, cacheable for a minute (new keys are published one
 /// rotation ahead of use, so a short cache never misses a signing key).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn http_jwks() -> JsonbText {
+fn http_jwks() -> Jsonb {
     let body = Spi::connect(|spi| -> Result<Value> {
         respond(spi, 200, &[("Cache-Control", "public, max-age=60")])?;
         keys::jwks(spi)
     });
-    JsonbText::from_value(&body.or_raise())
+    Jsonb(body.or_raise())
 }
 
 /// GET /rpc/metadata: RFC 8414 authorization server metadata.
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn http_metadata() -> JsonbText {
+fn http_metadata() -> Jsonb {
     let body = Spi::connect(|spi| -> Result<Value> {
         respond(spi, 200, &[("Cache-Control", "public, max-age=300")])?;
         metadata::metadata(spi)
     });
-    JsonbText::from_value(&body.or_raise())
+    Jsonb(body.or_raise())
 }
 
 /// PostgREST `db-pre-config`: hand PostgREST the keys it verifies JWTs with, as its
@@ -397,7 +400,11 @@ fn request_token_problem() -> Option<String> {
     let Ok(id) = uuid::Uuid::parse_str(jti) else {
         return Some("the access token has no valid jti".into());
     };
-    let open = Spi::connect(|spi| session::is_open(spi, id.as_bytes())).or_raise();
+    crate::cache::accept_invalidations();
+    let open = match session::is_open_fast(id.as_bytes()) {
+        Some(open) => open,
+        None => Spi::connect(|spi| session::is_open(spi, id.as_bytes())).or_raise(),
+    };
     (!open).then(|| "the access token has been revoked".to_owned())
 }
 
@@ -412,8 +419,8 @@ fn request_claims() -> Map<String, Value> {
 /// The claims of the current PostgREST request as jsonb (`{}` outside a request).
 #[pg_extern(stable, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
-fn claims() -> JsonbText {
-    JsonbText::from_value(&Value::Object(request_claims()))
+fn claims() -> Jsonb {
+    Jsonb(Value::Object(request_claims()))
 }
 
 /// The client_id of the current PostgREST request's token, or NULL.

@@ -1,9 +1,11 @@
 //! JWT access tokens (RFC 9068) in JWS compact serialization: signing with a cached key
 //! and strict verification.
 
+use std::rc::Rc;
+
 use base64::Engine;
-use pgrx::spi::SpiClient;
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::error::{OAuthError, Result};
 use crate::keys::{self, Key};
@@ -30,38 +32,32 @@ struct Header {
     crit: Option<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub enum Audience {
-    One(String),
-    Many(Vec<String>),
+/// A verified token's claims, as signed.
+pub struct Verified {
+    pub claims: Map<String, Value>,
 }
 
-impl Audience {
-    pub fn contains(&self, aud: &str) -> bool {
-        match self {
-            Audience::One(one) => one == aud,
-            Audience::Many(many) => many.iter().any(|a| a == aud),
+impl Verified {
+    fn str(&self, name: &str) -> Option<&str> {
+        self.claims.get(name).and_then(Value::as_str)
+    }
+
+    pub fn jti(&self) -> Option<&str> {
+        self.str("jti")
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.str("client_id")
+    }
+
+    /// Whether `aud` (a string or an array of strings) contains `audience`.
+    pub fn audience_contains(&self, audience: &str) -> bool {
+        match self.claims.get("aud") {
+            Some(Value::String(one)) => one == audience,
+            Some(Value::Array(many)) => many.iter().any(|a| a.as_str() == Some(audience)),
+            _ => false,
         }
     }
-}
-
-/// The registered claims verification needs; the rest pass through untouched.
-#[derive(Deserialize)]
-pub struct Claims {
-    pub iss: Option<String>,
-    pub exp: Option<i64>,
-    pub nbf: Option<i64>,
-    pub iat: Option<i64>,
-    pub jti: Option<String>,
-    pub aud: Option<Audience>,
-    pub client_id: Option<String>,
-}
-
-pub struct Verified {
-    /// The payload as signed: the claims JSON to return.
-    pub payload: Vec<u8>,
-    pub claims: Claims,
 }
 
 fn invalid(description: &str) -> OAuthError {
@@ -86,11 +82,15 @@ pub enum Expiry {
 /// Verify a JWT access token issued by this server: compact serialization, a known `kid`
 /// whose algorithm equals the header's `alg` (so `none` and RS/HS confusion are refused),
 /// `typ` at+jwt, the signature, the time claims and the issuer.
+///
+/// A header that is byte for byte one of our own (the usual case) is recognized from the
+/// key cache without parsing; any other header is parsed and checked, and its key found
+/// by `kid` through `find_key` (which may read the database).
 pub fn verify(
-    spi: &SpiClient<'_>,
     token: &str,
     issuer: Option<&str>,
     expiry: Expiry,
+    find_key: impl FnOnce(&str) -> Result<Option<Rc<Key>>>,
 ) -> Result<Verified> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
@@ -98,42 +98,57 @@ pub fn verify(
     else {
         return Err(invalid("malformed JWT: expected three dot-separated parts"));
     };
-    let header: Header = serde_json::from_slice(&decode_part(header_b64)?)
-        .map_err(|_| invalid("malformed JWT header"))?;
-    if header.crit.is_some() {
-        return Err(invalid("unsupported critical JWT header parameters"));
-    }
-    if !matches!(header.typ.as_deref(), Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
-    {
-        return Err(invalid("not an access token (typ must be at+jwt)"));
-    }
-    let kid = header.kid.ok_or_else(|| invalid("JWT header has no kid"))?;
-    let key = keys::by_kid(spi, &kid)?.ok_or_else(|| invalid("unknown signing key"))?;
-    if header.alg != key.alg.as_str() {
-        return Err(invalid("JWT alg does not match its signing key"));
-    }
+    let key = match keys::by_header(header_b64) {
+        Some(key) => key,
+        None => {
+            let header: Header = serde_json::from_slice(&decode_part(header_b64)?)
+                .map_err(|_| invalid("malformed JWT header"))?;
+            if header.crit.is_some() {
+                return Err(invalid("unsupported critical JWT header parameters"));
+            }
+            if !matches!(header.typ.as_deref(), Some(t) if t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"))
+            {
+                return Err(invalid("not an access token (typ must be at+jwt)"));
+            }
+            let kid = header.kid.ok_or_else(|| invalid("JWT header has no kid"))?;
+            let key = find_key(&kid)?.ok_or_else(|| invalid("unknown signing key"))?;
+            if header.alg != key.alg.as_str() {
+                return Err(invalid("JWT alg does not match its signing key"));
+            }
+            key
+        }
+    };
     let sig = decode_part(sig_b64)?;
     let signed_len = header_b64.len() + 1 + payload_b64.len();
     if !key.verify(&token.as_bytes()[..signed_len], &sig) {
         return Err(invalid("JWT signature is invalid"));
     }
 
-    let payload = decode_part(payload_b64)?;
-    let claims: Claims =
-        serde_json::from_slice(&payload).map_err(|_| invalid("malformed JWT claims"))?;
-    let exp = claims.exp.ok_or_else(|| invalid("JWT has no exp claim"))?;
+    let claims: Map<String, Value> = serde_json::from_slice(&decode_part(payload_b64)?)
+        .map_err(|_| invalid("malformed JWT claims"))?;
+    let time = |name: &str| -> Result<Option<i64>> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| invalid("JWT time claims must be integers")),
+        }
+    };
+    let exp = time("exp")?.ok_or_else(|| invalid("JWT has no exp claim"))?;
+    let (nbf, iat) = (time("nbf")?, time("iat")?);
     if let Expiry::Enforce { now, leeway } = expiry {
         if now >= exp + leeway {
             return Err(invalid("access token has expired"));
         }
-        if claims.nbf.is_some_and(|nbf| nbf > now + leeway) {
+        if nbf.is_some_and(|nbf| nbf > now + leeway) {
             return Err(invalid("access token is not valid yet (nbf)"));
         }
-        if claims.iat.is_some_and(|iat| iat > now + leeway) {
+        if iat.is_some_and(|iat| iat > now + leeway) {
             return Err(invalid("access token was issued in the future (iat)"));
         }
     }
-    match (issuer, claims.iss.as_deref()) {
+    match (issuer, claims.get("iss").and_then(Value::as_str)) {
         (Some(expected), Some(iss)) if expected == iss => {}
         (None, _) => {
             return Err(OAuthError::ServerError(
@@ -142,8 +157,9 @@ pub fn verify(
         }
         _ => return Err(invalid("JWT was issued by another issuer")),
     }
-    if claims.jti.is_none() {
+    let verified = Verified { claims };
+    if verified.jti().is_none() {
         return Err(invalid("JWT has no jti claim"));
     }
-    Ok(Verified { payload, claims })
+    Ok(verified)
 }

@@ -7,7 +7,7 @@
 //! every backend at its next transaction (and to this one at the next command) — exactly
 //! when the change becomes visible.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -23,7 +23,8 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::db::{JsonbText, Statement};
+use crate::cache;
+use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::secret::{b64url, random_bytes};
@@ -238,33 +239,18 @@ pub fn generate(alg: JwtAlg) -> Result<NewKey> {
 
 #[derive(Default)]
 struct KeyRing {
-    loaded: bool,
+    /// The cache generation this ring was loaded at (see cache.rs).
+    generation: Option<u64>,
     by_kid: HashMap<String, Rc<Key>>,
+    /// Our own JWS headers, byte for byte: a token whose header segment is one of these
+    /// was signed (if at all) by that key, so verification skips parsing the header.
+    by_header: HashMap<String, Rc<Key>>,
     active: HashMap<JwtAlg, Rc<Key>>,
 }
 
 thread_local! {
     static RING: RefCell<KeyRing> = RefCell::new(KeyRing::default());
-    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
-    static SIGNING_KEY_RELID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
-    /// Bumped by every invalidation, so a load that raced one is not trusted.
-    static GENERATION: Cell<u64> = const { Cell::new(0) };
 }
-
-#[pg_guard]
-unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    // InvalidOid means "all relations" (e.g. after an invalidation queue overflow).
-    let ours = SIGNING_KEY_RELID.get();
-    if relid == pg_sys::InvalidOid || ours == pg_sys::InvalidOid || relid == ours {
-        GENERATION.set(GENERATION.get() + 1);
-        RING.with_borrow_mut(|ring| *ring = KeyRing::default());
-    }
-}
-
-static SIGNING_KEY_OID: Statement = Statement::new(
-    "SELECT 'oauth.signing_key'::pg_catalog.regclass::pg_catalog.oid",
-    &[],
-);
 
 static LOAD_KEYS: Statement = Statement::new(
     "SELECT kid, alg, private_key, state = 'active'
@@ -273,23 +259,16 @@ static LOAD_KEYS: Statement = Statement::new(
     &[],
 );
 
+fn ring_is_current() -> bool {
+    RING.with_borrow(|r| r.generation == Some(cache::key_generation()))
+}
+
 fn load(spi: &SpiClient<'_>) -> Result<()> {
-    if RING.with_borrow(|r| r.loaded) {
+    cache::ensure_registered();
+    if ring_is_current() {
         return Ok(());
     }
-    if !CALLBACK_REGISTERED.get() {
-        // SAFETY: registering a relcache callback is allowed at any time in a backend.
-        unsafe {
-            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0))
-        };
-        CALLBACK_REGISTERED.set(true);
-    }
-    let generation = GENERATION.get();
-    let relid = SIGNING_KEY_OID
-        .query(spi, &[])?
-        .first()
-        .get::<pg_sys::Oid>(1)?;
-    SIGNING_KEY_RELID.set(relid.unwrap_or(pg_sys::InvalidOid));
+    let generation = cache::key_generation();
     let mut ring = KeyRing::default();
     for row in LOAD_KEYS.query(spi, &[])? {
         let kid: String = row.get(1)?.unwrap_or_default();
@@ -304,12 +283,22 @@ fn load(spi: &SpiClient<'_>) -> Result<()> {
         if active {
             ring.active.insert(alg, key.clone());
         }
+        ring.by_header.insert(key.header_b64.clone(), key.clone());
         ring.by_kid.insert(kid, key);
     }
     // If an invalidation arrived while loading, use these keys now but reload next time.
-    ring.loaded = GENERATION.get() == generation;
+    ring.generation = (cache::key_generation() == generation).then_some(generation);
     RING.with_borrow_mut(|r| *r = ring);
     Ok(())
+}
+
+/// The key that signed a token with this header segment, from the cache alone (no
+/// database access); `None` when the cache is stale or the header is not one of ours.
+pub fn by_header(header_b64: &str) -> Option<Rc<Key>> {
+    if !ring_is_current() {
+        return None;
+    }
+    RING.with_borrow(|r| r.by_header.get(header_b64).cloned())
 }
 
 /// The key with this kid, if it is still published (next, active, or retired and unexpired).
@@ -361,7 +350,7 @@ fn ensure_keys(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<()> {
         insert_key(spi, alg, "next")?;
     }
     if !has_active || !has_next {
-        RING.with_borrow_mut(|r| *r = KeyRing::default());
+        RING.with_borrow_mut(|r| r.generation = None);
     }
     Ok(())
 }
@@ -500,22 +489,8 @@ pub fn jwks_for_postgrest(spi: &SpiClient<'_>) -> Result<Value> {
 /// are still valid. Private parts and HS256 keys are never included.
 #[pg_extern(stable, parallel_safe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn auth_jwks() -> JsonbText {
-    JsonbText::from_value(&Spi::connect(jwks).or_raise())
-}
-
-/// AFTER ... FOR EACH STATEMENT on oauth.signing_key: invalidate every backend's key cache,
-/// and tell PostgREST (channel `pgrst`) to reload its config, i.e. re-read the keys through
-/// `oauth.postgrest_pre_config()`. Both take effect at commit.
-#[pg_trigger]
-fn signing_key_changed<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
-    let relid = trigger.relid().expect("a table trigger");
-    // SAFETY: queues an invalidation message for this relation; delivered at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload config')").expect("NOTIFY pgrst");
-    Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
+fn auth_jwks() -> Jsonb {
+    Jsonb(Spi::connect(jwks).or_raise())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 mod assertion;
 mod autonomous;
+mod cache;
 mod client;
 mod db;
 mod error;

@@ -4,7 +4,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::db::{JsonbText, Statement};
+use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::keys::JwtAlg;
@@ -52,8 +52,8 @@ pub fn metadata(spi: &SpiClient<'_>) -> Result<Value> {
 }
 
 /// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
-#[pg_extern(stable, parallel_safe, security_definer)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn auth_metadata() -> JsonbText {
-    JsonbText::from_value(&Spi::connect(metadata).or_raise())
+fn auth_metadata() -> Jsonb {
+    Jsonb(Spi::connect(metadata).or_raise())
 }

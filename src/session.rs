@@ -4,6 +4,7 @@
 
 use aws_lc_rs::{constant_time, digest};
 use pgrx::datum::Uuid;
+use pgrx::pg_sys;
 use pgrx::pg_sys::BuiltinOid::{BYTEAOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
@@ -22,9 +23,15 @@ pub fn sha256(token: &str) -> [u8; 32] {
     out
 }
 
+/// A new UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits (from the
+/// userspace DRBG, no system call). Time-ordered, so inserts append to the index's edge.
 pub fn new_session_id() -> SessionId {
-    // UUIDv7: time-ordered, so session inserts append to the primary key's right edge.
-    *uuid::Uuid::now_v7().as_bytes()
+    let millis = (crate::db::now_micros() / 1000) as u64;
+    let mut id: SessionId = secret::random_bytes::<16>();
+    id[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    id[6] = 0x70 | (id[6] & 0x0f); // version 7
+    id[8] = 0x80 | (id[8] & 0x3f); // variant 10
+    id
 }
 
 pub fn uuid_string(id: &SessionId) -> String {
@@ -68,7 +75,7 @@ pub struct NewSession<'a> {
 static INSERT_SESSION: Statement = Statement::new(
     "INSERT INTO oauth.session
             (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7::name, $8, $9, $10)",
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID],
 );
 
@@ -106,7 +113,7 @@ pub struct Session {
 }
 
 static LOAD_SESSION: Statement = Statement::new(
-    "SELECT client_id, token_hash, scope, audience, role::text, issued_at, expires_at,
+    "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
             revoked_at IS NOT NULL
        FROM oauth.session WHERE id = $1",
     &[UUIDOID],
@@ -162,7 +169,53 @@ static SESSION_OPEN: Statement = Statement::new(
     &[UUIDOID],
 );
 
-/// Whether the session exists and is not revoked (the JWT revocation check).
+/// Whether the session exists and is not revoked (the JWT revocation check): one probe of
+/// the primary key and a read of `revoked_at`, without SPI or the executor — this runs for
+/// every verified JWT. It reads with the active snapshot, as a query in the calling
+/// statement would; `None` when it cannot run here (then use `is_open`).
+pub fn is_open_fast(id: &SessionId) -> Option<bool> {
+    let rel = crate::cache::session_rel()?;
+    // SAFETY: the standard index-scan sequence (as in systable scans): relations opened and
+    // closed with AccessShareLock, a slot of the table's type, the statement's active
+    // snapshot, and a uuid key compared with uuid_eq; everything is released before return.
+    unsafe {
+        if !pg_sys::ActiveSnapshotSet() {
+            return None;
+        }
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let heap = pg_sys::table_open(rel.table, lock);
+        let index = pg_sys::index_open(rel.primary_key, lock);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        // A uuid datum is a pointer to its 16 bytes (pg_uuid_t).
+        let uuid: SessionId = *id;
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_UUID_EQ),
+            pg_sys::Datum::from(uuid.as_ptr()),
+        );
+        let scan = pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), 1, 0);
+        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let found =
+            pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+        let open = found && {
+            let attnum = i32::from(rel.revoked_at);
+            if attnum > i32::from((*slot).tts_nvalid) {
+                pg_sys::slot_getsomeattrs_int(slot, attnum);
+            }
+            *(*slot).tts_isnull.add(attnum as usize - 1)
+        };
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::index_close(index, lock);
+        pg_sys::table_close(heap, lock);
+        Some(open)
+    }
+}
+
+/// Whether the session exists and is not revoked, through SPI.
 pub fn is_open(spi: &SpiClient<'_>, id: &SessionId) -> Result<bool> {
     let table = SESSION_OPEN.query(spi, &[Uuid::from_bytes(*id).into()])?;
     Ok(match table.into_iter().next() {
@@ -205,7 +258,7 @@ pub fn audience_claim(audience: &[String]) -> Option<Value> {
 }
 
 /// The claims auth_verify returns for a session (the same names a JWT carries).
-pub fn claims(session: &Session, issuer: Option<String>) -> Value {
+pub fn claims(session: &Session, issuer: Option<String>) -> Map<String, Value> {
     let mut claims = Map::new();
     if let Some(iss) = issuer {
         claims.insert("iss".into(), Value::String(iss));
@@ -222,5 +275,35 @@ pub fn claims(session: &Session, issuer: Option<String>) -> Value {
     claims.insert("iat".into(), json!(session.issued_at));
     claims.insert("exp".into(), json!(session.expires_at));
     claims.insert("jti".into(), Value::String(uuid_string(&session.id)));
-    Value::Object(claims)
+    claims
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_uuidv7_and_time_ordered() {
+        let a = new_session_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_session_id();
+        let ua = uuid::Uuid::from_bytes(a);
+        assert_eq!(ua.get_version_num(), 7);
+        assert_eq!(ua.get_variant(), uuid::Variant::RFC4122);
+        assert!(a[..6] < b[..6], "later ids sort later");
+        assert_ne!(a[6..], b[6..]);
+        let (secs, _) = ua.get_timestamp().unwrap().to_unix();
+        let now = crate::db::now_micros() as u64 / 1_000_000;
+        assert!(now.abs_diff(secs) <= 1);
+    }
+
+    #[test]
+    fn opaque_tokens_carry_their_session_id() {
+        let id = new_session_id();
+        let token = opaque_token(&id);
+        assert_eq!(token.len(), 64);
+        assert_eq!(opaque_token_id(&token), Some(id));
+        assert_eq!(opaque_token_id("short"), None);
+        assert_ne!(opaque_token(&id), token, "256 fresh random bits each time");
+    }
 }

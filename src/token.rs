@@ -5,8 +5,9 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
+use crate::cache;
 use crate::client::{self, Client, TokenFormat};
-use crate::db::{self, JsonbText};
+use crate::db::{self, Jsonb};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::jwt::{self, Expiry};
@@ -49,6 +50,7 @@ fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
 
 /// Handle a token request; returns the RFC 6749 §5.1 response body.
 pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
+    cache::accept_invalidations();
     let grant = grant_of(req.grant_type)?;
     let credentials = client::credentials_from(
         req.client_id,
@@ -293,70 +295,55 @@ fn jwt_claims(
     Value::Object(claims)
 }
 
-/// A verified access token: its claims as JSON text, and what callers check.
-pub struct Claims {
-    pub json: String,
-    pub audience_ok: bool,
-}
-
 /// Verify an access token (opaque or JWT); `audience`, if given, must be in its `aud`.
-pub fn verify(spi: &SpiClient<'_>, token: &str, audience: Option<&str>) -> Result<String> {
+/// Returns its claims. A JWT is verified without touching the database when its key is
+/// cached, and its revocation check probes the session index directly (no SQL runs), so
+/// the calling function needs no `SET search_path`; every fallback that runs SQL does so
+/// under a safe search_path (db::with_safe_search_path).
+pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> {
+    cache::accept_invalidations();
     let token = token.trim();
     if token.is_empty() {
         return Err(OAuthError::InvalidToken("the access token is empty".into()));
     }
     let now = db::now_micros() / 1_000_000;
-    let claims = if token.contains('.') {
-        verify_jwt(spi, token, audience, now)?
-    } else {
-        let session = session::verify_opaque(spi, token, now)?;
-        Claims {
-            audience_ok: audience.is_none_or(|a| session.audience.iter().any(|s| s == a)),
-            json: session::claims(&session, gucs::issuer()).to_string(),
+    let (claims, audience_ok) = if token.contains('.') {
+        let leeway = i64::from(gucs::LEEWAY.get());
+        let verified = gucs::with_issuer(|issuer| {
+            jwt::verify(token, issuer, Expiry::Enforce { now, leeway }, |kid| {
+                db::with_safe_search_path(|| Spi::connect(|spi| keys::by_kid(spi, kid)))
+            })
+        })?;
+        if gucs::VERIFY_REVOCATION.get() {
+            let id = parse_jti(verified.jti().unwrap_or_default())?;
+            let open = match session::is_open_fast(&id) {
+                Some(open) => open,
+                None => {
+                    db::with_safe_search_path(|| Spi::connect(|spi| session::is_open(spi, &id)))?
+                }
+            };
+            if !open {
+                return Err(OAuthError::InvalidToken(
+                    "access token has been revoked".into(),
+                ));
+            }
         }
+        let audience_ok = audience.is_none_or(|a| verified.audience_contains(a));
+        (verified.claims, audience_ok)
+    } else {
+        let session = db::with_safe_search_path(|| {
+            Spi::connect(|spi| session::verify_opaque(spi, token, now))
+        })?;
+        let audience_ok = audience.is_none_or(|a| session.audience.iter().any(|s| s == a));
+        (session::claims(&session, gucs::issuer()), audience_ok)
     };
-    if !claims.audience_ok {
+    if !audience_ok {
         return Err(OAuthError::InvalidToken(format!(
             "the access token is not intended for audience {}",
             scope::quoted(audience.unwrap_or_default())
         )));
     }
-    Ok(claims.json)
-}
-
-fn verify_jwt(
-    spi: &SpiClient<'_>,
-    token: &str,
-    audience: Option<&str>,
-    now: i64,
-) -> Result<Claims> {
-    let leeway = i64::from(gucs::LEEWAY.get());
-    let verified = jwt::verify(
-        spi,
-        token,
-        gucs::issuer().as_deref(),
-        Expiry::Enforce { now, leeway },
-    )?;
-    if gucs::VERIFY_REVOCATION.get() {
-        let jti = verified.claims.jti.as_deref().unwrap_or_default();
-        let id = parse_jti(jti)?;
-        if !session::is_open(spi, &id)? {
-            return Err(OAuthError::InvalidToken(
-                "access token has been revoked".into(),
-            ));
-        }
-    }
-    Ok(Claims {
-        audience_ok: audience.is_none_or(|a| {
-            verified
-                .claims
-                .aud
-                .as_ref()
-                .is_some_and(|aud| aud.contains(a))
-        }),
-        json: String::from_utf8(verified.payload)
-            .map_err(|_| OAuthError::InvalidToken("JWT claims are not UTF-8".into()))?,
-    })
+    Ok(claims)
 }
 
 fn parse_jti(jti: &str) -> Result<SessionId> {
@@ -378,15 +365,18 @@ enum TokenKind {
 }
 
 pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
+    cache::accept_invalidations();
     let token = token.trim();
     if token.contains('.') {
-        let Ok(verified) = jwt::verify(spi, token, gucs::issuer().as_deref(), Expiry::Ignore)
-        else {
+        let verified = gucs::with_issuer(|issuer| {
+            jwt::verify(token, issuer, Expiry::Ignore, |kid| keys::by_kid(spi, kid))
+        });
+        let Ok(verified) = verified else {
             return Ok(None);
         };
         let (Ok(id), Some(client_id)) = (
-            parse_jti(verified.claims.jti.as_deref().unwrap_or_default()),
-            verified.claims.client_id,
+            parse_jti(verified.jti().unwrap_or_default()),
+            verified.client_id().map(str::to_owned),
         ) else {
             return Ok(None);
         };
@@ -424,10 +414,7 @@ pub fn introspect(spi: &SpiClient<'_>, token: &str) -> Value {
     if token.is_empty() {
         return inactive();
     }
-    if let Ok(claims) = verify(spi, token, None) {
-        let Ok(Value::Object(mut claims)) = serde_json::from_str::<Value>(&claims) else {
-            return inactive();
-        };
+    if let Ok(mut claims) = verify(token, None) {
         claims.insert("active".into(), Value::Bool(true));
         claims.insert("token_type".into(), Value::String("Bearer".into()));
         return Value::Object(claims);
@@ -462,7 +449,7 @@ fn auth_token(
     refresh_token: default!(Option<&str>, "NULL"),
     client_assertion_type: default!(Option<&str>, "NULL"),
     client_assertion: default!(Option<&str>, "NULL"),
-) -> JsonbText {
+) -> Jsonb {
     let req = TokenRequest {
         grant_type,
         client_id,
@@ -473,24 +460,25 @@ fn auth_token(
         client_assertion_type,
         client_assertion,
     };
-    JsonbText::from_value(&Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
+    Jsonb(Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
 }
 
 /// Verify an access token; returns its claims or raises invalid_token.
-#[pg_extern(stable, parallel_safe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn auth_verify(token: Option<&str>) -> JsonbText {
-    let token = token.unwrap_or("");
-    JsonbText(Spi::connect(|spi| verify(spi, token, None)).or_raise())
+///
+/// Parallel restricted: parallel workers may not see the pg_oauth.* settings (a worker
+/// defines them only when it first loads the library, inside the parallel operation).
+/// No `SET search_path` clause, unlike every other SECURITY DEFINER function here: this is
+/// the per-request hot path, its fast path runs no SQL at all, and each fallback that does
+/// runs under `db::with_safe_search_path` (see `verify`).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+fn auth_verify(token: Option<&str>) -> Jsonb {
+    Jsonb::object(verify(token.unwrap_or(""), None).or_raise())
 }
 
-/// Verify an access token and that `audience` is one of its audiences.
-#[pg_extern(name = "auth_verify", stable, parallel_safe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> JsonbText {
-    let token = token.unwrap_or("");
-    let audience = audience.unwrap_or("");
-    JsonbText(Spi::connect(|spi| verify(spi, token, Some(audience))).or_raise())
+/// Verify an access token and that `audience` is one of its audiences (see auth_verify).
+#[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
+fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
+    Jsonb::object(verify(token.unwrap_or(""), Some(audience.unwrap_or(""))).or_raise())
 }
 
 /// Revoke an access or refresh token (RFC 7009). Idempotent; unknown tokens are not an
@@ -507,9 +495,9 @@ fn auth_revoke(token: Option<&str>) -> bool {
 }
 
 /// RFC 7662 token introspection. Never raises for bad tokens: `{"active": false}`.
-#[pg_extern(stable, parallel_safe, security_definer)]
+#[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn auth_introspect(token: Option<&str>) -> JsonbText {
+fn auth_introspect(token: Option<&str>) -> Jsonb {
     let token = token.unwrap_or("");
-    JsonbText::from_value(&Spi::connect(|spi| introspect(spi, token)))
+    Jsonb(Spi::connect(|spi| introspect(spi, token)))
 }
