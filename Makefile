@@ -15,7 +15,7 @@ PGRX_TEST_FLAGS :=
 SUDO_FLAG := --sudo
 endif
 
-.PHONY: test setup lint unit install e2e regress demo clean
+.PHONY: test setup lint unit install e2e regress demo bench clean
 
 ## Everything CI runs: lint, in-database unit tests, pg_regress, end-to-end tests.
 test: setup lint unit install e2e
@@ -51,6 +51,12 @@ regress:
 ## A throwaway cluster, a client, a token issued, verified and revoked.
 demo: setup install
 	cargo run -q $(HARNESS) --bin demo
+
+## Benchmarks (not part of `make test`): release build, throwaway cluster, BENCHMARKS.md.
+bench:
+	@bash .ci/setup --bench
+	cargo pgrx install --release --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	cargo run -q $(HARNESS) --bin bench
 
 clean:
 	cargo clean

@@ -128,4 +128,14 @@ fn changes_reach_a_warm_backend_at_its_next_call() {
     assert!(pg_oauth_harness::db_error(&err)
         .1
         .contains("unknown signing key"));
+    tx.rollback().unwrap();
+
+    // A deleted client is gone for the warm backend at its next call.
+    token(&mut app, &third).unwrap();
+    admin
+        .execute("DELETE FROM oauth.client WHERE id = 'cached'", &[])
+        .unwrap();
+    assert!(token(&mut app, &third)
+        .unwrap_err()
+        .contains("invalid_client"));
 }

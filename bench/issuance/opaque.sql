@@ -1,0 +1,1 @@
+SELECT oauth.auth_token('client_credentials', 'bench-opaque', 'benchsecret', 'read');
