@@ -122,11 +122,17 @@ CREATE TABLE oauth.session (
     expires_at  timestamptz NOT NULL,
     revoked_at  timestamptz,
     family_id   uuid,
+    -- Who or what revoked it (the client, reuse detection, deactivation, an administrator).
+    revoked_reason text,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
     PRIMARY KEY (id) INCLUDE (revoked_at)
 );
 
 CREATE INDEX session_client_id_idx ON oauth.session (client_id);
+-- For oauth.purge_expired(): sessions arrive in expiry order (nearly), so a BRIN index finds
+-- the expired ones at almost no cost to issuance (a B-tree would add a write per token).
+CREATE INDEX session_expires_at_idx ON oauth.session USING brin (expires_at)
+    WITH (autosummarize = on);
 
 COMMENT ON TABLE oauth.session IS
     'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
@@ -168,7 +174,8 @@ CREATE TABLE oauth.refresh_family (
     id          uuid PRIMARY KEY,
     client_id   text NOT NULL,
     created_at  timestamptz NOT NULL,
-    revoked_at  timestamptz
+    revoked_at  timestamptz,
+    revoked_reason text
 );
 
 CREATE INDEX refresh_family_client_id_idx ON oauth.refresh_family (client_id);
@@ -186,6 +193,8 @@ CREATE TABLE oauth.refresh_token (
 );
 
 CREATE INDEX refresh_token_family_id_idx ON oauth.refresh_token (family_id);
+CREATE INDEX refresh_token_expires_at_idx ON oauth.refresh_token USING brin (expires_at)
+    WITH (autosummarize = on);
 CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
 
 COMMENT ON TABLE oauth.refresh_family IS
@@ -250,3 +259,36 @@ CREATE TABLE oauth.client_assertion_jti (
 );
 
 CREATE INDEX client_assertion_jti_expires_at_idx ON oauth.client_assertion_jti (expires_at);
+
+-- Failed client authentications, for auditing and brute-force lockout. Never the presented
+-- secret or assertion. client_id is as presented (unknown ids too), cut to 255 characters.
+CREATE TABLE oauth.auth_failure (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    client_id   text NOT NULL,
+    source      text NOT NULL,
+    reason      text NOT NULL
+);
+
+CREATE INDEX auth_failure_client_id_idx ON oauth.auth_failure (client_id, at);
+
+COMMENT ON TABLE oauth.auth_failure IS
+    'Failed client authentications: when, which client id, from where (source), and why.';
+COMMENT ON COLUMN oauth.auth_failure.source IS
+    'The caller''s address: the connection''s (local for Unix sockets) or, over PostgREST, the header named by pg_oauth.http_client_address_header.';
+
+-- Lockout state per (client id, source): failures counted in the current window, and the
+-- end of a lockout. A successful authentication from the source deletes its row; so may a
+-- DBA, to end a lockout early.
+CREATE TABLE oauth.client_lockout (
+    client_id     text NOT NULL,
+    source        text NOT NULL,
+    failures      integer NOT NULL,
+    window_start  timestamptz NOT NULL,
+    locked_until  timestamptz,
+    PRIMARY KEY (client_id, source)
+);
+
+COMMENT ON TABLE oauth.client_lockout IS
+    'Brute-force lockout per client id and source (see pg_oauth.lockout_*). DELETE a row to end its lockout.';
+

@@ -18,9 +18,9 @@ BEGIN
         DELETE FROM oauth.refresh_family WHERE client_id = OLD.id;
         RETURN OLD;
     END IF;
-    UPDATE oauth.session SET revoked_at = now()
+    UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deactivated'
      WHERE client_id = NEW.id AND revoked_at IS NULL;
-    UPDATE oauth.refresh_family SET revoked_at = now()
+    UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deactivated'
      WHERE client_id = NEW.id AND revoked_at IS NULL;
     RETURN NEW;
 END
@@ -42,11 +42,36 @@ CREATE FUNCTION oauth.refresh_family_revoked() RETURNS trigger
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    UPDATE oauth.session SET revoked_at = NEW.revoked_at
+    UPDATE oauth.session
+       SET revoked_at = NEW.revoked_at,
+           revoked_reason = 'refresh grant revoked: ' || NEW.revoked_reason
      WHERE family_id = NEW.id AND revoked_at IS NULL;
     RETURN NEW;
 END
 $$;
+
+-- Every revocation says why: pg_oauth's own give a reason; any other (a DBA's UPDATE)
+-- records who did it.
+CREATE FUNCTION oauth.revocation_reason() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.revoked_reason IS NULL THEN
+        NEW.revoked_reason := format('revoked by %s', session_user);
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER session_revocation_reason
+    BEFORE UPDATE OF revoked_at ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION oauth.revocation_reason();
+CREATE TRIGGER refresh_family_revocation_reason
+    BEFORE UPDATE OF revoked_at ON oauth.refresh_family
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION oauth.revocation_reason();
 
 CREATE TRIGGER refresh_family_revoked
     AFTER UPDATE OF revoked_at ON oauth.refresh_family
@@ -91,6 +116,112 @@ CREATE TRIGGER policy_changed
 CREATE TRIGGER signing_key_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.signing_key
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
+CREATE TRIGGER client_lockout_changed
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client_lockout
+    FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
+
+-- The audit trail in one place, without token material: issuance and revocation (from the
+-- sessions and refresh grants), failed authentications and lockouts. Rows live as long as
+-- their source rows (see oauth.purge_expired).
+CREATE VIEW oauth.audit_event AS
+    SELECT s.issued_at AS at, 'token issued'::text AS event, s.client_id, s.id AS session_id,
+           jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
+                              'role', s.role, 'expires_at', s.expires_at,
+                              'refresh_grant', s.family_id) AS detail
+      FROM oauth.session s
+    UNION ALL
+    SELECT s.revoked_at, 'token revoked', s.client_id, s.id,
+           jsonb_build_object('reason', s.revoked_reason)
+      FROM oauth.session s
+     WHERE s.revoked_at IS NOT NULL
+    UNION ALL
+    SELECT f.revoked_at, 'refresh grant revoked', f.client_id, NULL,
+           jsonb_build_object('refresh_grant', f.id, 'reason', f.revoked_reason)
+      FROM oauth.refresh_family f
+     WHERE f.revoked_at IS NOT NULL
+    UNION ALL
+    SELECT a.at, 'authentication failed', a.client_id, NULL,
+           jsonb_build_object('source', a.source, 'reason', a.reason)
+      FROM oauth.auth_failure a;
+
+COMMENT ON VIEW oauth.audit_event IS
+    'Audit trail: tokens issued and revoked, refresh grants revoked, failed client authentications (and lockouts).';
+
+-- Housekeeping: delete what has expired, at most max_rows rows per call (so a scheduled
+-- call has a bounded cost; call again while it returns max_rows). Sessions and refresh
+-- tokens are kept for `retention` after they expire (the audit trail), failures for
+-- `retention` after they happened; assertion jtis go as soon as they expire.
+CREATE FUNCTION oauth.purge_expired(max_rows integer DEFAULT 10000,
+                                    retention interval DEFAULT '7 days')
+RETURNS TABLE (relation text, deleted bigint)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    budget bigint := max_rows;
+    cutoff timestamptz := now() - retention;
+    n bigint;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'invalid_request: max_rows must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention IS NULL OR retention < interval '0' THEN
+        RAISE EXCEPTION 'invalid_request: retention must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    DELETE FROM oauth.session
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.session
+                              WHERE expires_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'session'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.refresh_token
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.refresh_token
+                              WHERE expires_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'refresh_token'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    -- A grant is done when none of its refresh tokens and access tokens is left.
+    DELETE FROM oauth.refresh_family f
+     WHERE f.id = ANY (ARRAY(
+            SELECT f2.id FROM oauth.refresh_family f2
+             WHERE f2.created_at < cutoff
+               AND NOT EXISTS (SELECT FROM oauth.refresh_token t WHERE t.family_id = f2.id)
+               AND NOT EXISTS (SELECT FROM oauth.session s WHERE s.family_id = f2.id)
+             LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'refresh_family'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.client_assertion_jti
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_assertion_jti
+                              WHERE expires_at < now() ORDER BY expires_at LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'client_assertion_jti'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.auth_failure
+     WHERE id = ANY (ARRAY(SELECT id FROM oauth.auth_failure
+                            WHERE at < cutoff ORDER BY id LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'auth_failure'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    -- Lockout rows whose lockout and counting window are both over count for nothing.
+    DELETE FROM oauth.client_lockout
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_lockout
+                              WHERE coalesce(locked_until, '-infinity') < now()
+                                AND window_start < now() - interval '1 day'
+                              LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'client_lockout'; deleted := n; RETURN NEXT;
+END
+$$;
 
 -- PostgREST db-pre-request: refuse requests whose token's session was revoked or deleted,
 -- with 401 and an RFC 6750 WWW-Authenticate challenge (PostgREST turns a PGRST error into
@@ -215,9 +346,11 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.session TO oauth_admin;
-GRANT UPDATE (revoked_at) ON oauth.session TO oauth_admin;
+GRANT UPDATE (revoked_at, revoked_reason) ON oauth.session TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.refresh_family, oauth.refresh_token TO oauth_admin;
-GRANT UPDATE (revoked_at) ON oauth.refresh_family TO oauth_admin;
+GRANT UPDATE (revoked_at, revoked_reason) ON oauth.refresh_family TO oauth_admin;
+GRANT SELECT ON oauth.auth_failure, oauth.audit_event TO oauth_admin;
+GRANT SELECT, DELETE ON oauth.client_lockout TO oauth_admin;
 -- Keys: the admin sees and may delete keys (e.g. a compromised one) but never private parts.
 GRANT SELECT (kid, alg, public_jwk, state, created_at, activated_at, retired_at, expires_at)
     ON oauth.signing_key TO oauth_admin;
@@ -226,7 +359,7 @@ GRANT DELETE ON oauth.signing_key TO oauth_admin;
 GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
-    oauth.rotate_signing_key, oauth.ensure_signing_keys
+    oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata

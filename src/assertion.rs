@@ -49,6 +49,14 @@ struct Claims {
     jti: Option<String>,
 }
 
+/// The client an assertion claims to come from (its unverified `iss`), to key the audit
+/// trail and lockout before the assertion is checked.
+pub fn claimed_client(assertion: &str) -> Option<String> {
+    jsonwebtoken::dangerous::insecure_decode_claims::<Unverified>(assertion)
+        .ok()
+        .and_then(|claims| claims.iss)
+}
+
 fn fail(description: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClient(description.into())
 }

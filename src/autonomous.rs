@@ -22,7 +22,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Action {
     /// Revoke a refresh token family and every access token issued from it.
-    RevokeFamily { family: [u8; 16] },
+    RevokeFamily { family: [u8; 16], reason: String },
+    /// Record a failed client authentication (and count it toward a lockout).
+    RecordFailure(crate::audit::Failure),
 }
 
 const STATUS_PENDING: u8 = 0;
@@ -117,8 +119,11 @@ fn execute(action: &Action) {
     Spi::connect_mut(|spi| -> crate::error::Result<()> {
         spi.update("SET LOCAL search_path = pg_catalog, pg_temp", None, &[])?;
         match action {
-            Action::RevokeFamily { family } => {
-                crate::refresh::revoke_family(spi, family)?;
+            Action::RevokeFamily { family, reason } => {
+                crate::refresh::revoke_family(spi, family, reason)?;
+            }
+            Action::RecordFailure(failure) => {
+                crate::audit::record(spi, failure)?;
             }
         }
         Ok(())

@@ -1,8 +1,8 @@
-//! Invalidation for the per-backend caches (clients, signing keys).
+//! Invalidation for the per-backend caches (clients, signing keys, lockout states).
 //!
-//! Statement triggers on oauth.client, oauth.policy and oauth.signing_key register a
-//! relcache invalidation for their table (`oauth.invalidate_caches()`); PostgreSQL delivers
-//! it to every backend when the change commits (and to the changing backend at its next
+//! Statement triggers on oauth.client, oauth.policy, oauth.signing_key and
+//! oauth.client_lockout register a relcache invalidation for their table
+//! (`oauth.invalidate_caches()`); PostgreSQL delivers it to every backend when the change commits (and to the changing backend at its next
 //! command), so a cache is dropped exactly when its source changes visibly. Role changes
 //! (a policy role dropped or made superuser) arrive through the pg_authid syscache.
 //! Entry points call `accept_invalidations()` first, so even a long transaction sees a
@@ -15,13 +15,14 @@ use pgrx::prelude::*;
 
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
-    /// (client, policy, signing_key) relation oids; InvalidOid until resolved.
-    static RELIDS: Cell<[pg_sys::Oid; 3]> = const { Cell::new([pg_sys::InvalidOid; 3]) };
+    /// (client, policy, signing_key, client_lockout) relation oids; InvalidOid until resolved.
+    static RELIDS: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::InvalidOid; 4]) };
     /// oauth.session, its primary key index, and the attribute number of revoked_at.
     static SESSION: Cell<Option<SessionRel>> = const { Cell::new(None) };
     /// Bumped on every invalidation of the cache, so a load that raced one is not kept.
     static CLIENT_GENERATION: Cell<u64> = const { Cell::new(0) };
     static KEY_GENERATION: Cell<u64> = const { Cell::new(0) };
+    static LOCKOUT_GENERATION: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Where the revocation check looks (see session::is_open).
@@ -44,13 +45,17 @@ pub fn key_generation() -> u64 {
     KEY_GENERATION.get()
 }
 
+pub fn lockout_generation() -> u64 {
+    LOCKOUT_GENERATION.get()
+}
+
 fn bump(generation: &'static std::thread::LocalKey<Cell<u64>>) {
     generation.with(|g| g.set(g.get() + 1));
 }
 
 #[pg_guard]
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let [client, policy, key] = RELIDS.get();
+    let [client, policy, key, lockout] = RELIDS.get();
     let everything = relid == pg_sys::InvalidOid;
     if everything || relid == client || relid == policy || client == pg_sys::InvalidOid {
         bump(&CLIENT_GENERATION);
@@ -58,14 +63,18 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     if everything || relid == key || key == pg_sys::InvalidOid {
         bump(&KEY_GENERATION);
     }
+    if everything || relid == lockout || lockout == pg_sys::InvalidOid {
+        bump(&LOCKOUT_GENERATION);
+    }
     let session = SESSION.get();
     let ours = relid == client
         || relid == policy
         || relid == key
+        || relid == lockout
         || session.is_some_and(|s| relid == s.table || relid == s.primary_key);
     if everything || ours {
         // The table may be being dropped (DROP EXTENSION): resolve the oids afresh.
-        RELIDS.set([pg_sys::InvalidOid; 3]);
+        RELIDS.set([pg_sys::InvalidOid; 4]);
         SESSION.set(None);
     }
 }
@@ -101,6 +110,7 @@ pub fn ensure_registered() {
             relid(schema, c"client"),
             relid(schema, c"policy"),
             relid(schema, c"signing_key"),
+            relid(schema, c"client_lockout"),
         ]);
         let table = relid(schema, c"session");
         let primary_key = relid(schema, c"session_pkey");

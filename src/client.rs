@@ -9,6 +9,7 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
+use crate::audit;
 use crate::cache;
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result, CLIENT_AUTH_FAILED};
@@ -175,40 +176,91 @@ pub enum Credentials<'a> {
 }
 
 /// Authenticate a client. Unknown clients, clients without a secret and wrong secrets
-/// all fail with the same error after the same argon2 work.
+/// all fail with the same error after the same argon2 work (the audit trail records which
+/// it was). While the named client is locked out for the caller's source, the request is
+/// refused before any of that work.
 pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Result<Rc<Client>> {
-    let (client_id, presented) = match credentials {
-        Credentials::Secret { client_id, secret } => (client_id, secret),
+    let claimed = match &credentials {
+        Credentials::Secret { client_id, .. } => Some((*client_id).to_owned()),
+        Credentials::Assertion {
+            client_id,
+            assertion,
+            ..
+        } => client_id
+            .map(str::to_owned)
+            .or_else(|| crate::assertion::claimed_client(assertion)),
+    };
+    let attempt = match &claimed {
+        Some(id) => Some(audit::Attempt::begin(spi, id)?),
+        None => None,
+    };
+    let outcome = match credentials {
+        Credentials::Secret { client_id, secret } => authenticate_secret(spi, client_id, secret),
         Credentials::Assertion {
             client_id,
             assertion_type,
             assertion,
-        } => return crate::assertion::authenticate(spi, client_id, assertion_type, assertion),
-    };
-    let client = load(spi, client_id)?;
-    let verified = match client.as_deref() {
-        Some(
-            c @ Client {
-                secret: Some(stored),
-                ..
+        } => crate::assertion::authenticate(spi, client_id, assertion_type, assertion).map_err(
+            |err| {
+                let reason = err.description().to_owned();
+                (err, reason)
             },
-        ) => {
-            secret::verify(client_id, stored, presented)
-                || c.previous_secret()
-                    .is_some_and(|previous| secret::verify(client_id, previous, presented))
-        }
-        _ => secret::verify_dummy(presented),
+        ),
     };
-    match client {
-        Some(client) if verified => {
-            if client.active {
-                Ok(client)
-            } else {
-                Err(OAuthError::InvalidClient("client is inactive".into()))
-            }
+    match (outcome, attempt) {
+        (Ok(client), Some(attempt)) => {
+            attempt.succeeded(spi)?;
+            Ok(client)
         }
-        _ => Err(OAuthError::InvalidClient(CLIENT_AUTH_FAILED.into())),
+        (Ok(client), None) => Ok(client),
+        (Err((err, reason)), attempt) => {
+            if let (Some(attempt), OAuthError::InvalidClient(_)) = (attempt, &err) {
+                // Correct credentials of an inactive client are not a guess.
+                let counts = reason != INACTIVE;
+                attempt.failed(&reason, counts);
+            }
+            Err(err)
+        }
     }
+}
+
+const INACTIVE: &str = "client is inactive";
+
+/// Secret authentication; on failure, the error and what the audit trail records.
+fn authenticate_secret(
+    spi: &SpiClient<'_>,
+    client_id: &str,
+    presented: &str,
+) -> std::result::Result<Rc<Client>, (OAuthError, String)> {
+    let failed = |reason: &str| {
+        (
+            OAuthError::InvalidClient(CLIENT_AUTH_FAILED.into()),
+            reason.to_owned(),
+        )
+    };
+    let client = load(spi, client_id).map_err(|e| {
+        let reason = e.description().to_owned();
+        (e, reason)
+    })?;
+    let Some(client) = client else {
+        secret::verify_dummy(presented);
+        return Err(failed("unknown client"));
+    };
+    let Some(stored) = client.secret.as_deref() else {
+        secret::verify_dummy(presented);
+        return Err(failed("client has no secret"));
+    };
+    let verified = secret::verify(client_id, stored, presented)
+        || client
+            .previous_secret()
+            .is_some_and(|previous| secret::verify(client_id, previous, presented));
+    if !verified {
+        return Err(failed("wrong secret"));
+    }
+    if !client.active {
+        return Err((OAuthError::InvalidClient(INACTIVE.into()), INACTIVE.into()));
+    }
+    Ok(client)
 }
 
 /// The credentials a request carries: a client secret or a client assertion (RFC 7521),

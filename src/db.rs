@@ -93,6 +93,20 @@ pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The session user's name (who logged in, whatever role a function runs as).
+pub fn session_user() -> String {
+    // SAFETY: the session user exists for the whole session; the name is palloc'd.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), true);
+        if name.is_null() {
+            return "?".into();
+        }
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Microseconds since the Unix epoch, from the system clock.
 pub fn now_micros() -> i64 {
     let now = std::time::SystemTime::now()

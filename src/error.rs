@@ -27,6 +27,13 @@ pub enum OAuthError {
     InvalidToken(String),
     #[error("server_error: {0}")]
     ServerError(String),
+    /// invalid_client, refused before any credential check: too many failures from this
+    /// source (see audit.rs).
+    #[error("invalid_client: {description}")]
+    LockedOut {
+        description: String,
+        retry_after_secs: i64,
+    },
 }
 
 pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
@@ -36,11 +43,22 @@ pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
 pub const CLIENT_AUTH_FAILED: &str = "client authentication failed";
 
 impl OAuthError {
+    pub fn locked_out(retry_after_secs: i64) -> Self {
+        OAuthError::LockedOut {
+            description: format!(
+                "too many failed authentications of this client from this address; try again in {retry_after_secs} s"
+            ),
+            retry_after_secs,
+        }
+    }
+}
+
+impl OAuthError {
     /// The OAuth `error` code.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidClient(_) | Self::LockedOut { .. } => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
@@ -62,7 +80,8 @@ impl OAuthError {
             | Self::InvalidScope(d)
             | Self::InvalidTarget(d)
             | Self::InvalidToken(d)
-            | Self::ServerError(d) => d,
+            | Self::ServerError(d)
+            | Self::LockedOut { description: d, .. } => d,
         }
     }
 
@@ -71,7 +90,7 @@ impl OAuthError {
         use PgSqlErrorCode::*;
         match self {
             Self::InvalidRequest(_) => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
-            Self::InvalidClient(_) => ERRCODE_INVALID_PASSWORD,         // 28P01
+            Self::InvalidClient(_) | Self::LockedOut { .. } => ERRCODE_INVALID_PASSWORD, // 28P01
             Self::InvalidGrant(_) => ERRCODE_INVALID_GRANT_OPERATION,   // 0LP01
             Self::UnauthorizedClient(_) => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             Self::UnsupportedGrantType(_) => ERRCODE_FEATURE_NOT_SUPPORTED, // 0A000
@@ -86,6 +105,9 @@ impl OAuthError {
         match self {
             Self::InvalidClient(_) => Some(
                 "Check the client's credentials (secret or assertion) and that it is active in oauth.client.",
+            ),
+            Self::LockedOut { .. } => Some(
+                "The lockout ends by itself (pg_oauth.lockout_duration); an administrator can end it early by deleting the client's row in oauth.client_lockout.",
             ),
             Self::UnauthorizedClient(_) => {
                 Some("Enable the grant in oauth.client.grant_types (or refresh_token for refresh).")

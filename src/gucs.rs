@@ -14,6 +14,11 @@ pub static DEFAULT_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<C
 pub static DEFAULT_JWT_ALG: GucSetting<JwtAlg> = GucSetting::<JwtAlg>::new(JwtAlg::ES256);
 pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
 pub static VERIFY_REVOCATION: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static LOCKOUT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static LOCKOUT_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -63,6 +68,44 @@ pub fn init() {
         c"Whether auth_verify checks that a JWT's session is still open.",
         c"Off makes JWT verification signature-only: revoked JWTs stay valid until they expire.",
         &VERIFY_REVOCATION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_threshold",
+        c"Failed client authentications from one source that lock the client out there.",
+        c"Counted per client id and source within pg_oauth.lockout_window; 0 disables lockout (failures are still recorded).",
+        &LOCKOUT_THRESHOLD,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_window",
+        c"Seconds over which failed client authentications are counted toward a lockout.",
+        c"",
+        &LOCKOUT_WINDOW,
+        1,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_duration",
+        c"Seconds a client stays locked out for a source after too many failures from it.",
+        c"",
+        &LOCKOUT_DURATION,
+        1,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_client_address_header",
+        c"Request header (e.g. x-forwarded-for) that carries the caller's address over PostgREST.",
+        c"Set it only when a proxy you run sets that header; the last address in it is used. Unset: the connection's address (PostgREST's).",
+        &HTTP_CLIENT_ADDRESS_HEADER,
         GucContext::Suset,
         GucFlags::default(),
     );

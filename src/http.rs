@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
+use crate::audit;
 use crate::client;
 use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
@@ -45,15 +46,25 @@ fn request_setting(name: &std::ffi::CStr) -> Option<String> {
     }
 }
 
-/// The request's Authorization header, as PostgREST passes it.
-fn authorization() -> Option<String> {
-    let headers: Value = request_setting(c"request.headers")
+/// The request's headers, as PostgREST passes them (names in lower case).
+fn request_headers() -> Value {
+    request_setting(c"request.headers")
         .and_then(|r| serde_json::from_str(&r).ok())
-        .unwrap_or(Value::Null);
-    headers
+        .unwrap_or(Value::Null)
+}
+
+/// The request's Authorization header.
+fn authorization() -> Option<String> {
+    request_headers()
         .get("authorization")
         .and_then(Value::as_str)
         .map(str::to_owned)
+}
+
+/// Run one endpoint request: its source address (for the audit trail and lockout) comes
+/// from the configured proxy header, else from PostgREST's connection.
+fn in_request<R>(f: impl FnOnce() -> R) -> R {
+    audit::request(audit::source_from_headers(&request_headers()), f)
 }
 
 /// RFC 6749 §3.2: the token endpoint takes POST only (PostgREST would run a GET too).
@@ -251,14 +262,17 @@ fn atomically<T, E>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::resul
 /// (401 + WWW-Authenticate when the client tried HTTP Basic and failed; 500 for server
 /// errors). Token endpoint responses are never cacheable.
 fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
-    Spi::connect(|spi| match outcome {
+    Spi::connect_mut(|spi| match outcome {
         Ok(body) => {
             respond(spi, 200, &NO_STORE)?;
             Ok(body)
         }
         Err(Failure { err, basic }) => {
+            // The request's writes were rolled back with its subtransaction; a failed
+            // client authentication is recorded now, and commits with this answer.
+            audit::record_pending(spi)?;
             let status = match err {
-                OAuthError::InvalidClient(_) if basic => 401,
+                OAuthError::InvalidClient(_) | OAuthError::LockedOut { .. } if basic => 401,
                 OAuthError::ServerError(_) => 500,
                 _ => 400,
             };
@@ -269,6 +283,14 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
                     "Basic realm=\"pg_oauth\", charset=\"UTF-8\"",
                 ));
             }
+            let retry_after;
+            if let OAuthError::LockedOut {
+                retry_after_secs, ..
+            } = err
+            {
+                retry_after = retry_after_secs.to_string();
+                headers.push(("Retry-After", &retry_after));
+            }
             respond(spi, status, &headers)?;
             Ok(json!({ "error": err.code(), "error_description": err.description() }))
         }
@@ -276,55 +298,61 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
 }
 
 fn token_endpoint(params: &Params) -> Result<Value> {
-    answer(atomically(|| {
-        Spi::connect_mut(|spi| {
-            let auth = client_auth(params)?;
-            let req = TokenRequest {
-                grant_type: params.get("grant_type"),
-                client_id: auth.client_id.as_deref(),
-                client_secret: auth.client_secret.as_deref(),
-                scope: params.get("scope"),
-                // RFC 8707 `resource` names the audience too.
-                audience: params.get("audience").or(params.get("resource")),
-                refresh_token: params.get("refresh_token"),
-                client_assertion_type: params.get("client_assertion_type"),
-                client_assertion: params.get("client_assertion"),
-            };
-            token::issue(spi, &req).map_err(|err| Failure {
-                err,
-                basic: auth.basic,
+    in_request(|| {
+        answer(atomically(|| {
+            Spi::connect_mut(|spi| {
+                let auth = client_auth(params)?;
+                let req = TokenRequest {
+                    grant_type: params.get("grant_type"),
+                    client_id: auth.client_id.as_deref(),
+                    client_secret: auth.client_secret.as_deref(),
+                    scope: params.get("scope"),
+                    // RFC 8707 `resource` names the audience too.
+                    audience: params.get("audience").or(params.get("resource")),
+                    refresh_token: params.get("refresh_token"),
+                    client_assertion_type: params.get("client_assertion_type"),
+                    client_assertion: params.get("client_assertion"),
+                };
+                token::issue(spi, &req).map_err(|err| Failure {
+                    err,
+                    basic: auth.basic,
+                })
             })
-        })
-    }))
+        }))
+    })
 }
 
 fn revocation_endpoint(params: &Params) -> Result<Value> {
-    answer(atomically(|| {
-        Spi::connect_mut(|spi| {
-            let client_id = authenticated_client(spi, params)?;
-            // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
-            if let Some(found) = token::find(spi, required(params, "token")?)? {
-                if found.client_id != client_id {
-                    return Err(OAuthError::UnauthorizedClient(
-                        "the token was not issued to this client".into(),
-                    )
-                    .into());
+    in_request(|| {
+        answer(atomically(|| {
+            Spi::connect_mut(|spi| {
+                let client_id = authenticated_client(spi, params)?;
+                // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
+                if let Some(found) = token::find(spi, required(params, "token")?)? {
+                    if found.client_id != client_id {
+                        return Err(OAuthError::UnauthorizedClient(
+                            "the token was not issued to this client".into(),
+                        )
+                        .into());
+                    }
+                    token::revoke_found(spi, &found, "revoked by the client (RFC 7009)")?;
                 }
-                token::revoke_found(spi, &found)?;
-            }
-            Ok(json!({}))
-        })
-    }))
+                Ok(json!({}))
+            })
+        }))
+    })
 }
 
 fn introspection_endpoint(params: &Params) -> Result<Value> {
     // A subtransaction: authenticating by assertion records its jti.
-    answer(atomically(|| {
-        Spi::connect_mut(|spi| {
-            authenticated_client(spi, params)?;
-            Ok(token::introspect(spi, required(params, "token")?))
-        })
-    }))
+    in_request(|| {
+        answer(atomically(|| {
+            Spi::connect_mut(|spi| {
+                authenticated_client(spi, params)?;
+                Ok(token::introspect(spi, required(params, "token")?))
+            })
+        }))
+    })
 }
 
 /// POST /rpc/token: RFC 6749 §4.4 and §6 over HTTP. `params` are the form fields or JSON

@@ -4,6 +4,7 @@
 use pgrx::prelude::*;
 
 mod assertion;
+mod audit;
 mod autonomous;
 mod cache;
 mod client;

@@ -159,8 +159,11 @@ static HOLD_FAMILY: Statement = Statement::new(
 );
 
 /// Revoke a family in its own transaction (the caller is about to fail).
-fn revoke_family_detached(family: &FamilyId) {
-    autonomous::commit(&Action::RevokeFamily { family: *family });
+fn revoke_family_detached(family: &FamilyId, reason: &str) {
+    autonomous::commit(&Action::RevokeFamily {
+        family: *family,
+        reason: reason.to_owned(),
+    });
 }
 
 /// Exchange a refresh token presented by `client_id` for what it grants.
@@ -169,7 +172,7 @@ pub fn redeem(spi: &mut SpiClient<'_>, client_id: &str, token: &str) -> Result<G
         .ok_or_else(|| OAuthError::InvalidGrant("unknown refresh token".into()))?;
     if stored.client_id != client_id {
         // A valid token in the wrong hands: it has leaked, so its family is done.
-        revoke_family_detached(&stored.family);
+        revoke_family_detached(&stored.family, "refresh token presented by another client");
         return Err(OAuthError::InvalidGrant(
             "the refresh token was issued to another client".into(),
         ));
@@ -185,7 +188,7 @@ pub fn redeem(spi: &mut SpiClient<'_>, client_id: &str, token: &str) -> Result<G
         ));
     }
     let reused = || {
-        revoke_family_detached(&stored.family);
+        revoke_family_detached(&stored.family, "refresh token reused");
         OAuthError::InvalidGrant(
             "the refresh token was already used; every token of its grant has been revoked".into(),
         )
@@ -218,16 +221,16 @@ pub fn redeem(spi: &mut SpiClient<'_>, client_id: &str, token: &str) -> Result<G
 }
 
 static REVOKE_FAMILY: Statement = Statement::new(
-    "UPDATE oauth.refresh_family SET revoked_at = pg_catalog.now()
+    "UPDATE oauth.refresh_family SET revoked_at = pg_catalog.clock_timestamp(), revoked_reason = $2
       WHERE id = $1 AND revoked_at IS NULL",
-    &[UUIDOID],
+    &[UUIDOID, TEXTOID],
 );
 
 /// Revoke a family; its trigger revokes the access tokens issued from it (after this
 /// statement waited for any refresh in flight, see the module comment). Returns whether
 /// the family was open.
-pub fn revoke_family(spi: &mut SpiClient<'_>, family: &FamilyId) -> Result<bool> {
+pub fn revoke_family(spi: &mut SpiClient<'_>, family: &FamilyId, reason: &str) -> Result<bool> {
     Ok(!REVOKE_FAMILY
-        .execute(spi, &[Uuid::from_bytes(*family).into()])?
+        .execute(spi, &[Uuid::from_bytes(*family).into(), reason.into()])?
         .is_empty())
 }

@@ -237,14 +237,14 @@ pub fn check_live(session: &Session, now: i64) -> Result<()> {
 }
 
 static REVOKE_SESSION: Statement = Statement::new(
-    "UPDATE oauth.session SET revoked_at = pg_catalog.now()
+    "UPDATE oauth.session SET revoked_at = pg_catalog.clock_timestamp(), revoked_reason = $2
       WHERE id = $1 AND revoked_at IS NULL",
-    &[UUIDOID],
+    &[UUIDOID, TEXTOID],
 );
 
-/// Close a session; returns whether it was open.
-pub fn revoke(spi: &mut SpiClient<'_>, id: &SessionId) -> Result<bool> {
-    let table = REVOKE_SESSION.execute(spi, &[Uuid::from_bytes(*id).into()])?;
+/// Close a session, saying why; returns whether it was open.
+pub fn revoke(spi: &mut SpiClient<'_>, id: &SessionId, reason: &str) -> Result<bool> {
+    let table = REVOKE_SESSION.execute(spi, &[Uuid::from_bytes(*id).into(), reason.into()])?;
     Ok(!table.is_empty())
 }
 

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
+use crate::audit;
 use crate::cache;
 use crate::client::{self, Client, TokenFormat};
 use crate::db::{self, Jsonb};
@@ -399,10 +400,10 @@ pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
 
 /// Revoke a found token: an access token closes its session; a refresh token revokes its
 /// family and so the access tokens issued from it. Returns whether it was live.
-pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken) -> Result<bool> {
+pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken, reason: &str) -> Result<bool> {
     match &found.kind {
-        TokenKind::Access(id) => session::revoke(spi, id),
-        TokenKind::Refresh(family) => refresh::revoke_family(spi, family),
+        TokenKind::Access(id) => session::revoke(spi, id, reason),
+        TokenKind::Refresh(family) => refresh::revoke_family(spi, family, reason),
     }
 }
 
@@ -460,7 +461,7 @@ fn auth_token(
         client_assertion_type,
         client_assertion,
     };
-    Jsonb(Spi::connect_mut(|spi| issue(spi, &req)).or_raise())
+    Jsonb(audit::recording_failures(|| Spi::connect_mut(|spi| issue(spi, &req))).or_raise())
 }
 
 /// Verify an access token; returns its claims or raises invalid_token.
@@ -488,7 +489,10 @@ fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
 fn auth_revoke(token: Option<&str>) -> bool {
     let Some(token) = token else { return false };
     Spi::connect_mut(|spi| match find(spi, token)? {
-        Some(found) => revoke_found(spi, &found),
+        Some(found) => {
+            let reason = format!("revoked with oauth.auth_revoke() by {}", db::session_user());
+            revoke_found(spi, &found, &reason)
+        }
         None => Ok(false),
     })
     .or_raise()

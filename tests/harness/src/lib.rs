@@ -176,6 +176,19 @@ impl Cluster {
         self.connect_as(db, "postgres")
     }
 
+    /// A connection over the Unix socket (its client address is `local`, not 127.0.0.1).
+    pub fn connect_unix(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(
+            &format!(
+                "host={} port={} dbname={db} user=postgres",
+                self.dir.display(),
+                self.port
+            ),
+            postgres::NoTls,
+        )
+        .unwrap_or_else(|e| panic!("connect to {db} over the Unix socket: {e}"))
+    }
+
     /// Create a database with pg_oauth installed.
     pub fn create_db(&self, db: &str) -> postgres::Client {
         let mut admin = self.connect("postgres");

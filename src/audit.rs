@@ -1,0 +1,330 @@
+//! Failed client authentications: the audit trail (`oauth.auth_failure`) and brute-force
+//! lockout per client id and source (`oauth.client_lockout`).
+//!
+//! A failure is noted while the request runs and written where it survives the request's
+//! failure: over HTTP in the request's own transaction (the endpoint answers 401 and
+//! commits), from SQL by an autonomous worker (`auth_token` raises, which rolls back).
+//!
+//! Lockout is keyed by (client id, source) so that an attacker can only lock a client out
+//! for its own address; the lockout state is cached per backend and invalidated like the
+//! client cache, so the steady-state path runs no extra SQL.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use pgrx::pg_sys::BuiltinOid::{INT4OID, TEXTOID};
+use pgrx::spi::SpiClient;
+use serde::{Deserialize, Serialize};
+
+use crate::cache;
+use crate::db::{self, Statement};
+use crate::error::{OAuthError, Result};
+use crate::gucs;
+
+/// Longest client id and source kept (ids longer than this cannot exist: see oauth.client).
+const MAX_ID_CHARS: usize = 255;
+const MAX_SOURCE_CHARS: usize = 100;
+
+/// A failed authentication, to be recorded.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Failure {
+    pub client_id: String,
+    pub source: String,
+    pub reason: String,
+    /// Whether it counts toward a lockout (wrong credentials do; an inactive client's
+    /// correct credentials do not).
+    pub counts: bool,
+    pub lockout: Lockout,
+}
+
+/// The lockout settings of the failing request (the worker that records a failure runs
+/// with the database's defaults, not the caller's settings).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Lockout {
+    pub threshold: i32,
+    pub window_secs: i32,
+    pub duration_secs: i32,
+}
+
+impl Lockout {
+    fn current() -> Lockout {
+        Lockout {
+            threshold: gucs::LOCKOUT_THRESHOLD.get(),
+            window_secs: gucs::LOCKOUT_WINDOW.get(),
+            duration_secs: gucs::LOCKOUT_DURATION.get(),
+        }
+    }
+}
+
+/// What this backend knows of a (client, source) lockout row.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    failures: i32,
+    locked_until_us: Option<i64>,
+}
+
+struct StateCache {
+    generation: u64,
+    entries: usize,
+    /// client id -> source -> row (None: no row).
+    states: HashMap<String, HashMap<String, Option<State>>>,
+}
+
+const CACHE_CAPACITY: usize = 10_000;
+
+thread_local! {
+    static PENDING: RefCell<Option<Failure>> = const { RefCell::new(None) };
+    static REQUEST_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
+    static BACKEND_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
+    static STATES: RefCell<StateCache> = RefCell::new(StateCache {
+        generation: 0,
+        entries: 0,
+        states: HashMap::new(),
+    });
+}
+
+fn truncate(value: &str, max_chars: usize) -> String {
+    match value.char_indices().nth(max_chars) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
+}
+
+static CLIENT_ADDRESS: Statement =
+    Statement::new("SELECT pg_catalog.host(pg_catalog.inet_client_addr())", &[]);
+
+/// Where the current request comes from: the request's source over PostgREST, else this
+/// backend's client address (`local` for Unix sockets and background workers).
+fn source(spi: &SpiClient<'_>) -> Result<String> {
+    if let Some(source) = REQUEST_SOURCE.with_borrow(Clone::clone) {
+        return Ok(source);
+    }
+    if let Some(source) = BACKEND_SOURCE.with_borrow(Clone::clone) {
+        return Ok(source);
+    }
+    let address: Option<String> = CLIENT_ADDRESS.query(spi, &[])?.first().get(1)?;
+    let source = address.unwrap_or_else(|| "local".into());
+    BACKEND_SOURCE.set(Some(source.clone()));
+    Ok(source)
+}
+
+/// The caller's address over PostgREST, from the header named by
+/// `pg_oauth.http_client_address_header` (its last entry: the one the nearest proxy added).
+pub fn source_from_headers(headers: &serde_json::Value) -> Option<String> {
+    let name = gucs::string(&gucs::HTTP_CLIENT_ADDRESS_HEADER)?.to_ascii_lowercase();
+    let value = headers.get(name.as_str())?.as_str()?;
+    let last = value.rsplit(',').next()?.trim();
+    let clean: String = last.chars().filter(|c| !c.is_control()).collect();
+    (!clean.is_empty()).then(|| truncate(&clean, MAX_SOURCE_CHARS))
+}
+
+/// Run one request with `source` as its source (HTTP), and forget any failure noted by an
+/// earlier request that did not get to record it.
+pub fn request<R>(source: Option<String>, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            REQUEST_SOURCE.set(None);
+        }
+    }
+    PENDING.set(None);
+    REQUEST_SOURCE.set(source);
+    let _reset = Reset;
+    f()
+}
+
+static LOAD_STATE: Statement = Statement::new(
+    "SELECT failures, pg_catalog.date_part('epoch', locked_until)::float8
+       FROM oauth.client_lockout WHERE client_id = $1 AND source = $2",
+    &[TEXTOID, TEXTOID],
+);
+
+fn state(spi: &SpiClient<'_>, client_id: &str, source: &str) -> Result<Option<State>> {
+    let generation = cache::lockout_generation();
+    let cached = STATES.with_borrow_mut(|c| {
+        if c.generation != generation {
+            c.states.clear();
+            c.entries = 0;
+            c.generation = generation;
+        }
+        c.states.get(client_id).and_then(|m| m.get(source)).copied()
+    });
+    if let Some(state) = cached {
+        return Ok(state);
+    }
+    let table = LOAD_STATE.query(spi, &[client_id.into(), source.into()])?;
+    let state = match table.into_iter().next() {
+        Some(row) => Some(State {
+            failures: row.get::<i32>(1)?.unwrap_or(0),
+            locked_until_us: row.get::<f64>(2)?.map(|s| (s * 1e6) as i64),
+        }),
+        None => None,
+    };
+    STATES.with_borrow_mut(|c| {
+        if c.generation == cache::lockout_generation() {
+            if c.entries >= CACHE_CAPACITY {
+                c.states.clear();
+                c.entries = 0;
+            }
+            c.entries += 1;
+            c.states
+                .entry(client_id.to_owned())
+                .or_default()
+                .insert(source.to_owned(), state);
+        }
+    });
+    Ok(state)
+}
+
+/// One client authentication attempt, from the lockout check to its outcome.
+pub struct Attempt {
+    client_id: String,
+    source: String,
+    had_failures: bool,
+}
+
+impl Attempt {
+    /// Start an attempt for the client id the request names: refused at once (no argon2
+    /// work) while that client is locked out for this source.
+    pub fn begin(spi: &SpiClient<'_>, client_id: &str) -> Result<Attempt> {
+        let source = source(spi)?;
+        let state = if gucs::LOCKOUT_THRESHOLD.get() > 0 {
+            state(spi, client_id, &source)?
+        } else {
+            None
+        };
+        if let Some(until) = state.and_then(|s| s.locked_until_us) {
+            let left = until - db::now_micros();
+            if left > 0 {
+                return Err(OAuthError::locked_out((left + 999_999) / 1_000_000));
+            }
+        }
+        Ok(Attempt {
+            client_id: client_id.to_owned(),
+            source,
+            had_failures: state.is_some_and(|s| s.failures > 0),
+        })
+    }
+
+    /// The client authenticated: failures counted against it from this source are forgiven.
+    pub fn succeeded(self, spi: &mut SpiClient<'_>) -> Result<()> {
+        if self.had_failures {
+            CLEAR.execute(
+                spi,
+                &[self.client_id.as_str().into(), self.source.as_str().into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The client failed to authenticate: note it, to be recorded by the entry point.
+    pub fn failed(self, reason: &str, counts: bool) {
+        PENDING.set(Some(Failure {
+            client_id: truncate(&self.client_id, MAX_ID_CHARS),
+            source: self.source,
+            reason: reason.to_owned(),
+            counts,
+            lockout: Lockout::current(),
+        }));
+    }
+}
+
+static CLEAR: Statement = Statement::new(
+    "DELETE FROM oauth.client_lockout WHERE client_id = $1 AND source = $2",
+    &[TEXTOID, TEXTOID],
+);
+
+/// Count a failure toward a lockout; returns the lockout's end when this failure reached
+/// the threshold. A window that has passed starts again at this failure.
+static COUNT_FAILURE: Statement = Statement::new(
+    "INSERT INTO oauth.client_lockout AS l (client_id, source, failures, window_start, locked_until)
+     VALUES ($1, $2, 1, pg_catalog.now(),
+             CASE WHEN 1 >= $3 THEN pg_catalog.now() + pg_catalog.make_interval(secs => $5) END)
+     ON CONFLICT (client_id, source) DO UPDATE SET
+         failures = CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
+                         THEN 1 ELSE l.failures + 1 END,
+         window_start = CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
+                             THEN pg_catalog.now() ELSE l.window_start END,
+         locked_until = CASE WHEN (CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
+                                        THEN 1 ELSE l.failures + 1 END) >= $3
+                             THEN pg_catalog.now() + pg_catalog.make_interval(secs => $5)
+                             ELSE l.locked_until END
+     RETURNING CASE WHEN failures >= $3 THEN pg_catalog.to_char(locked_until AT TIME ZONE 'UTC',
+                                                                'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END",
+    &[TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID],
+);
+
+static INSERT_FAILURE: Statement = Statement::new(
+    "INSERT INTO oauth.auth_failure (client_id, source, reason) VALUES ($1, $2, $3)",
+    &[TEXTOID, TEXTOID, TEXTOID],
+);
+
+/// Write a failure (and its effect on the lockout) in the current transaction.
+pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
+    let mut reason = failure.reason.clone();
+    if failure.counts && failure.lockout.threshold > 0 {
+        let locked: Option<String> = COUNT_FAILURE
+            .execute(
+                spi,
+                &[
+                    failure.client_id.as_str().into(),
+                    failure.source.as_str().into(),
+                    failure.lockout.threshold.into(),
+                    failure.lockout.window_secs.into(),
+                    failure.lockout.duration_secs.into(),
+                ],
+            )?
+            .first()
+            .get(1)?;
+        if let Some(until) = locked {
+            reason = format!("{reason}; locked out until {until}");
+        }
+    }
+    INSERT_FAILURE.execute(
+        spi,
+        &[
+            failure.client_id.as_str().into(),
+            failure.source.as_str().into(),
+            reason.as_str().into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// HTTP: after the request's subtransaction rolled back, record its failure (if any) in
+/// the request's transaction, which commits with the error response.
+pub fn record_pending(spi: &mut SpiClient<'_>) -> Result<()> {
+    match PENDING.take() {
+        Some(failure) => record(spi, &failure),
+        None => Ok(()),
+    }
+}
+
+/// SQL: run `f`; when it fails after noting a failure, record that failure in its own
+/// transaction (the caller's is about to roll back) before returning the error to raise.
+pub fn recording_failures<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    PENDING.set(None);
+    let result = f();
+    if result.is_err() {
+        if let Some(failure) = PENDING.take() {
+            crate::autonomous::commit(&crate::autonomous::Action::RecordFailure(failure));
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_at_a_character_boundary() {
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("abcd", 3), "abc…");
+        assert_eq!(truncate("ééé", 2), "éé…");
+        assert_eq!(
+            truncate(&"x".repeat(1 << 20), MAX_ID_CHARS).chars().count(),
+            256
+        );
+    }
+}

@@ -1,0 +1,329 @@
+//! The audit trail (failed authentications, issuance and revocation events) and
+//! brute-force lockout per client id and source, against a real server.
+
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use pg_oauth_harness::{db_error, expect_error, json, postgres, Cluster};
+use serde_json::Value;
+
+const TOKEN: &str = "SELECT oauth.auth_token('client_credentials', $1, $2)";
+
+fn token(db: &mut postgres::Client, client: &str, secret: &str) -> Result<Value, (String, String)> {
+    db.query_one(TOKEN, &[&client, &secret])
+        .map(|row| row.get(0))
+        .map_err(|e| db_error(&e))
+}
+
+fn failures(db: &mut postgres::Client, client: &str) -> Vec<(String, String)> {
+    db.query(
+        "SELECT source, reason FROM oauth.auth_failure WHERE client_id = $1 ORDER BY id",
+        &[&client],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+/// What PostgREST does for a request to /rpc/token, in SQL: its settings, then the call.
+fn http_token(db: &mut postgres::Client, client: &str, secret: &str, forwarded_for: &str) -> Value {
+    let headers = serde_json::json!({ "x-forwarded-for": forwarded_for }).to_string();
+    let mut tx = db.transaction().unwrap();
+    tx.execute(
+        "SELECT set_config('request.headers', $1, true), set_config('request.method', 'POST', true)",
+        &[&headers],
+    )
+    .unwrap();
+    let body: Value = tx
+        .query_one(
+            "SELECT oauth.http_token(jsonb_build_object('grant_type', 'client_credentials',
+                                                       'client_id', $1::text, 'client_secret', $2::text))",
+            &[&client, &secret],
+        )
+        .unwrap()
+        .get(0);
+    let status: String = tx
+        .query_one("SELECT current_setting('response.status')", &[])
+        .unwrap()
+        .get(0);
+    tx.commit().unwrap();
+    serde_json::json!({ "status": status, "body": body })
+}
+
+#[test]
+fn failures_are_recorded_without_secrets_and_lock_out_per_source() {
+    let cluster = Cluster::start("audit", &[]);
+    let mut admin = cluster.create_db_with(
+        "oauth",
+        &[
+            ("pg_oauth.lockout_threshold", "3"),
+            ("pg_oauth.lockout_window", "60"),
+            ("pg_oauth.lockout_duration", "3"),
+            ("pg_oauth.http_client_address_header", "x-forwarded-for"),
+        ],
+    );
+    admin
+        .batch_execute(
+            "INSERT INTO oauth.client (id, secret, scope) VALUES ('app', 'right-secret', '{read}');
+             INSERT INTO oauth.client (id, secret, scope, active) VALUES ('off', 'right-secret', '{read}', false);",
+        )
+        .unwrap();
+    let mut tcp = cluster.connect("oauth"); // source 127.0.0.1
+    let mut unix = cluster.connect_unix("oauth"); // source local
+
+    // Each kind of failure is recorded with its reason and source; the caller sees one
+    // message for all of them.
+    for (client, secret) in [("app", "guess-1"), ("nobody", "guess-2")] {
+        let (code, message) = token(&mut tcp, client, secret).unwrap_err();
+        assert_eq!(code, "28P01");
+        assert_eq!(message, "invalid_client: client authentication failed");
+    }
+    let (_, message) = token(&mut tcp, "off", "right-secret").unwrap_err();
+    assert_eq!(message, "invalid_client: client is inactive");
+    assert_eq!(
+        failures(&mut admin, "app"),
+        [("127.0.0.1".into(), "wrong secret".into())]
+    );
+    assert_eq!(
+        failures(&mut admin, "nobody"),
+        [("127.0.0.1".into(), "unknown client".into())]
+    );
+    assert_eq!(
+        failures(&mut admin, "off"),
+        [("127.0.0.1".into(), "client is inactive".into())]
+    );
+
+    // Success forgives earlier failures from the same source: two more failures are not
+    // three in a row.
+    token(&mut tcp, "app", "right-secret").unwrap();
+    for guess in ["guess-3", "guess-4"] {
+        token(&mut tcp, "app", guess).unwrap_err();
+    }
+    token(&mut tcp, "app", "right-secret").unwrap();
+
+    // Three failures in the window lock the client out for that source only: the right
+    // secret is refused there, at once (no argon2 work), and accepted from elsewhere.
+    for guess in ["guess-5", "guess-6", "guess-7"] {
+        token(&mut tcp, "app", guess).unwrap_err();
+    }
+    let started = Instant::now();
+    let (code, message) = token(&mut tcp, "app", "right-secret").unwrap_err();
+    let refused_in = started.elapsed();
+    assert_eq!(code, "28P01");
+    assert!(
+        message.starts_with("invalid_client: too many failed authentications of this client from this address; try again in "),
+        "{message}"
+    );
+    token(&mut unix, "app", "right-secret").unwrap();
+    let last = failures(&mut admin, "app").pop().unwrap();
+    assert!(
+        last.1.starts_with("wrong secret; locked out until "),
+        "{last:?}"
+    );
+    // A locked-out attempt does no argon2 (≈20–50 ms here); generous bound for slow CI.
+    println!("refused while locked out in {refused_in:?}");
+
+    // Over HTTP the source is the proxy header's last address.
+    for guess in ["h1", "h2", "h3"] {
+        let r = http_token(&mut admin, "app", guess, "203.0.113.9, 10.0.0.7");
+        assert_eq!(r["status"], "400", "{r}");
+        assert_eq!(r["body"]["error"], "invalid_client");
+    }
+    let r = http_token(&mut admin, "app", "right-secret", "198.51.100.1, 10.0.0.7");
+    assert_eq!(
+        r["body"]["error"], "invalid_client",
+        "same last hop, same source: {r}"
+    );
+    let r = http_token(&mut admin, "app", "right-secret", "10.0.0.8");
+    assert_eq!(r["status"], "200", "another source: {r}");
+    let sources: Vec<String> = failures(&mut admin, "app")
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert!(
+        sources.iter().filter(|s| *s == "10.0.0.7").count() == 3,
+        "{sources:?}"
+    );
+
+    // The lockout ends by itself...
+    sleep(Duration::from_millis(3200));
+    token(&mut tcp, "app", "right-secret").unwrap();
+    // ...or when an administrator deletes its row (every backend sees it at once).
+    for guess in ["guess-8", "guess-9", "guess-10"] {
+        token(&mut tcp, "app", guess).unwrap_err();
+    }
+    assert!(token(&mut tcp, "app", "right-secret")
+        .unwrap_err()
+        .1
+        .contains("too many"));
+    admin
+        .execute(
+            "DELETE FROM oauth.client_lockout WHERE client_id = 'app'",
+            &[],
+        )
+        .unwrap();
+    token(&mut tcp, "app", "right-secret").unwrap();
+
+    // No presented secret is stored anywhere in the audit tables or the log.
+    let dump: String = admin
+        .query_one(
+            "SELECT concat_ws(' ', (SELECT string_agg(f::text, ' ') FROM oauth.auth_failure f),
+                                   (SELECT string_agg(l::text, ' ') FROM oauth.client_lockout l),
+                                   (SELECT string_agg(e::text, ' ') FROM oauth.audit_event e))",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for secret in ["guess-", "right-secret", "h1", "h2"] {
+        assert!(!dump.contains(secret), "{secret} in the audit trail");
+    }
+    assert!(
+        !cluster.log().contains("guess-"),
+        "a presented secret reached the server log"
+    );
+
+    // Threshold 0: no lockout, failures still recorded.
+    admin
+        .batch_execute("ALTER DATABASE oauth SET pg_oauth.lockout_threshold = 0")
+        .unwrap();
+    let mut fresh = cluster.connect("oauth");
+    let before = failures(&mut admin, "app").len();
+    for i in 0..5 {
+        token(&mut fresh, "app", &format!("guess-x{i}")).unwrap_err();
+    }
+    token(&mut fresh, "app", "right-secret").unwrap();
+    assert_eq!(failures(&mut admin, "app").len(), before + 5);
+}
+
+#[test]
+fn issuance_and_revocations_are_audited_with_reasons() {
+    let cluster = Cluster::start("audit-events", &[]);
+    let mut db = cluster.create_db_with("oauth", &[("pg_oauth.issuer", "https://issuer.test")]);
+    db.batch_execute(
+        "CREATE ROLE dba LOGIN SUPERUSER;
+         INSERT INTO oauth.client (id, secret, scope, refresh_token) VALUES ('c', 's3cret', '{read}', true);",
+    )
+    .unwrap();
+    let t = |db: &mut postgres::Client| token(db, "c", "s3cret").unwrap();
+    let by_function = t(&mut db);
+    let by_dba = t(&mut db);
+    let by_reuse = t(&mut db);
+    let by_deactivation = t(&mut db);
+
+    db.query_one(
+        "SELECT oauth.auth_revoke($1)",
+        &[&by_function["access_token"].as_str().unwrap()],
+    )
+    .unwrap();
+    let mut dba = cluster.connect_as("oauth", "dba");
+    dba.execute(
+        "UPDATE oauth.session SET revoked_at = now() WHERE token_hash = sha256(convert_to($1, 'UTF8'))",
+        &[&by_dba["access_token"].as_str().unwrap()],
+    )
+    .unwrap();
+    let rt = by_reuse["refresh_token"].as_str().unwrap();
+    json(
+        &mut db,
+        "SELECT oauth.auth_token('refresh_token', 'c', 's3cret', refresh_token => $1)",
+        &[&rt],
+    );
+    expect_error(
+        &mut db,
+        "SELECT oauth.auth_token('refresh_token', 'c', 's3cret', refresh_token => $1)",
+        &[&rt],
+    );
+    let reason = |db: &mut postgres::Client, token: &Value| -> Option<String> {
+        db.query_one(
+            "SELECT detail ->> 'reason' FROM oauth.audit_event e JOIN oauth.session s ON s.id = e.session_id
+              WHERE e.event = 'token revoked' AND s.token_hash = sha256(convert_to($1, 'UTF8'))",
+            &[&token["access_token"].as_str().unwrap()],
+        )
+        .ok()
+        .map(|r| r.get(0))
+    };
+    assert_eq!(
+        reason(&mut db, &by_function).as_deref(),
+        Some("revoked with oauth.auth_revoke() by postgres")
+    );
+    assert_eq!(reason(&mut db, &by_dba).as_deref(), Some("revoked by dba"));
+    assert_eq!(
+        reason(&mut db, &by_reuse).as_deref(),
+        Some("refresh grant revoked: refresh token reused")
+    );
+    db.execute("UPDATE oauth.client SET active = false WHERE id = 'c'", &[])
+        .unwrap();
+    assert_eq!(
+        reason(&mut db, &by_deactivation).as_deref(),
+        Some("client deactivated")
+    );
+
+    // Every token issued is an event; no event carries token material.
+    let issued: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.audit_event WHERE event = 'token issued'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(issued, 5);
+    let all: String = db
+        .query_one(
+            "SELECT string_agg(e::text, ' ') FROM oauth.audit_event e",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for token in [&by_function, &by_dba, &by_reuse, &by_deactivation] {
+        let access = token["access_token"].as_str().unwrap();
+        assert!(!all.contains(access) && !all.contains(&access[..20]));
+    }
+    assert!(!all.contains("\\x"), "no hashes in the audit view");
+}
+
+#[test]
+fn purge_expired_deletes_in_bounded_batches() {
+    let cluster = Cluster::start("purge", &[]);
+    let mut db = cluster.create_db("oauth");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, access_token_expiration, refresh_token, refresh_token_expiration)
+         VALUES ('short', 's', '{read}', 1, true, 1), ('long', 's', '{read}', 3600, false, 3600);",
+    )
+    .unwrap();
+    for _ in 0..5 {
+        token(&mut db, "short", "s").unwrap();
+    }
+    let kept = token(&mut db, "long", "s").unwrap();
+    token(&mut db, "long", "wrong").unwrap_err();
+    sleep(Duration::from_millis(1100));
+
+    let purge = |db: &mut postgres::Client, max: i32| -> Vec<(String, i64)> {
+        db.query(
+            "SELECT relation, deleted FROM oauth.purge_expired($1, interval '0')",
+            &[&max],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let first = purge(&mut db, 3);
+    assert_eq!(first.iter().map(|r| r.1).sum::<i64>(), 3, "{first:?}");
+    assert_eq!(first[0], ("session".into(), 3));
+    let second = purge(&mut db, 100);
+    let count = |rows: &[(String, i64)], rel: &str| rows.iter().find(|r| r.0 == rel).unwrap().1;
+    assert_eq!(count(&second, "session"), 2);
+    assert_eq!(count(&second, "refresh_token"), 5);
+    assert_eq!(count(&second, "refresh_family"), 5);
+    assert_eq!(count(&second, "auth_failure"), 1);
+    let third = purge(&mut db, 100);
+    assert!(third.iter().all(|r| r.1 == 0), "{third:?}");
+    // What has not expired stays, and still works.
+    db.query_one(
+        "SELECT oauth.auth_verify($1)",
+        &[&kept["access_token"].as_str().unwrap()],
+    )
+    .unwrap();
+    let (code, _) = expect_error(&mut db, "SELECT * FROM oauth.purge_expired(0)", &[]);
+    assert_eq!(code, "22023");
+}
