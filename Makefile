@@ -15,7 +15,7 @@ PGRX_TEST_FLAGS :=
 SUDO_FLAG := --sudo
 endif
 
-.PHONY: test setup lint unit install e2e regress demo bench clean
+.PHONY: test setup lint unit install e2e regress demo bench fuzz soak clean
 
 ## Everything CI runs: lint, in-database unit tests, pg_regress, end-to-end tests.
 test: setup lint unit install e2e
@@ -57,6 +57,18 @@ bench:
 	@bash .ci/setup --bench
 	cargo pgrx install --release --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
 	cargo run -q $(HARNESS) --bin bench
+
+## Long runs (not part of `make test`, which runs short ones): >1.5 million fuzzed parser
+## inputs plus 20,000 rounds of random SQL/HTTP input, and a 60 s eight-connection soak.
+fuzz: setup install
+ifeq ($(shell id -u),0)
+	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
+endif
+	PG_OAUTH_FUZZ_CASES=220000 cargo pgrx test $(FEATURES) fuzz $(PGRX_TEST_FLAGS)
+	PG_OAUTH_FUZZ_SQL_CASES=20000 cargo test $(HARNESS) --test fuzz_sql -- --nocapture
+
+soak: setup install
+	PG_OAUTH_SOAK_SECONDS=60 cargo test $(HARNESS) --test soak -- --nocapture
 
 clean:
 	cargo clean

@@ -1,9 +1,9 @@
 //! Failed client authentications: the audit trail (`oauth.auth_failure`) and brute-force
 //! lockout per client id and source (`oauth.client_lockout`).
 //!
-//! A failure is noted while the request runs and written where it survives the request's
-//! failure: over HTTP in the request's own transaction (the endpoint answers 401 and
-//! commits), from SQL by an autonomous worker (`auth_token` raises, which rolls back).
+//! A failure is deferred while the request runs and written where it survives the
+//! request's failure (see autonomous.rs): over HTTP in the request's own transaction, from
+//! SQL by a background worker.
 //!
 //! Lockout is keyed by (client id, source) so that an attacker can only lock a client out
 //! for its own address; the lockout state is cached per backend and invalidated like the
@@ -16,6 +16,7 @@ use pgrx::pg_sys::BuiltinOid::{INT4OID, TEXTOID};
 use pgrx::spi::SpiClient;
 use serde::{Deserialize, Serialize};
 
+use crate::autonomous;
 use crate::cache;
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, Result};
@@ -73,7 +74,6 @@ struct StateCache {
 const CACHE_CAPACITY: usize = 10_000;
 
 thread_local! {
-    static PENDING: RefCell<Option<Failure>> = const { RefCell::new(None) };
     static REQUEST_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
     static BACKEND_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
     static STATES: RefCell<StateCache> = RefCell::new(StateCache {
@@ -118,8 +118,7 @@ pub fn source_from_headers(headers: &serde_json::Value) -> Option<String> {
     (!clean.is_empty()).then(|| truncate(&clean, MAX_SOURCE_CHARS))
 }
 
-/// Run one request with `source` as its source (HTTP), and forget any failure noted by an
-/// earlier request that did not get to record it.
+/// Run one request with `source` as its source (HTTP).
 pub fn request<R>(source: Option<String>, f: impl FnOnce() -> R) -> R {
     struct Reset;
     impl Drop for Reset {
@@ -127,7 +126,6 @@ pub fn request<R>(source: Option<String>, f: impl FnOnce() -> R) -> R {
             REQUEST_SOURCE.set(None);
         }
     }
-    PENDING.set(None);
     REQUEST_SOURCE.set(source);
     let _reset = Reset;
     f()
@@ -217,9 +215,10 @@ impl Attempt {
         Ok(())
     }
 
-    /// The client failed to authenticate: note it, to be recorded by the entry point.
+    /// The client failed to authenticate: recorded when the request fails (see
+    /// autonomous.rs), which it is about to.
     pub fn failed(self, reason: &str, counts: bool) {
-        PENDING.set(Some(Failure {
+        autonomous::defer(autonomous::Action::RecordFailure(Failure {
             client_id: truncate(&self.client_id, MAX_ID_CHARS),
             source: self.source,
             reason: reason.to_owned(),
@@ -289,28 +288,6 @@ pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
         ],
     )?;
     Ok(())
-}
-
-/// HTTP: after the request's subtransaction rolled back, record its failure (if any) in
-/// the request's transaction, which commits with the error response.
-pub fn record_pending(spi: &mut SpiClient<'_>) -> Result<()> {
-    match PENDING.take() {
-        Some(failure) => record(spi, &failure),
-        None => Ok(()),
-    }
-}
-
-/// SQL: run `f`; when it fails after noting a failure, record that failure in its own
-/// transaction (the caller's is about to roll back) before returning the error to raise.
-pub fn recording_failures<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    PENDING.set(None);
-    let result = f();
-    if result.is_err() {
-        if let Some(failure) = PENDING.take() {
-            crate::autonomous::commit(&crate::autonomous::Action::RecordFailure(failure));
-        }
-    }
-    result
 }
 
 #[cfg(test)]

@@ -1,14 +1,19 @@
-//! Writes that must commit even though the calling transaction is about to fail.
+//! Writes that must commit even though the request that makes them fails.
 //!
-//! A refresh token that is presented twice must revoke its family (RFC 9700 §4.14), but
-//! the SQL call that detects the reuse raises `invalid_grant`, which rolls back everything
-//! it wrote. So such actions run in a dynamic background worker — its own connection and
-//! transaction — while the caller waits (bounded). The caller must hold no lock the action
-//! needs; every call site is placed before the request takes row locks.
+//! A refresh token presented twice must revoke its family (RFC 9700 §4.14), and a failed
+//! client authentication must be recorded, but the request that detects either fails. So
+//! such actions are *deferred* while the request runs and carried out when it fails:
 //!
-//! The action travels through a dynamic shared memory segment; the worker writes back one
-//! status byte.
+//! - over HTTP, in the request's own transaction after its subtransaction rolled back (the
+//!   endpoint answers with the error and commits);
+//! - from SQL, where the caller's transaction is about to roll back, in a dynamic background
+//!   worker — its own connection and transaction — while the caller waits (bounded). The
+//!   actions touch only rows the failed request did not lock.
+//!
+//! The actions travel to the worker through a dynamic shared memory segment; the worker
+//! writes back one status byte.
 
+use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{
@@ -17,7 +22,10 @@ use pgrx::bgworkers::{
 };
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
 use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Action {
@@ -27,16 +35,68 @@ pub enum Action {
     RecordFailure(crate::audit::Failure),
 }
 
+thread_local! {
+    static DEFERRED: RefCell<Vec<Action>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Carry out `action` if the current request fails.
+pub fn defer(action: Action) {
+    DEFERRED.with_borrow_mut(|d| d.push(action));
+}
+
+/// Forget actions of an earlier request that ended without carrying them out.
+pub fn clear_deferred() {
+    DEFERRED.with_borrow_mut(Vec::clear);
+}
+
+/// HTTP: the request failed and its subtransaction rolled back; carry out its deferred
+/// actions in the current transaction, which commits with the error response.
+pub fn apply_deferred(spi: &mut SpiClient<'_>) -> Result<()> {
+    for action in DEFERRED.take() {
+        execute(spi, &action)?;
+    }
+    Ok(())
+}
+
+/// SQL: run `f`; if it fails, commit its deferred actions in a background worker before
+/// the error is raised (and rolls back the caller's transaction).
+pub fn on_failure<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    clear_deferred();
+    let result = f();
+    let actions = DEFERRED.take();
+    if result.is_err() && !actions.is_empty() {
+        commit(&actions);
+    }
+    result
+}
+
 const STATUS_PENDING: u8 = 0;
 const STATUS_DONE: u8 = 1;
 const STATUS_FAILED: u8 = 2;
 const HEADER: usize = 1 + 4;
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
+/// All worker slots (max_worker_processes) may be busy for a moment: keep trying this long.
+const START_LIMIT: Duration = Duration::from_secs(5);
 
-/// Run `action` in its own committed transaction. Returns whether it committed; on
-/// failure a WARNING says why (the caller's own error still goes to its client).
-pub fn commit(action: &Action) -> bool {
-    let payload = serde_json::to_vec(action).expect("actions serialize");
+fn wait_a_moment(ms: i64) {
+    // SAFETY: a latch wait with a timeout, as PostgreSQL's own waits do.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// Run `actions` in one committed transaction of a background worker. Returns whether it
+/// committed; on failure a WARNING says why (the caller's own error still goes to its
+/// client).
+pub fn commit(actions: &[Action]) -> bool {
+    let payload = serde_json::to_vec(actions).expect("actions serialize");
     // SAFETY: the segment is created, filled and read only here and in the worker, and is
     // detached before returning (or by the resource owner if we are interrupted).
     unsafe {
@@ -56,21 +116,29 @@ pub fn commit(action: &Action) -> bool {
             pg_sys::MyDatabaseId.to_u32(),
             pg_sys::GetUserId().to_u32()
         );
-        let started = BackgroundWorkerBuilder::new("pg_oauth autonomous action")
-            .set_type("pg_oauth")
-            .set_library("pg_oauth")
-            .set_function("pg_oauth_autonomous_main")
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(None)
-            .set_argument(Some(pg_sys::Datum::from(handle)))
-            .set_extra(&extra)
-            .set_notify_pid(pg_sys::MyProcPid)
-            .load_dynamic();
+        let start = || {
+            BackgroundWorkerBuilder::new("pg_oauth autonomous action")
+                .set_type("pg_oauth")
+                .set_library("pg_oauth")
+                .set_function("pg_oauth_autonomous_main")
+                .enable_spi_access()
+                .set_start_time(BgWorkerStartTime::RecoveryFinished)
+                .set_restart_time(None)
+                .set_argument(Some(pg_sys::Datum::from(handle)))
+                .set_extra(&extra)
+                .set_notify_pid(pg_sys::MyProcPid)
+                .load_dynamic()
+        };
+        let started_at = Instant::now();
+        let mut started = start();
+        while started.is_err() && started_at.elapsed() < START_LIMIT {
+            wait_a_moment(20);
+            started = start();
+        }
         let status = match started {
             Err(_) => {
                 warning!(
-                    "pg_oauth: could not start a background worker for {action:?}; raise max_worker_processes"
+                    "pg_oauth: no background worker slot for {START_LIMIT:?} for {actions:?}; raise max_worker_processes"
                 );
                 STATUS_FAILED
             }
@@ -93,38 +161,36 @@ pub fn commit(action: &Action) -> bool {
                             status
                         };
                     }
-                    pg_sys::WaitLatch(
-                        pg_sys::MyLatch,
-                        (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH)
-                            as i32,
-                        10,
-                        pg_sys::PG_WAIT_EXTENSION,
-                    );
-                    pg_sys::ResetLatch(pg_sys::MyLatch);
-                    pg_sys::check_for_interrupts!();
+                    wait_a_moment(10);
                 }
             }
         };
         pg_sys::dsm_detach(seg);
         if status == STATUS_PENDING {
-            warning!("pg_oauth: {action:?} did not finish within {WAIT_LIMIT:?}; it continues in the background");
+            warning!("pg_oauth: {actions:?} did not finish within {WAIT_LIMIT:?}; it continues in the background");
         } else if status == STATUS_FAILED {
-            warning!("pg_oauth: {action:?} failed; see the server log");
+            warning!("pg_oauth: {actions:?} failed; see the server log");
         }
         status == STATUS_DONE
     }
 }
 
-fn execute(action: &Action) {
-    Spi::connect_mut(|spi| -> crate::error::Result<()> {
+fn execute(spi: &mut SpiClient<'_>, action: &Action) -> Result<()> {
+    match action {
+        Action::RevokeFamily { family, reason } => {
+            crate::refresh::revoke_family(spi, family, reason)?;
+        }
+        Action::RecordFailure(failure) => crate::audit::record(spi, failure)?,
+    }
+    Ok(())
+}
+
+/// In the worker: all actions in one transaction, with a safe search_path.
+fn execute_all(actions: &[Action]) {
+    Spi::connect_mut(|spi| -> Result<()> {
         spi.update("SET LOCAL search_path = pg_catalog, pg_temp", None, &[])?;
-        match action {
-            Action::RevokeFamily { family, reason } => {
-                crate::refresh::revoke_family(spi, family, reason)?;
-            }
-            Action::RecordFailure(failure) => {
-                crate::audit::record(spi, failure)?;
-            }
+        for action in actions {
+            execute(spi, action)?;
         }
         Ok(())
     })
@@ -157,9 +223,9 @@ pub extern "C-unwind" fn pg_oauth_autonomous_main(arg: pg_sys::Datum) {
         std::ptr::copy_nonoverlapping(base.add(1), len.as_mut_ptr(), 4);
         let payload =
             std::slice::from_raw_parts(base.add(HEADER), u32::from_le_bytes(len) as usize);
-        let action: Action = serde_json::from_slice(payload).expect("a valid action");
+        let actions: Vec<Action> = serde_json::from_slice(payload).expect("valid actions");
         // An error inside ends this worker before it reports DONE; the caller sees it stop.
-        BackgroundWorker::transaction(|| execute(&action));
+        BackgroundWorker::transaction(|| execute_all(&actions));
         std::ptr::write_volatile(base, STATUS_DONE);
         pg_sys::dsm_detach(seg);
     }

@@ -310,8 +310,15 @@ fn client_before_write<'a>(
         None => None,
     };
     if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
-        if !secret::is_argon2_phc(&plain) {
-            new.set_by_name("secret", secret::hash(&plain).or_raise())?;
+        match secret::classify(&plain) {
+            secret::SecretValue::Plaintext => {
+                new.set_by_name("secret", secret::hash(&plain).or_raise())?;
+            }
+            secret::SecretValue::Argon2Hash => {}
+            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+                "the secret looks like an argon2 hash to import, but {why}"
+            ))
+            .raise(),
         }
         if let Some(old) = &old {
             // rotate_client_secret sets previous_secret itself; any other change of the

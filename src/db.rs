@@ -93,6 +93,18 @@ pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Writes need the primary: on a hot standby say so plainly (rather than failing later
+/// with "cannot execute INSERT in a read-only transaction").
+pub fn require_primary(what: &str) -> crate::error::Result<()> {
+    // SAFETY: reads a flag in shared memory.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(crate::error::OAuthError::ServerError(format!(
+            "this server is a read-only standby; {what} on the primary (verification and introspection work here)"
+        )));
+    }
+    Ok(())
+}
+
 /// The session user's name (who logged in, whatever role a function runs as).
 pub fn session_user() -> String {
     // SAFETY: the session user exists for the whole session; the name is palloc'd.

@@ -14,6 +14,7 @@ use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 use crate::audit;
+use crate::autonomous;
 use crate::client;
 use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
@@ -64,6 +65,7 @@ fn authorization() -> Option<String> {
 /// Run one endpoint request: its source address (for the audit trail and lockout) comes
 /// from the configured proxy header, else from PostgREST's connection.
 fn in_request<R>(f: impl FnOnce() -> R) -> R {
+    autonomous::clear_deferred();
     audit::request(audit::source_from_headers(&request_headers()), f)
 }
 
@@ -268,9 +270,10 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
             Ok(body)
         }
         Err(Failure { err, basic }) => {
-            // The request's writes were rolled back with its subtransaction; a failed
-            // client authentication is recorded now, and commits with this answer.
-            audit::record_pending(spi)?;
+            // The request's writes were rolled back with its subtransaction; what must
+            // survive its failure (a failed authentication, a reused refresh token's
+            // revocation) is written now, and commits with this answer.
+            autonomous::apply_deferred(spi)?;
             let status = match err {
                 OAuthError::InvalidClient(_) | OAuthError::LockedOut { .. } if basic => 401,
                 OAuthError::ServerError(_) => 500,

@@ -125,7 +125,7 @@ impl Key {
     }
 }
 
-fn parse_key(kid: &str, alg: JwtAlg, private: &[u8]) -> Result<Key> {
+pub(crate) fn parse_key(kid: &str, alg: JwtAlg, private: &[u8]) -> Result<Key> {
     let bad = |what: &str| OAuthError::ServerError(format!("signing key {kid}: {what}"));
     let (signer, verifier) = match alg {
         JwtAlg::ES256 => {

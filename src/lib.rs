@@ -24,6 +24,9 @@ mod token;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 
+#[cfg(test)]
+mod fuzz;
+
 ::pgrx::pg_module_magic!(name, version);
 
 pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);

@@ -158,9 +158,9 @@ static HOLD_FAMILY: Statement = Statement::new(
     &[UUIDOID],
 );
 
-/// Revoke a family in its own transaction (the caller is about to fail).
+/// Revoke a family when the request fails, as it is about to (see autonomous.rs).
 fn revoke_family_detached(family: &FamilyId, reason: &str) {
-    autonomous::commit(&Action::RevokeFamily {
+    autonomous::defer(Action::RevokeFamily {
         family: *family,
         reason: reason.to_owned(),
     });

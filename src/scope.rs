@@ -14,12 +14,20 @@ pub fn is_scope_token(token: &str) -> bool {
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
 }
 
+/// Longest scope parameter accepted (a bound on the work a request can cause).
+pub const MAX_SCOPE_BYTES: usize = 8192;
+
 /// Split a space-delimited scope parameter into distinct tokens, in request order.
 /// `None` or a blank string means "no scope requested".
 pub fn parse(scope: Option<&str>) -> Result<Option<Vec<String>>> {
     let Some(scope) = scope else {
         return Ok(None);
     };
+    if scope.len() > MAX_SCOPE_BYTES {
+        return Err(OAuthError::InvalidScope(format!(
+            "the scope parameter is longer than {MAX_SCOPE_BYTES} bytes"
+        )));
+    }
     let mut tokens: Vec<String> = Vec::new();
     for token in scope.split(' ').filter(|t| !t.is_empty()) {
         if !is_scope_token(token) {
@@ -40,19 +48,34 @@ pub fn parse(scope: Option<&str>) -> Result<Option<Vec<String>>> {
 }
 
 /// `*` in `pattern` matches one or more characters; everything else matches itself.
+///
+/// Linear in the value's length for each literal piece: the pieces between stars are
+/// matched leftmost-first (which is optimal, since a star only needs one character), so a
+/// hostile scope cannot make a pattern backtrack exponentially.
 pub fn glob_matches(pattern: &str, value: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == value,
-        Some((head, rest)) => {
-            let Some(tail) = value.strip_prefix(head) else {
-                return false;
-            };
-            // Try every non-empty span for this `*` (scopes are short).
-            (1..=tail.len())
-                .filter(|&i| tail.is_char_boundary(i))
-                .any(|i| glob_matches(rest, &tail[i..]))
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or("");
+    let rest: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = rest.split_last() else {
+        return pattern == value;
+    };
+    let Some(mut tail) = value.strip_prefix(first) else {
+        return false;
+    };
+    // Each star takes at least one character, then the next piece's first occurrence.
+    for piece in middle {
+        let Some(one) = tail.chars().next() else {
+            return false;
+        };
+        tail = &tail[one.len_utf8()..];
+        match tail.find(piece) {
+            Some(at) => tail = &tail[at + piece.len()..],
+            None => return false,
         }
     }
+    // The last star takes at least one character before the final piece.
+    tail.strip_suffix(last)
+        .is_some_and(|before| !before.is_empty())
 }
 
 /// SMART permissions as a set: c r u d s.

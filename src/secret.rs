@@ -51,15 +51,52 @@ pub fn generate() -> String {
     b64url(&random_bytes::<32>())
 }
 
-/// Whether `value` is an argon2 PHC string we can verify against (kept as is on import).
-pub fn is_argon2_phc(value: &str) -> bool {
+/// Imported argon2 hashes must stay within these costs: each verification of a client
+/// secret (and of every wrong guess) pays them.
+const MAX_IMPORT_M_COST_KIB: u32 = 262_144;
+const MAX_IMPORT_T_COST: u32 = 16;
+const MAX_IMPORT_P_COST: u32 = 16;
+
+/// What a value written to `oauth.client.secret` is.
+pub enum SecretValue {
+    Plaintext,
+    /// An argon2 PHC string we can verify against (kept as is: an import).
+    Argon2Hash,
+    /// Shaped like an argon2 PHC string but not usable; why.
+    BadHash(String),
+}
+
+pub fn classify(value: &str) -> SecretValue {
+    if !value.starts_with("$argon2") {
+        return SecretValue::Plaintext;
+    }
     let Ok(hash) = PasswordHash::new(value) else {
-        return false;
+        return SecretValue::BadHash("it is not a valid PHC string".into());
     };
-    Algorithm::try_from(hash.algorithm).is_ok()
-        && Params::try_from(&hash).is_ok()
-        && hash.salt.is_some()
-        && hash.hash.is_some()
+    if Algorithm::try_from(hash.algorithm).is_err() {
+        return SecretValue::BadHash("unknown argon2 variant".into());
+    }
+    if hash.salt.is_none() || hash.hash.is_none() {
+        return SecretValue::BadHash("it has no salt or no hash".into());
+    }
+    match Params::try_from(&hash) {
+        Err(e) => SecretValue::BadHash(format!("invalid parameters ({e})")),
+        Ok(p)
+            if p.m_cost() > MAX_IMPORT_M_COST_KIB
+                || p.t_cost() > MAX_IMPORT_T_COST
+                || p.p_cost() > MAX_IMPORT_P_COST =>
+        {
+            SecretValue::BadHash(format!(
+                "its costs exceed m = {MAX_IMPORT_M_COST_KIB} KiB, t = {MAX_IMPORT_T_COST}, p = {MAX_IMPORT_P_COST}"
+            ))
+        }
+        Ok(_) => SecretValue::Argon2Hash,
+    }
+}
+
+/// Whether `value` is an argon2 PHC string we can verify against.
+pub fn is_argon2_phc(value: &str) -> bool {
+    matches!(classify(value), SecretValue::Argon2Hash)
 }
 
 /// Hash a plaintext secret to an argon2id PHC string.

@@ -5,7 +5,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
-use crate::audit;
+use crate::autonomous;
 use crate::cache;
 use crate::client::{self, Client, TokenFormat};
 use crate::db::{self, Jsonb};
@@ -52,6 +52,7 @@ fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
 /// Handle a token request; returns the RFC 6749 §5.1 response body.
 pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     cache::accept_invalidations();
+    db::require_primary("issue tokens")?;
     let grant = grant_of(req.grant_type)?;
     let credentials = client::credentials_from(
         req.client_id,
@@ -401,6 +402,7 @@ pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
 /// Revoke a found token: an access token closes its session; a refresh token revokes its
 /// family and so the access tokens issued from it. Returns whether it was live.
 pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken, reason: &str) -> Result<bool> {
+    db::require_primary("revoke tokens")?;
     match &found.kind {
         TokenKind::Access(id) => session::revoke(spi, id, reason),
         TokenKind::Refresh(family) => refresh::revoke_family(spi, family, reason),
@@ -461,7 +463,7 @@ fn auth_token(
         client_assertion_type,
         client_assertion,
     };
-    Jsonb(audit::recording_failures(|| Spi::connect_mut(|spi| issue(spi, &req))).or_raise())
+    Jsonb(autonomous::on_failure(|| Spi::connect_mut(|spi| issue(spi, &req))).or_raise())
 }
 
 /// Verify an access token; returns its claims or raises invalid_token.

@@ -160,6 +160,85 @@ impl Cluster {
         }
     }
 
+    /// Crash the server: SIGKILL to the postmaster and every process it started (as a
+    /// power cut would stop them, short of the OS losing its page cache).
+    pub fn kill9(&mut self) {
+        let pid = std::fs::read_to_string(self.data_dir().join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
+            .expect("postmaster.pid");
+        let children = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut pids = vec![pid.to_string()];
+        pids.extend(children.split_whitespace().map(str::to_owned));
+        run(Command::new("kill").arg("-9").args(&pids), "kill -9");
+        // Wait until they are gone (the shared memory must be free before a restart).
+        for _ in 0..500 {
+            let alive = pids
+                .iter()
+                .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.running = false;
+    }
+
+    /// A streaming hot standby of `primary`: pg_basebackup with -R, started on its own port.
+    pub fn replica_of(primary: &Cluster, name: &str) -> Cluster {
+        let dir = std::env::temp_dir().join(format!(
+            "pg_oauth-{name}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        if is_root() {
+            run(
+                Command::new("chown").arg("postgres:postgres").arg(&dir),
+                "chown",
+            );
+        }
+        let data = dir.join("data");
+        run(
+            server_command(pg_bindir().join("pg_basebackup"))
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-R",
+                    "-c",
+                    "fast",
+                    "-p",
+                ])
+                .arg(primary.port.to_string())
+                .arg("-D")
+                .arg(&data),
+            "pg_basebackup",
+        );
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                dir.display()
+            ),
+        );
+        let mut cluster = Cluster {
+            dir,
+            port: 0,
+            running: false,
+        };
+        cluster.start_server();
+        cluster
+    }
+
     pub fn url(&self, db: &str, user: &str) -> String {
         format!("postgresql://{user}@127.0.0.1:{}/{db}", self.port)
     }

@@ -191,6 +191,72 @@ fn racing_refreshes_let_exactly_one_win_and_burn_the_family() {
     }
 }
 
+/// Reuse detection from SQL needs a background worker slot; when all of them are busy
+/// for a moment, the revocation waits for one rather than being lost.
+#[test]
+fn reuse_detection_survives_a_shortage_of_worker_slots() {
+    const CALLERS: usize = 6;
+    // One slot goes to the logical replication launcher: one is left for six callers.
+    let cluster = Cluster::start("refresh-slots", &[("max_worker_processes", "2")]);
+    let mut db = setup(&cluster);
+    let grants: Vec<Value> = (0..CALLERS)
+        .map(|_| grant(&mut db, "other", "read"))
+        .collect();
+    for g in &grants {
+        refresh(&mut db, "other", &g["refresh_token"]);
+    }
+    let barrier = Arc::new(Barrier::new(CALLERS));
+    let callers: Vec<_> = grants
+        .iter()
+        .map(|g| {
+            let url = cluster.url("oauth", "postgres");
+            let barrier = barrier.clone();
+            let rt = g["refresh_token"].as_str().unwrap().to_owned();
+            std::thread::spawn(move || {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                barrier.wait();
+                // Spent already: a reuse.
+                c.query_one(refresh_sql(), &[&"other", &rt, &None::<&str>])
+                    .unwrap_err()
+            })
+        })
+        .collect();
+    for caller in callers {
+        let err = caller.join().unwrap();
+        assert_eq!(err.as_db_error().unwrap().code().code(), "0LP01");
+    }
+    for g in &grants {
+        assert!(
+            !verifies(&mut db, &g["access_token"]),
+            "a reused grant stayed open"
+        );
+    }
+    assert!(!cluster.log().contains("no background worker slot"));
+}
+
+/// Over HTTP no worker is needed: the revocation commits with the error response.
+#[test]
+fn reuse_detected_over_http_commits_with_the_answer() {
+    let cluster = Cluster::start("refresh-http", &[("max_worker_processes", "1")]);
+    let mut db = setup(&cluster);
+    let g = grant(&mut db, "other", "read");
+    refresh(&mut db, "other", &g["refresh_token"]);
+    let mut tx = db.transaction().unwrap();
+    tx.execute("SELECT set_config('request.method', 'POST', true)", &[])
+        .unwrap();
+    let answer: Value = tx
+        .query_one(
+            "SELECT oauth.http_token(jsonb_build_object('grant_type', 'refresh_token',
+                 'client_id', 'other', 'client_secret', 'verysecret', 'refresh_token', $1::text))",
+            &[&g["refresh_token"].as_str().unwrap()],
+        )
+        .unwrap()
+        .get(0);
+    tx.commit().unwrap();
+    assert_eq!(answer["error"], "invalid_grant");
+    assert!(!verifies(&mut db, &g["access_token"]));
+}
+
 #[test]
 fn audience_and_introspection() {
     let cluster = Cluster::start("audience", &[]);

@@ -1,0 +1,270 @@
+//! Upgrades: `ALTER EXTENSION pg_oauth UPDATE` from every released version (the frozen
+//! install scripts in sql/released/) reaches exactly the schema a fresh install of the
+//! current version has, and keeps clients, policies, sessions and keys working. For the
+//! current version itself, the frozen script must still produce that schema: a released
+//! script is never edited (change the version and add sql/pg_oauth--A--B.sql instead).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use pg_oauth_harness::{is_root, json, pg_bindir, postgres, repo_root, Cluster};
+use serde_json::Value;
+
+fn current_version() -> String {
+    let manifest = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("version in Cargo.toml")
+        .to_owned()
+}
+
+fn extension_dir() -> PathBuf {
+    let out = Command::new(pg_bindir().join("pg_config"))
+        .arg("--sharedir")
+        .output()
+        .expect("pg_config --sharedir");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension")
+}
+
+/// Copy into the server's extension directory (root, or sudo like `make install`).
+fn install_file(from: &Path, to: &Path) {
+    let status = if is_root() {
+        Command::new("cp").arg(from).arg(to).status()
+    } else {
+        Command::new("sudo").arg("cp").arg(from).arg(to).status()
+    };
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cp {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
+/// Released versions, oldest first (their frozen install scripts).
+fn released() -> Vec<(String, PathBuf)> {
+    let mut versions: Vec<(Vec<u32>, String, PathBuf)> =
+        std::fs::read_dir(repo_root().join("sql/released"))
+            .expect("sql/released")
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let version = name
+                    .strip_prefix("pg_oauth--")?
+                    .strip_suffix(".sql")?
+                    .to_owned();
+                let key = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+                Some((key, version, e.path()))
+            })
+            .collect();
+    versions.sort();
+    versions.into_iter().map(|(_, v, p)| (v, p)).collect()
+}
+
+/// Everything about schema oauth that an upgrade must get right, one sorted line each.
+fn fingerprint(db: &mut postgres::Client) -> Vec<String> {
+    let sql = "
+      SELECT coalesce(line, 'a NULL line') FROM (
+      SELECT 'function ' || p.oid::regprocedure::text || ' returns ' || pg_get_function_result(p.oid)
+             || ' lang ' || l.lanname || ' vol ' || p.provolatile::text || ' par ' || p.proparallel::text
+             || ' strict ' || p.proisstrict || ' secdef ' || p.prosecdef
+             || ' config ' || coalesce(array_to_string(p.proconfig, ','), '')
+             || ' acl ' || coalesce(array_to_string(p.proacl, ','), '')
+             || ' args ' || pg_get_function_arguments(p.oid)
+             || ' src ' || CASE WHEN l.lanname = 'c' THEN p.prosrc ELSE md5(p.prosrc) END
+        FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace = 'oauth'::regnamespace
+      UNION ALL
+      SELECT 'relation ' || c.relname || ' kind ' || c.relkind::text
+             || ' acl ' || coalesce(array_to_string(c.relacl, ','), '')
+             || ' options ' || coalesce(array_to_string(c.reloptions, ','), '')
+        FROM pg_class c WHERE c.relnamespace = 'oauth'::regnamespace
+      UNION ALL
+      SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+             || ' notnull ' || a.attnotnull || ' default ' || coalesce(pg_get_expr(d.adbin, d.adrelid), '')
+             || ' identity ' || a.attidentity::text
+             || ' acl ' || coalesce(array_to_string(a.attacl, ','), '')
+        FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       WHERE c.relnamespace = 'oauth'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+      UNION ALL
+      SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'oauth'::regnamespace
+      UNION ALL
+      SELECT 'index ' || pg_get_indexdef(indexrelid)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+       WHERE c.relnamespace = 'oauth'::regnamespace
+      UNION ALL
+      SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+       WHERE c.relnamespace = 'oauth'::regnamespace AND NOT t.tgisinternal
+      UNION ALL
+      SELECT 'view ' || c.relname || ' ' || md5(pg_get_viewdef(c.oid))
+        FROM pg_class c WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind = 'v'
+      UNION ALL
+      SELECT 'member ' || pg_describe_object(classid, objid, objsubid)
+        FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+       WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'pg_oauth'
+      UNION ALL
+      SELECT 'schema acl ' || coalesce(array_to_string(nspacl, ','), '')
+        FROM pg_namespace WHERE nspname = 'oauth'
+      UNION ALL
+      SELECT 'config dump ' || coalesce(extconfig::regclass[]::text, '')
+        FROM pg_extension WHERE extname = 'pg_oauth'
+      ) AS f(line) ORDER BY 1";
+    db.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+fn assert_same_schema(upgraded: &[String], fresh: &[String], what: &str) {
+    let missing: Vec<&String> = fresh.iter().filter(|l| !upgraded.contains(l)).collect();
+    let extra: Vec<&String> = upgraded.iter().filter(|l| !fresh.contains(l)).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what}: the schema differs from a fresh install\nmissing:\n{}\nextra:\n{}",
+        missing
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        extra
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Data every release must carry across an upgrade, made with that release's functions.
+fn populate(db: &mut postgres::Client) -> Vec<Value> {
+    db.batch_execute(
+        "DO $$ BEGIN CREATE ROLE upgrade_role NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+         INSERT INTO oauth.client (id, secret, scope, token_format, refresh_token)
+              VALUES ('up-opaque', 'up-secret', '{read}', 'opaque', true),
+                     ('up-jwt', 'up-secret', '{read}', 'jwt', false);
+         INSERT INTO oauth.policy (client_id, role) VALUES ('up-jwt', 'upgrade_role');",
+    )
+    .unwrap();
+    ["up-opaque", "up-jwt"]
+        .iter()
+        .map(|c| {
+            json(
+                db,
+                "SELECT oauth.auth_token('client_credentials', $1, 'up-secret')",
+                &[c],
+            )
+        })
+        .collect()
+}
+
+fn still_works(db: &mut postgres::Client, tokens: &[Value], what: &str) {
+    let clients: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.client WHERE id LIKE 'up-%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(clients, 2, "{what}: clients");
+    let role: String = db
+        .query_one(
+            "SELECT role FROM oauth.policy WHERE client_id = 'up-jwt'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "upgrade_role", "{what}: policy");
+    for t in tokens {
+        let claims = json(
+            db,
+            "SELECT oauth.auth_verify($1)",
+            &[&t["access_token"].as_str().unwrap()],
+        );
+        assert_eq!(claims["scope"], "read", "{what}: a session from before");
+    }
+    // The secret hashes, the keys and the refresh grant carried over too.
+    json(
+        db,
+        "SELECT oauth.auth_token('client_credentials', 'up-jwt', 'up-secret')",
+        &[],
+    );
+    json(
+        db,
+        "SELECT oauth.auth_token('refresh_token', 'up-opaque', 'up-secret', refresh_token => $1)",
+        &[&tokens[0]["refresh_token"].as_str().unwrap()],
+    );
+}
+
+#[test]
+fn every_release_upgrades_to_the_current_schema_and_keeps_its_data() {
+    let current = current_version();
+    let releases = released();
+    assert!(!releases.is_empty(), "sql/released holds no release");
+    let cluster = Cluster::start("upgrade", &[]);
+    let issuer = [("pg_oauth.issuer", "https://issuer.upgrade")];
+    let mut fresh = cluster.create_db_with("fresh", &issuer);
+    let expected = fingerprint(&mut fresh);
+    assert!(expected.len() > 100, "the fingerprint covers too little");
+
+    let ext = extension_dir();
+    for (i, (version, frozen)) in releases.iter().enumerate() {
+        let db_name = format!("from_{}", version.replace('.', "_"));
+        let generated = ext.join(format!("pg_oauth--{version}.sql"));
+        // The current version's generated script is in place: put the frozen one there
+        // for this CREATE EXTENSION, and the generated one back afterwards (even if the
+        // install fails).
+        struct Restore(Option<(PathBuf, PathBuf)>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some((copy, generated)) = self.0.take() {
+                    install_file(&copy, &generated);
+                }
+            }
+        }
+        let restore = Restore((*version == current).then(|| {
+            let copy = cluster.dir.join("generated.sql");
+            std::fs::copy(&generated, &copy).expect("keep the generated script");
+            (copy, generated.clone())
+        }));
+        install_file(frozen, &generated);
+        cluster
+            .connect("postgres")
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .unwrap();
+        let mut db = cluster.connect(&db_name);
+        db.batch_execute(&format!(
+            "ALTER DATABASE {db_name} SET pg_oauth.issuer = 'https://issuer.upgrade';
+             CREATE EXTENSION pg_oauth VERSION '{version}';"
+        ))
+        .unwrap_or_else(|e| panic!("install {version}: {e}"));
+        drop(restore);
+        drop(db);
+        let mut db = cluster.connect(&db_name);
+        let tokens = populate(&mut db);
+
+        db.batch_execute("ALTER EXTENSION pg_oauth UPDATE")
+            .unwrap_or_else(|e| panic!("update from {version}: {e}"));
+        let installed: String = db
+            .query_one(
+                "SELECT extversion FROM pg_extension WHERE extname = 'pg_oauth'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(installed, current, "from {version}");
+        drop(db);
+        let mut db = cluster.connect(&db_name);
+        assert_same_schema(&fingerprint(&mut db), &expected, &format!("from {version}"));
+        still_works(&mut db, &tokens, &format!("from {version}"));
+        println!(
+            "release {} of {}: {version} -> {current} ok",
+            i + 1,
+            releases.len()
+        );
+    }
+}
