@@ -74,22 +74,28 @@ pub struct Cluster {
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// A fresh, empty directory for a cluster, owned by the user the server runs as.
+fn cluster_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "pg_oauth-{name}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create cluster dir");
+    if is_root() {
+        run(
+            Command::new("chown").arg("postgres:postgres").arg(&dir),
+            "chown",
+        );
+    }
+    dir
+}
+
 impl Cluster {
     /// initdb and start a new cluster with extra `postgresql.conf` settings.
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "pg_oauth-{name}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create cluster dir");
-        if is_root() {
-            run(
-                Command::new("chown").arg("postgres:postgres").arg(&dir),
-                "chown",
-            );
-        }
+        let dir = cluster_dir(name);
         let data = dir.join("data");
         run(
             server_command(pg_bindir().join("initdb"))
@@ -190,19 +196,7 @@ impl Cluster {
 
     /// A streaming hot standby of `primary`: pg_basebackup with -R, started on its own port.
     pub fn replica_of(primary: &Cluster, name: &str) -> Cluster {
-        let dir = std::env::temp_dir().join(format!(
-            "pg_oauth-{name}-{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create cluster dir");
-        if is_root() {
-            run(
-                Command::new("chown").arg("postgres:postgres").arg(&dir),
-                "chown",
-            );
-        }
+        let dir = cluster_dir(name);
         let data = dir.join("data");
         run(
             server_command(pg_bindir().join("pg_basebackup"))
@@ -369,6 +363,33 @@ pub fn expect_error(
         Ok(rows) => panic!("expected an error from {sql}, got {} rows", rows.len()),
         Err(err) => db_error(&err),
     }
+}
+
+/// Call one of pg_oauth's HTTP endpoint functions as PostgREST does: in a transaction with
+/// the request's headers and method set; returns the response status it set, and the body.
+pub fn as_postgrest(
+    db: &mut postgres::Client,
+    headers: &serde_json::Value,
+    method: &str,
+    call: &str,
+    params: &[&(dyn postgres::types::ToSql + Sync)],
+) -> (String, serde_json::Value) {
+    let mut tx = db.transaction().unwrap();
+    tx.execute(
+        "SELECT set_config('request.headers', $1, true), set_config('request.method', $2, true)",
+        &[&headers.to_string(), &method],
+    )
+    .unwrap();
+    let body: serde_json::Value = tx
+        .query_one(call, params)
+        .unwrap_or_else(|e| panic!("{call}: {e}"))
+        .get(0);
+    let status: String = tx
+        .query_one("SELECT current_setting('response.status')", &[])
+        .unwrap()
+        .get(0);
+    tx.commit().unwrap();
+    (status, body)
 }
 
 /// A JSON value from a one-row, one-column query.

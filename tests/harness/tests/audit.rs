@@ -4,7 +4,7 @@
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use pg_oauth_harness::{db_error, expect_error, json, postgres, Cluster};
+use pg_oauth_harness::{as_postgrest, db_error, expect_error, json, postgres, Cluster};
 use serde_json::Value;
 
 const TOKEN: &str = "SELECT oauth.auth_token('client_credentials', $1, $2)";
@@ -28,26 +28,14 @@ fn failures(db: &mut postgres::Client, client: &str) -> Vec<(String, String)> {
 
 /// What PostgREST does for a request to /rpc/token, in SQL: its settings, then the call.
 fn http_token(db: &mut postgres::Client, client: &str, secret: &str, forwarded_for: &str) -> Value {
-    let headers = serde_json::json!({ "x-forwarded-for": forwarded_for }).to_string();
-    let mut tx = db.transaction().unwrap();
-    tx.execute(
-        "SELECT set_config('request.headers', $1, true), set_config('request.method', 'POST', true)",
-        &[&headers],
-    )
-    .unwrap();
-    let body: Value = tx
-        .query_one(
-            "SELECT oauth.http_token(jsonb_build_object('grant_type', 'client_credentials',
-                                                       'client_id', $1::text, 'client_secret', $2::text))",
-            &[&client, &secret],
-        )
-        .unwrap()
-        .get(0);
-    let status: String = tx
-        .query_one("SELECT current_setting('response.status')", &[])
-        .unwrap()
-        .get(0);
-    tx.commit().unwrap();
+    let (status, body) = as_postgrest(
+        db,
+        &serde_json::json!({ "x-forwarded-for": forwarded_for }),
+        "POST",
+        "SELECT oauth.http_token(jsonb_build_object('grant_type', 'client_credentials',
+                                                   'client_id', $1::text, 'client_secret', $2::text))",
+        &[&client, &secret],
+    );
     serde_json::json!({ "status": status, "body": body })
 }
 

@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::thread::sleep;
 use std::time::Duration;
 
-use pg_oauth_harness::{expect_error, json, postgres, Cluster};
+use pg_oauth_harness::{as_postgrest, expect_error, json, postgres, Cluster};
 use serde_json::Value;
 
 const ISSUER: &str = "https://issuer.test";
@@ -241,18 +241,15 @@ fn reuse_detected_over_http_commits_with_the_answer() {
     let mut db = setup(&cluster);
     let g = grant(&mut db, "other", "read");
     refresh(&mut db, "other", &g["refresh_token"]);
-    let mut tx = db.transaction().unwrap();
-    tx.execute("SELECT set_config('request.method', 'POST', true)", &[])
-        .unwrap();
-    let answer: Value = tx
-        .query_one(
-            "SELECT oauth.http_token(jsonb_build_object('grant_type', 'refresh_token',
-                 'client_id', 'other', 'client_secret', 'verysecret', 'refresh_token', $1::text))",
-            &[&g["refresh_token"].as_str().unwrap()],
-        )
-        .unwrap()
-        .get(0);
-    tx.commit().unwrap();
+    let (status, answer) = as_postgrest(
+        &mut db,
+        &serde_json::json!({}),
+        "POST",
+        "SELECT oauth.http_token(jsonb_build_object('grant_type', 'refresh_token',
+             'client_id', 'other', 'client_secret', 'verysecret', 'refresh_token', $1::text))",
+        &[&g["refresh_token"].as_str().unwrap()],
+    );
+    assert_eq!(status, "400");
     assert_eq!(answer["error"], "invalid_grant");
     assert!(!verifies(&mut db, &g["access_token"]));
 }

@@ -4,8 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use pg_oauth_harness::{db_error, json, postgres, repo_root, Cluster};
-use serde_json::Value;
+use pg_oauth_harness::{as_postgrest, db_error, json, postgres, repo_root, Cluster};
 
 const ISSUER: &str = "http://127.0.0.1:3000";
 
@@ -722,30 +721,29 @@ fn hostile_text_is_data() {
         .get(0);
     assert!(!revoked);
     // Over the HTTP surface: a megabyte Basic header and form fields are answered, not crashed on.
-    let mut tx = db.transaction().unwrap();
-    let basic = serde_json::json!({ "authorization": format!("Basic {mb}") }).to_string();
-    tx.execute(
-        "SELECT set_config('request.headers', $1, true), set_config('request.method', 'POST', true)",
-        &[&basic],
-    )
-    .unwrap();
-    let answer: Value = tx
-        .query_one(
-            "SELECT oauth.http_token(jsonb_build_object('grant_type', 'client_credentials', 'scope', $1::text))",
-            &[&mb],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(answer["error"], "invalid_client");
-    let answer: Value = tx
-        .query_one(
-            "SELECT oauth.http_introspect(jsonb_build_object('token', $1::text, 'client_id', $1::text, 'client_secret', 'x'))",
-            &[&mb],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(answer["error"], "invalid_client");
-    tx.commit().unwrap();
+    let basic = serde_json::json!({ "authorization": format!("Basic {mb}") });
+    let (status, answer) = as_postgrest(
+        &mut db,
+        &basic,
+        "POST",
+        "SELECT oauth.http_token(jsonb_build_object('grant_type', 'client_credentials', 'scope', $1::text))",
+        &[&mb],
+    );
+    assert_eq!(
+        (status.as_str(), &answer["error"]),
+        ("401", &serde_json::json!("invalid_client"))
+    );
+    let (status, answer) = as_postgrest(
+        &mut db,
+        &serde_json::json!({}),
+        "POST",
+        "SELECT oauth.http_introspect(jsonb_build_object('token', $1::text, 'client_id', $1::text, 'client_secret', 'x'))",
+        &[&mb],
+    );
+    assert_eq!(
+        (status.as_str(), &answer["error"]),
+        ("400", &serde_json::json!("invalid_client"))
+    );
     // The failure with a megabyte client id was recorded, cut short.
     let longest: i32 = db
         .query_one("SELECT max(length(client_id)) FROM oauth.auth_failure", &[])

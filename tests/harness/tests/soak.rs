@@ -38,6 +38,20 @@ struct Race {
     errors: Vec<String>,
 }
 
+/// A client credentials grant: the response, its access token and that token's jti.
+fn issue(db: &mut postgres::Client, client: &str) -> (Value, String, String) {
+    let t: Value = db
+        .query_one(
+            "SELECT oauth.auth_token('client_credentials', $1, 's', 'read')",
+            &[&client],
+        )
+        .unwrap()
+        .get(0);
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    let id = jti(db, &access);
+    (t, access, id)
+}
+
 /// The token's session id (its jti), whether or not a race has revoked it since.
 fn jti(db: &mut postgres::Client, access: &str) -> String {
     db.query_one(
@@ -84,15 +98,7 @@ fn eight_connections_at_once_lose_nothing() {
                     match step % 6 {
                         // Issue, and verify at once.
                         0 | 1 => {
-                            let t: Value = db
-                                .query_one(
-                                    "SELECT oauth.auth_token('client_credentials', $1, 's', 'read')",
-                                    &[&client],
-                                )
-                                .unwrap()
-                                .get(0);
-                            let access = t["access_token"].as_str().unwrap().to_owned();
-                            let id = jti(&mut db, &access);
+                            let (t, access, id) = issue(&mut db, client);
                             out.issued.push((access.clone(), id));
                             live.push(access);
                             if chain.is_none() {
@@ -136,15 +142,7 @@ fn eight_connections_at_once_lose_nothing() {
                         }
                         // Race: offer a fresh refresh token to the partner, and present it.
                         4 => {
-                            let t: Value = db
-                                .query_one(
-                                    "SELECT oauth.auth_token('client_credentials', $1, 's', 'read')",
-                                    &[&client],
-                                )
-                                .unwrap()
-                                .get(0);
-                            let access = t["access_token"].as_str().unwrap().to_owned();
-                            let id = jti(&mut db, &access);
+                            let (t, access, id) = issue(&mut db, client);
                             out.issued.push((access.clone(), id.clone()));
                             out.from_raced.push((access, id));
                             // Offered twice: two presentations, usually by two connections.
