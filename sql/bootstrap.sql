@@ -48,6 +48,7 @@ CREATE TABLE oauth.client (
     active                      boolean NOT NULL DEFAULT true,
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now(),
+    introspect_any              boolean NOT NULL DEFAULT false,
 
     CONSTRAINT client_id_valid
         CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),
@@ -94,6 +95,8 @@ COMMENT ON COLUMN oauth.client.token_format IS 'opaque (default) or jwt.';
 COMMENT ON COLUMN oauth.client.access_token_expiration IS 'Access token lifetime in seconds.';
 COMMENT ON COLUMN oauth.client.refresh_token IS 'Whether refresh tokens are issued (and the refresh_token grant allowed).';
 COMMENT ON COLUMN oauth.client.refresh_token_expiration IS 'Refresh token lifetime in seconds, from issue or last use.';
+COMMENT ON COLUMN oauth.client.introspect_any IS
+    'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
 -- A client's access: the database role its tokens act as. No row, no role.
 CREATE TABLE oauth.policy (

@@ -78,25 +78,29 @@ CREATE TRIGGER refresh_family_revoked
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
     EXECUTE FUNCTION oauth.refresh_family_revoked();
 
--- A policy must name an existing role that is not a superuser.
+-- A policy must name a role tokens may act as. The rule (src/policy.rs) is checked here, on
+-- every write of a policy, and again at every issuance.
+COMMENT ON FUNCTION oauth.policy_role_problem(text) IS
+    'Why a role may not be a policy role (tokens act as it), or NULL: missing, privileged, or a member of a privileged role.';
+
 CREATE FUNCTION oauth.policy_check_role() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    is_superuser boolean;
+    problem text := oauth.policy_role_problem(NEW.role);
 BEGIN
-    SELECT rolsuper INTO is_superuser FROM pg_roles WHERE rolname = NEW.role;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'role "%" does not exist', NEW.role
+    IF problem IS NULL THEN
+        RETURN NEW;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.role) THEN
+        RAISE EXCEPTION '%', problem
             USING ERRCODE = 'undefined_object',
                   HINT = 'Create the role first (CREATE ROLE ... NOLOGIN) and, for PostgREST, grant it to the authenticator role.';
     END IF;
-    IF is_superuser THEN
-        RAISE EXCEPTION 'role "%" is a superuser; tokens must not act as a superuser', NEW.role
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    RETURN NEW;
+    RAISE EXCEPTION '%; tokens must not act as a privileged role', problem
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'Use a NOLOGIN role with only the table privileges the client needs.';
 END
 $$;
 
@@ -335,13 +339,15 @@ GRANT oauth_app TO oauth_admin;
 -- Secrets are write-only: oauth_admin may set them but never read the hashes.
 GRANT SELECT (id, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks,
-              active, created_at, updated_at, previous_secret_expires_at)
+              active, created_at, updated_at, previous_secret_expires_at, introspect_any)
     ON oauth.client TO oauth_admin;
 GRANT INSERT (id, secret, grant_types, scope, audience, type, token_format, jwt_alg,
-              access_token_expiration, refresh_token, refresh_token_expiration, jwks, active)
+              access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
+              introspect_any)
     ON oauth.client TO oauth_admin;
 GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
-              access_token_expiration, refresh_token, refresh_token_expiration, jwks, active)
+              access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
+              introspect_any)
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
@@ -359,7 +365,8 @@ GRANT DELETE ON oauth.signing_key TO oauth_admin;
 GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
-    oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired
+    oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
+    oauth.policy_role_problem
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata

@@ -61,9 +61,6 @@ fn fail(description: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClient(description.into())
 }
 
-static LOAD_JWKS: Statement =
-    Statement::new("SELECT jwks FROM oauth.client WHERE id = $1", &[TEXTOID]);
-
 static REMEMBER_JTI: Statement = Statement::new(
     "INSERT INTO oauth.client_assertion_jti (client_id, jti, expires_at)
      VALUES ($1, $2, $3)
@@ -115,16 +112,12 @@ pub fn authenticate(
     })?;
 
     let client = client::load(spi, &iss)?;
-    let jwks: Option<pgrx::JsonB> = LOAD_JWKS
-        .query(spi, &[iss.as_str().into()])?
-        .first()
-        .get(1)?;
-    let (Some(client), Some(jwks)) = (client, jwks) else {
+    let Some((client, jwks)) = client.and_then(|c| c.jwks.clone().map(|j| (c, j))) else {
         return Err(fail(
             "no client with registered keys is the client assertion's issuer",
         ));
     };
-    let set: JwkSet = serde_json::from_value(jwks.0)
+    let set: JwkSet = serde_json::from_value(jwks)
         .map_err(|_| fail("the client's registered jwks is not a usable JWK Set"))?;
     let jwk = match header.kid.as_deref() {
         Some(kid) => set.find(kid).ok_or_else(|| {
@@ -187,13 +180,18 @@ pub fn authenticate(
         .jti
         .filter(|j| !j.is_empty() && j.len() <= 255)
         .ok_or_else(|| fail("the client assertion needs a jti of at most 255 characters"))?;
+    // Remembered for as long as the assertion is accepted: until exp plus the leeway.
+    let accepted_until = data
+        .claims
+        .exp
+        .saturating_add(i64::from(gucs::LEEWAY.get()));
     let fresh = !REMEMBER_JTI
         .execute(
             spi,
             &[
                 iss.as_str().into(),
                 jti.as_str().into(),
-                db::timestamptz(data.claims.exp * 1_000_000).into(),
+                db::timestamptz(accepted_until.saturating_mul(1_000_000)).into(),
             ],
         )?
         .is_empty();

@@ -10,14 +10,13 @@
 //! client cache, so the steady-state path runs no extra SQL.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use pgrx::pg_sys::BuiltinOid::{INT4OID, TEXTOID};
 use pgrx::spi::SpiClient;
 use serde::{Deserialize, Serialize};
 
 use crate::autonomous;
-use crate::cache;
+use crate::cache::{Cache, Source};
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, Result};
 use crate::gucs;
@@ -64,23 +63,14 @@ struct State {
     locked_until_us: Option<i64>,
 }
 
-struct StateCache {
-    generation: u64,
-    entries: usize,
-    /// client id -> source -> row (None: no row).
-    states: HashMap<String, HashMap<String, Option<State>>>,
-}
-
 const CACHE_CAPACITY: usize = 10_000;
 
 thread_local! {
     static REQUEST_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
     static BACKEND_SOURCE: RefCell<Option<String>> = const { RefCell::new(None) };
-    static STATES: RefCell<StateCache> = RefCell::new(StateCache {
-        generation: 0,
-        entries: 0,
-        states: HashMap::new(),
-    });
+    /// (client id, source) -> its lockout row (None: no row); see cache.rs.
+    static STATES: Cache<(String, String), Option<State>> =
+        Cache::new(Source::Lockouts, CACHE_CAPACITY, |_| true);
 }
 
 fn truncate(value: &str, max_chars: usize) -> String {
@@ -138,40 +128,19 @@ static LOAD_STATE: Statement = Statement::new(
 );
 
 fn state(spi: &SpiClient<'_>, client_id: &str, source: &str) -> Result<Option<State>> {
-    let generation = cache::lockout_generation();
-    let cached = STATES.with_borrow_mut(|c| {
-        if c.generation != generation {
-            c.states.clear();
-            c.entries = 0;
-            c.generation = generation;
-        }
-        c.states.get(client_id).and_then(|m| m.get(source)).copied()
-    });
-    if let Some(state) = cached {
-        return Ok(state);
-    }
-    let table = LOAD_STATE.query(spi, &[client_id.into(), source.into()])?;
-    let state = match table.into_iter().next() {
-        Some(row) => Some(State {
-            failures: row.get::<i32>(1)?.unwrap_or(0),
-            locked_until_us: row.get::<f64>(2)?.map(|s| (s * 1e6) as i64),
-        }),
-        None => None,
-    };
-    STATES.with_borrow_mut(|c| {
-        if c.generation == cache::lockout_generation() {
-            if c.entries >= CACHE_CAPACITY {
-                c.states.clear();
-                c.entries = 0;
-            }
-            c.entries += 1;
-            c.states
-                .entry(client_id.to_owned())
-                .or_default()
-                .insert(source.to_owned(), state);
-        }
-    });
-    Ok(state)
+    let key = (client_id.to_owned(), source.to_owned());
+    STATES.with(|cache| {
+        cache.get(&key, |fresh| {
+            let rows =
+                LOAD_STATE.query_fresh(spi, fresh, &[client_id.into(), source.into()], |row| {
+                    Ok(State {
+                        failures: row.get::<i32>(1)?.unwrap_or(0),
+                        locked_until_us: row.get::<f64>(2)?.map(|s| (s * 1e6) as i64),
+                    })
+                })?;
+            Ok(rows.into_iter().next())
+        })
+    })
 }
 
 /// One client authentication attempt, from the lockout check to its outcome.

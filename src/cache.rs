@@ -1,56 +1,179 @@
-//! Invalidation for the per-backend caches (clients, signing keys, lockout states).
+//! The per-backend caches (clients, signing keys, lockout states) and their invalidation.
 //!
 //! Statement triggers on oauth.client, oauth.policy, oauth.signing_key and
 //! oauth.client_lockout register a relcache invalidation for their table
-//! (`oauth.invalidate_caches()`); PostgreSQL delivers it to every backend when the change commits (and to the changing backend at its next
-//! command), so a cache is dropped exactly when its source changes visibly. Role changes
-//! (a policy role dropped or made superuser) arrive through the pg_authid syscache.
-//! Entry points call `accept_invalidations()` first, so even a long transaction sees a
-//! committed change at its next call, as a query would.
+//! (`oauth.invalidate_caches()`); PostgreSQL delivers it to every backend when the change
+//! commits (and to the changing backend at its next command). Role changes (a policy role
+//! dropped, made superuser, granted a privileged role) arrive through the pg_authid and
+//! pg_auth_members syscaches. Every lookup accepts pending invalidations first, and every
+//! fill reads under a snapshot taken after that ([`Fresh`]), so a committed change applies
+//! to the next call in every backend — whatever the caller's snapshot or isolation level.
 
-use std::cell::Cell;
+use std::borrow::Borrow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::Hash;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+
+use crate::error::Result;
 
 thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// (client, policy, signing_key, client_lockout) relation oids; InvalidOid until resolved.
     static RELIDS: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::InvalidOid; 4]) };
-    /// oauth.session, its primary key index, and the attribute number of revoked_at.
+    /// oauth.session, its primary key index, and the attribute numbers the probe reads.
     static SESSION: Cell<Option<SessionRel>> = const { Cell::new(None) };
-    /// Bumped on every invalidation of the cache, so a load that raced one is not kept.
-    static CLIENT_GENERATION: Cell<u64> = const { Cell::new(0) };
-    static KEY_GENERATION: Cell<u64> = const { Cell::new(0) };
-    static LOCKOUT_GENERATION: Cell<u64> = const { Cell::new(0) };
+    /// Bumped on every invalidation of a source, so a load that raced one is not kept.
+    static GENERATIONS: Cell<[u64; 3]> = const { Cell::new([0; 3]) };
 }
 
-/// Where the revocation check looks (see session::is_open).
+/// What a cache is filled from; a change to it invalidates the cache in every backend.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// oauth.client, oauth.policy and roles (attributes and memberships).
+    Clients = 0,
+    /// oauth.signing_key.
+    Keys = 1,
+    /// oauth.client_lockout.
+    Lockouts = 2,
+}
+
+fn generation(source: Source) -> u64 {
+    GENERATIONS.get()[source as usize]
+}
+
+fn bump(source: Source) {
+    let mut g = GENERATIONS.get();
+    g[source as usize] += 1;
+    GENERATIONS.set(g);
+}
+
+/// A registered snapshot taken after this backend processed its pending invalidations.
+///
+/// PostgreSQL sends invalidation messages only after a commit is visible in the proc array,
+/// so this snapshot sees every change whose invalidation was processed; a value read under
+/// it can be cached under the current generation. Cost: one `GetLatestSnapshot` (served
+/// from PostgreSQL's snapshot cache when no transaction ended since the last one) and a
+/// copy — about a microsecond.
+pub struct Fresh {
+    snapshot: pg_sys::Snapshot,
+}
+
+impl Fresh {
+    pub fn take() -> Fresh {
+        accept_invalidations();
+        // SAFETY: inside a transaction (every entry point runs in one); the latest snapshot
+        // is copied by RegisterSnapshot and released in Drop (or by the resource owner if
+        // an ERROR unwinds past us).
+        let snapshot = unsafe { pg_sys::RegisterSnapshot(pg_sys::GetLatestSnapshot()) };
+        Fresh { snapshot }
+    }
+
+    pub fn snapshot(&self) -> pg_sys::Snapshot {
+        self.snapshot
+    }
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        // SAFETY: registered in `take` on the same resource owner.
+        unsafe { pg_sys::UnregisterSnapshot(self.snapshot) };
+    }
+}
+
+/// A per-backend cache of values read from tables whose changes send invalidations.
+///
+/// The rule that keeps it from going stale is built in: a value is loaded only under a
+/// [`Fresh`] snapshot, taken after the invalidations its generation reflects were processed,
+/// and kept only if no invalidation arrived while it loaded. Bounded: when full, it starts
+/// over (a reload is one indexed query).
+pub struct Cache<K, V> {
+    source: Source,
+    capacity: usize,
+    /// Values not worth keeping (e.g. "no such client": a flood of unknown ids must not
+    /// push real clients out).
+    keep: fn(&V) -> bool,
+    entries: RefCell<(u64, HashMap<K, V>)>,
+}
+
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
+    pub fn new(source: Source, capacity: usize, keep: fn(&V) -> bool) -> Self {
+        Cache {
+            source,
+            capacity,
+            keep,
+            entries: RefCell::new((0, HashMap::new())),
+        }
+    }
+
+    /// The cached value for `key`, if it is current as of the invalidations processed so
+    /// far (entry points process pending ones first: see `accept_invalidations`). No
+    /// database access: the JWT fast path uses it.
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let current = generation(self.source);
+        let mut entries = self.entries.borrow_mut();
+        if entries.0 != current {
+            entries.1.clear();
+            entries.0 = current;
+            return None;
+        }
+        entries.1.get(key).cloned()
+    }
+
+    /// The value for `key`: cached, or loaded by `load` under a fresh snapshot.
+    pub fn get<Q>(&self, key: &Q, load: impl FnOnce(&Fresh) -> Result<V>) -> Result<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        accept_invalidations();
+        if let Some(value) = self.peek(key) {
+            return Ok(value);
+        }
+        let loaded_at = generation(self.source);
+        let value = load(&Fresh::take())?;
+        let mut entries = self.entries.borrow_mut();
+        if generation(self.source) == loaded_at && entries.0 == loaded_at && (self.keep)(&value) {
+            if entries.1.len() >= self.capacity {
+                entries.1.clear();
+            }
+            entries.1.insert(key.to_owned(), value.clone());
+        }
+        Ok(value)
+    }
+
+    /// Forget everything (e.g. after this backend changed the source itself).
+    pub fn clear(&self) {
+        self.entries.borrow_mut().1.clear();
+    }
+}
+
+/// Whether oauth.client has `column` (the schema may be older than the library until
+/// `ALTER EXTENSION pg_oauth UPDATE`). A syscache lookup.
+pub fn client_has_column(column: &std::ffi::CStr) -> bool {
+    ensure_registered();
+    let client = RELIDS.get()[0];
+    // SAFETY: a syscache lookup of an attribute by name; InvalidOid yields 0.
+    client != pg_sys::InvalidOid && unsafe { pg_sys::get_attnum(client, column.as_ptr()) } > 0
+}
+
+/// Where the revocation probe looks (see session::probe).
 #[derive(Clone, Copy)]
 pub struct SessionRel {
     pub table: pg_sys::Oid,
     pub primary_key: pg_sys::Oid,
     pub revoked_at: i16,
+    pub token_hash: i16,
 }
 
 pub fn session_rel() -> Option<SessionRel> {
     SESSION.get()
-}
-
-pub fn client_generation() -> u64 {
-    CLIENT_GENERATION.get()
-}
-
-pub fn key_generation() -> u64 {
-    KEY_GENERATION.get()
-}
-
-pub fn lockout_generation() -> u64 {
-    LOCKOUT_GENERATION.get()
-}
-
-fn bump(generation: &'static std::thread::LocalKey<Cell<u64>>) {
-    generation.with(|g| g.set(g.get() + 1));
 }
 
 #[pg_guard]
@@ -58,13 +181,13 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     let [client, policy, key, lockout] = RELIDS.get();
     let everything = relid == pg_sys::InvalidOid;
     if everything || relid == client || relid == policy || client == pg_sys::InvalidOid {
-        bump(&CLIENT_GENERATION);
+        bump(Source::Clients);
     }
     if everything || relid == key || key == pg_sys::InvalidOid {
-        bump(&KEY_GENERATION);
+        bump(Source::Keys);
     }
     if everything || relid == lockout || lockout == pg_sys::InvalidOid {
-        bump(&LOCKOUT_GENERATION);
+        bump(Source::Lockouts);
     }
     let session = SESSION.get();
     let ours = relid == client
@@ -80,8 +203,8 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn authid_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
-    bump(&CLIENT_GENERATION);
+unsafe extern "C-unwind" fn role_callback(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    bump(Source::Clients);
 }
 
 fn relid(schema: pg_sys::Oid, name: &std::ffi::CStr) -> pg_sys::Oid {
@@ -95,11 +218,18 @@ pub fn ensure_registered() {
         // SAFETY: registering invalidation callbacks is allowed at any time in a backend.
         unsafe {
             pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
-            pg_sys::CacheRegisterSyscacheCallback(
-                pg_sys::SysCacheIdentifier::AUTHOID as i32,
-                Some(authid_callback),
-                pg_sys::Datum::from(0),
-            );
+            // A policy role's attributes (pg_authid) and memberships (pg_auth_members)
+            // decide whether it may be used (oauth.policy_role_problem).
+            for cache in [
+                pg_sys::SysCacheIdentifier::AUTHOID,
+                pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE,
+            ] {
+                pg_sys::CacheRegisterSyscacheCallback(
+                    cache as i32,
+                    Some(role_callback),
+                    pg_sys::Datum::from(0),
+                );
+            }
         }
         REGISTERED.set(true);
     }
@@ -114,14 +244,23 @@ pub fn ensure_registered() {
         ]);
         let table = relid(schema, c"session");
         let primary_key = relid(schema, c"session_pkey");
-        // SAFETY: a syscache lookup of an attribute by name.
-        let revoked_at = unsafe { pg_sys::get_attnum(table, c"revoked_at".as_ptr()) };
+        // SAFETY: syscache lookups of attributes by name.
+        let (revoked_at, token_hash) = unsafe {
+            (
+                pg_sys::get_attnum(table, c"revoked_at".as_ptr()),
+                pg_sys::get_attnum(table, c"token_hash".as_ptr()),
+            )
+        };
         SESSION.set(
-            (table != pg_sys::InvalidOid && primary_key != pg_sys::InvalidOid && revoked_at > 0)
+            (table != pg_sys::InvalidOid
+                && primary_key != pg_sys::InvalidOid
+                && revoked_at > 0
+                && token_hash > 0)
                 .then_some(SessionRel {
                     table,
                     primary_key,
                     revoked_at,
+                    token_hash,
                 }),
         );
     }

@@ -2,17 +2,16 @@
 //! keeps secrets write-only, and `oauth.create_client`.
 
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
 use crate::audit;
-use crate::cache;
+use crate::cache::{self, Cache, Fresh, Source};
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result, CLIENT_AUTH_FAILED};
+use crate::policy;
 use crate::secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,98 +47,96 @@ pub struct Client {
     pub refresh_token: bool,
     pub refresh_token_expiration: i32,
     pub active: bool,
-    /// The policy's role, if any, and whether it still exists and is not a superuser.
+    /// The client's registered public keys (private_key_jwt).
+    pub jwks: Option<serde_json::Value>,
+    /// May introspect tokens issued to other clients (a resource server).
+    pub introspect_any: bool,
+    /// The policy's role, if any, and why it may not be used (see policy.rs).
     pub role: Option<String>,
-    pub role_usable: bool,
+    pub role_problem: Option<String>,
 }
 
-static LOAD_CLIENT: Statement = Statement::new(
-    "SELECT c.secret, c.previous_secret,
-            c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format, c.jwt_alg,
-            c.access_token_expiration, c.refresh_token, c.refresh_token_expiration, c.active,
-            p.role::text, (r.oid IS NOT NULL AND NOT r.rolsuper), c.previous_secret_expires_at
-       FROM oauth.client c
-       LEFT JOIN oauth.policy p ON p.client_id = c.id
-       LEFT JOIN pg_catalog.pg_roles r ON r.rolname = p.role
-      WHERE c.id = $1",
-    &[TEXTOID],
-);
-
-/// Clients as loaded, per backend; dropped on any change to oauth.client, oauth.policy or
-/// a role (see cache.rs), so a cached row is never older than the committed one.
-struct ClientCache {
-    generation: u64,
-    clients: HashMap<String, Rc<Client>>,
+macro_rules! load_client {
+    ($introspect_any:literal) => {
+        concat!(
+            "SELECT c.secret, c.previous_secret,
+                    c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format,
+                    c.jwt_alg, c.access_token_expiration, c.refresh_token,
+                    c.refresh_token_expiration, c.active, p.role::text,
+                    c.previous_secret_expires_at, c.jwks, ",
+            $introspect_any,
+            "  FROM oauth.client c
+               LEFT JOIN oauth.policy p ON p.client_id = c.id
+              WHERE c.id = $1"
+        )
+    };
 }
+
+static LOAD_CLIENT: Statement = Statement::new(load_client!("c.introspect_any"), &[TEXTOID]);
+/// The same against the 0.1.0 schema, which a newly installed library meets until
+/// `ALTER EXTENSION pg_oauth UPDATE` (no `introspect_any` column yet).
+static LOAD_CLIENT_0_1: Statement = Statement::new(load_client!("false"), &[TEXTOID]);
+
+/// Bound on cached clients per backend.
+const CACHE_CAPACITY: usize = 10_000;
 
 thread_local! {
-    static CLIENTS: RefCell<ClientCache> = RefCell::new(ClientCache {
-        generation: 0,
-        clients: HashMap::new(),
-    });
+    /// Clients as loaded (see cache.rs: dropped on any change to oauth.client, oauth.policy
+    /// or a role). Unknown ids are not kept.
+    static CLIENTS: Cache<String, Option<Rc<Client>>> =
+        Cache::new(Source::Clients, CACHE_CAPACITY, Option::is_some);
 }
-
-/// Bound on cached clients per backend; the cache is cleared when full.
-const CACHE_CAPACITY: usize = 10_000;
 
 /// Load a client by id; `None` when there is no such client.
 pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Rc<Client>>> {
-    let generation = cache::client_generation();
-    let cached = CLIENTS.with_borrow_mut(|c| {
-        if c.generation != generation {
-            c.clients.clear();
-            c.generation = generation;
-        }
-        c.clients.get(client_id).cloned()
-    });
-    if cached.is_some() {
-        return Ok(cached);
-    }
-    let Some(client) = load_from_table(spi, client_id)? else {
-        return Ok(None);
-    };
-    let client = Rc::new(client);
-    // Keep it only if no invalidation arrived while it was being read.
-    CLIENTS.with_borrow_mut(|c| {
-        if c.generation == cache::client_generation() {
-            if c.clients.len() >= CACHE_CAPACITY {
-                c.clients.clear();
-            }
-            c.clients.insert(client_id.to_owned(), client.clone());
-        }
-    });
-    Ok(Some(client))
+    CLIENTS.with(|cache| {
+        cache.get(client_id, |fresh| {
+            Ok(load_from_table(spi, fresh, client_id)?.map(Rc::new))
+        })
+    })
 }
 
-fn load_from_table(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Client>> {
-    let table = LOAD_CLIENT.query(spi, &[client_id.into()])?;
-    let Some(row) = table.into_iter().next() else {
+fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Result<Option<Client>> {
+    let statement = if cache::client_has_column(c"introspect_any") {
+        &LOAD_CLIENT
+    } else {
+        &LOAD_CLIENT_0_1
+    };
+    let mut rows = statement.query_fresh(spi, fresh, &[client_id.into()], |row| {
+        let previous: Option<String> = row.get(2)?;
+        let previous_until = row
+            .get::<TimestampWithTimeZone>(14)?
+            .map(|ts| db::unix_seconds(ts) * 1_000_000);
+        Ok(Client {
+            id: client_id.to_owned(),
+            secret: row.get(1)?,
+            previous_secret: previous.zip(previous_until),
+            grant_types: row.get(3)?.unwrap_or_default(),
+            scope: row.get(4)?.unwrap_or_default(),
+            audience: row.get(5)?.unwrap_or_default(),
+            smart: row.get(6)?.unwrap_or(false),
+            token_format: match row.get::<String>(7)?.as_deref() {
+                Some("jwt") => TokenFormat::Jwt,
+                _ => TokenFormat::Opaque,
+            },
+            jwt_alg: row.get(8)?,
+            access_token_expiration: row.get(9)?.unwrap_or(3600),
+            refresh_token: row.get(10)?.unwrap_or(false),
+            refresh_token_expiration: row.get(11)?.unwrap_or(86400),
+            active: row.get(12)?.unwrap_or(false),
+            role: row.get(13)?,
+            role_problem: None,
+            jwks: row.get::<pgrx::JsonB>(15)?.map(|j| j.0),
+            introspect_any: row.get(16)?.unwrap_or(false),
+        })
+    })?;
+    let Some(mut client) = rows.pop() else {
         return Ok(None);
     };
-    let previous: Option<String> = row.get(2)?;
-    let previous_until = row
-        .get::<TimestampWithTimeZone>(15)?
-        .map(|ts| db::unix_seconds(ts) * 1_000_000);
-    Ok(Some(Client {
-        id: client_id.to_owned(),
-        secret: row.get(1)?,
-        previous_secret: previous.zip(previous_until),
-        grant_types: row.get(3)?.unwrap_or_default(),
-        scope: row.get(4)?.unwrap_or_default(),
-        audience: row.get(5)?.unwrap_or_default(),
-        smart: row.get(6)?.unwrap_or(false),
-        token_format: match row.get::<String>(7)?.as_deref() {
-            Some("jwt") => TokenFormat::Jwt,
-            _ => TokenFormat::Opaque,
-        },
-        jwt_alg: row.get(8)?,
-        access_token_expiration: row.get(9)?.unwrap_or(3600),
-        refresh_token: row.get(10)?.unwrap_or(false),
-        refresh_token_expiration: row.get(11)?.unwrap_or(86400),
-        active: row.get(12)?.unwrap_or(false),
-        role: row.get(13)?,
-        role_usable: row.get(14)?.unwrap_or(false),
-    }))
+    if let Some(role) = &client.role {
+        client.role_problem = policy::role_problem(spi, fresh, role)?;
+    }
+    Ok(Some(client))
 }
 
 impl Client {

@@ -109,9 +109,9 @@ impl OAuthError {
             Self::LockedOut { .. } => Some(
                 "The lockout ends by itself (pg_oauth.lockout_duration); an administrator can end it early by deleting the client's row in oauth.client_lockout.",
             ),
-            Self::UnauthorizedClient(_) => {
-                Some("Enable the grant in oauth.client.grant_types (or refresh_token for refresh).")
-            }
+            Self::UnauthorizedClient(_) => Some(
+                "Check the client's grant_types (refresh_token for refresh) and its policy role (oauth.policy_role_problem).",
+            ),
             Self::UnsupportedGrantType(_) => {
                 Some("Supported grant types: client_credentials, refresh_token.")
             }

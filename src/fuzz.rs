@@ -242,7 +242,10 @@ fn fuzz_jwt_verification() {
         jwt::verify(
             token,
             Some(ISSUER),
-            Expiry::Enforce { now, leeway: 30 },
+            Expiry::Enforce {
+                now_us: now * 1_000_000,
+                leeway: 30,
+            },
             |kid| {
                 Ok(keys
                     .iter()

@@ -19,6 +19,7 @@ pub static LOCKOUT_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
+pub static SCOPES_SUPPORTED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -106,6 +107,14 @@ pub fn init() {
         c"Request header (e.g. x-forwarded-for) that carries the caller's address over PostgREST.",
         c"Set it only when a proxy you run sets that header; the last address in it is used. Unset: the connection's address (PostgREST's).",
         &HTTP_CLIENT_ADDRESS_HEADER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.scopes_supported",
+        c"Scopes the metadata publishes as scopes_supported (space-separated).",
+        c"Unset: the metadata has no scopes_supported (RFC 8414 makes it optional; the clients' scopes are not listed to anonymous callers).",
+        &SCOPES_SUPPORTED,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -7,6 +7,8 @@
 //! error body and status, and the transaction commits. Each request's own writes run in
 //! a subtransaction, so a failed request leaves nothing half-done behind.
 
+use std::rc::Rc;
+
 use base64::Engine;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -15,13 +17,13 @@ use serde_json::{json, Map, Value};
 
 use crate::audit;
 use crate::autonomous;
-use crate::client;
+use crate::client::{self, Client};
 use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::keys;
 use crate::metadata;
 use crate::scope;
-use crate::session;
+use crate::session::{self, Probe};
 use crate::token::{self, TokenRequest};
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
 
@@ -210,11 +212,11 @@ fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
     }
 }
 
-/// Authenticate the calling client (revocation and introspection); returns its id.
+/// Authenticate the calling client (revocation and introspection).
 fn authenticated_client(
     spi: &mut SpiClient<'_>,
     params: &Params,
-) -> std::result::Result<String, Failure> {
+) -> std::result::Result<Rc<Client>, Failure> {
     let auth = client_auth(params)?;
     let fail = |err| Failure {
         err,
@@ -227,10 +229,7 @@ fn authenticated_client(
         params.get("client_assertion"),
     )
     .map_err(fail)?;
-    Ok(client::authenticate(spi, credentials)
-        .map_err(fail)?
-        .id
-        .clone())
+    client::authenticate(spi, credentials).map_err(fail)
 }
 
 fn required<'p>(params: &'p Params, name: &str) -> Result<&'p str> {
@@ -329,10 +328,10 @@ fn revocation_endpoint(params: &Params) -> Result<Value> {
     in_request(|| {
         answer(atomically(|| {
             Spi::connect_mut(|spi| {
-                let client_id = authenticated_client(spi, params)?;
+                let client = authenticated_client(spi, params)?;
                 // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
                 if let Some(found) = token::find(spi, required(params, "token")?)? {
-                    if found.client_id != client_id {
+                    if found.client_id != client.id {
                         return Err(OAuthError::UnauthorizedClient(
                             "the token was not issued to this client".into(),
                         )
@@ -351,8 +350,12 @@ fn introspection_endpoint(params: &Params) -> Result<Value> {
     in_request(|| {
         answer(atomically(|| {
             Spi::connect_mut(|spi| {
-                authenticated_client(spi, params)?;
-                Ok(token::introspect(spi, required(params, "token")?))
+                let client = authenticated_client(spi, params)?;
+                Ok(token::introspect(
+                    spi,
+                    required(params, "token")?,
+                    Some(&client),
+                ))
             })
         }))
     })
@@ -398,7 +401,7 @@ fn http_jwks() -> Jsonb {
 fn http_metadata() -> Jsonb {
     let body = Spi::connect(|spi| -> Result<Value> {
         respond(spi, 200, &[("Cache-Control", "public, max-age=300")])?;
-        metadata::metadata(spi)
+        metadata::metadata()
     });
     Jsonb(body.or_raise())
 }
@@ -422,7 +425,9 @@ fn postgrest_pre_config() {
 }
 
 /// Why the bearer token of the current PostgREST request may not be used, or NULL: its
-/// session was revoked or deleted (checked by `oauth.postgrest_pre_request()`).
+/// session was revoked or deleted, or it is not the token that session was issued for (a
+/// JWT minted around a live jti, e.g. with an HS256 secret PostgREST also holds). Checked
+/// by `oauth.postgrest_pre_request()`.
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_token_problem() -> Option<String> {
@@ -431,12 +436,22 @@ fn request_token_problem() -> Option<String> {
     let Ok(id) = uuid::Uuid::parse_str(jti) else {
         return Some("the access token has no valid jti".into());
     };
+    let token = bearer_token().unwrap_or_default();
     crate::cache::accept_invalidations();
-    let open = match session::is_open_fast(id.as_bytes()) {
-        Some(open) => open,
-        None => Spi::connect(|spi| session::is_open(spi, id.as_bytes())).or_raise(),
-    };
-    (!open).then(|| "the access token has been revoked".to_owned())
+    match session::probe(id.as_bytes(), &token).or_raise() {
+        Probe::Open => None,
+        Probe::Revoked => Some("the access token has been revoked".into()),
+        Probe::Unknown => Some("the access token is unknown".into()),
+    }
+}
+
+/// The request's bearer token (RFC 6750 §2.1), as PostgREST verified it.
+fn bearer_token() -> Option<String> {
+    let header = authorization()?;
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// The verified claims of the current PostgREST request (`request.jwt.claims`).

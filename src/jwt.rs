@@ -73,8 +73,9 @@ fn decode_part(part: &str) -> Result<Vec<u8>> {
 /// How strictly the time claims are checked.
 #[derive(Clone, Copy)]
 pub enum Expiry {
-    /// exp, nbf and iat must hold at `now` within `leeway` seconds.
-    Enforce { now: i64, leeway: i64 },
+    /// exp, nbf and iat must hold at `now_us` (Unix microseconds) within `leeway` seconds;
+    /// a retired key must still be published at `now_us`.
+    Enforce { now_us: i64, leeway: i64 },
     /// Revocation accepts expired tokens (revoking them is harmless).
     Ignore,
 }
@@ -118,6 +119,12 @@ pub fn verify(
             key
         }
     };
+    if let Expiry::Enforce { now_us, .. } = expiry {
+        // A retired key's publication has ended: as if it were gone.
+        if !key.published_at(now_us) {
+            return Err(invalid("unknown signing key"));
+        }
+    }
     let sig = decode_part(sig_b64)?;
     let signed_len = header_b64.len() + 1 + payload_b64.len();
     if !key.verify(&token.as_bytes()[..signed_len], &sig) {
@@ -137,7 +144,8 @@ pub fn verify(
     };
     let exp = time("exp")?.ok_or_else(|| invalid("JWT has no exp claim"))?;
     let (nbf, iat) = (time("nbf")?, time("iat")?);
-    if let Expiry::Enforce { now, leeway } = expiry {
+    if let Expiry::Enforce { now_us, leeway } = expiry {
+        let now = now_us.div_euclid(1_000_000);
         if now >= exp + leeway {
             return Err(invalid("access token has expired"));
         }

@@ -7,7 +7,6 @@
 //! every backend at its next transaction (and to this one at the next command) — exactly
 //! when the change becomes visible.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -23,7 +22,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::cache;
+use crate::cache::{Cache, Fresh, Source};
 use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
@@ -87,6 +86,9 @@ pub struct Key {
     pub alg: JwtAlg,
     /// base64url of the JOSE header this key signs with.
     pub header_b64: String,
+    /// A retired key's end of publication (Unix microseconds): no token verifies with it
+    /// afterwards.
+    pub expires_at_us: Option<i64>,
     signer: Signer,
     verifier: Verifier,
 }
@@ -114,6 +116,11 @@ impl Key {
             }
             Signer::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
         })
+    }
+
+    /// Whether tokens signed by this key may still verify at `now_us`.
+    pub fn published_at(&self, now_us: i64) -> bool {
+        self.expires_at_us.is_none_or(|end| now_us < end)
     }
 
     /// Constant-time for HMAC; public-key verification has no secret to leak.
@@ -166,6 +173,7 @@ pub(crate) fn parse_key(kid: &str, alg: JwtAlg, private: &[u8]) -> Result<Key> {
     let header = json!({ "alg": alg.as_str(), "kid": kid, "typ": "at+jwt" });
     Ok(Key {
         header_b64: b64url(header.to_string().as_bytes()),
+        expires_at_us: None,
         alg,
         signer,
         verifier,
@@ -237,10 +245,9 @@ pub fn generate(alg: JwtAlg) -> Result<NewKey> {
     })
 }
 
+/// The keys that sign, will sign, or signed tokens that may still be valid.
 #[derive(Default)]
-struct KeyRing {
-    /// The cache generation this ring was loaded at (see cache.rs).
-    generation: Option<u64>,
+pub struct KeyRing {
     by_kid: HashMap<String, Rc<Key>>,
     /// Our own JWS headers, byte for byte: a token whose header segment is one of these
     /// was signed (if at all) by that key, so verification skips parsing the header.
@@ -249,28 +256,27 @@ struct KeyRing {
 }
 
 thread_local! {
-    static RING: RefCell<KeyRing> = RefCell::new(KeyRing::default());
+    /// Parsed keys (see cache.rs: dropped on any change to oauth.signing_key).
+    static RING: Cache<(), Rc<KeyRing>> = Cache::new(Source::Keys, 1, |_| true);
 }
 
+/// Every key but those retired keys whose publication has ended; `expires_at` is checked
+/// again at each verification (a key ring may be older than a key's end).
 static LOAD_KEYS: Statement = Statement::new(
-    "SELECT kid, alg, private_key, state = 'active'
+    "SELECT kid, alg, private_key, state = 'active',
+            (pg_catalog.date_part('epoch', expires_at) * 1000000)::int8
        FROM oauth.signing_key
-      WHERE state <> 'retired' OR expires_at > pg_catalog.now()",
+      WHERE state <> 'retired' OR expires_at > pg_catalog.clock_timestamp()",
     &[],
 );
 
-fn ring_is_current() -> bool {
-    RING.with_borrow(|r| r.generation == Some(cache::key_generation()))
+fn ring(spi: &SpiClient<'_>) -> Result<Rc<KeyRing>> {
+    RING.with(|cache| cache.get(&(), |fresh| load(spi, fresh).map(Rc::new)))
 }
 
-fn load(spi: &SpiClient<'_>) -> Result<()> {
-    cache::ensure_registered();
-    if ring_is_current() {
-        return Ok(());
-    }
-    let generation = cache::key_generation();
+fn load(spi: &SpiClient<'_>, fresh: &Fresh) -> Result<KeyRing> {
     let mut ring = KeyRing::default();
-    for row in LOAD_KEYS.query(spi, &[])? {
+    let keys = LOAD_KEYS.query_fresh(spi, fresh, &[], |row| {
         let kid: String = row.get(1)?.unwrap_or_default();
         let alg = row
             .get::<String>(2)?
@@ -279,32 +285,30 @@ fn load(spi: &SpiClient<'_>) -> Result<()> {
             .ok_or_else(|| OAuthError::ServerError(format!("signing key {kid}: unknown alg")))?;
         let private: Vec<u8> = row.get(3)?.unwrap_or_default();
         let active = row.get::<bool>(4)?.unwrap_or(false);
-        let key = Rc::new(parse_key(&kid, alg, &private)?);
+        let mut key = parse_key(&kid, alg, &private)?;
+        key.expires_at_us = row.get(5)?;
+        Ok((kid, active, Rc::new(key)))
+    })?;
+    for (kid, active, key) in keys {
         if active {
-            ring.active.insert(alg, key.clone());
+            ring.active.insert(key.alg, key.clone());
         }
         ring.by_header.insert(key.header_b64.clone(), key.clone());
         ring.by_kid.insert(kid, key);
     }
-    // If an invalidation arrived while loading, use these keys now but reload next time.
-    ring.generation = (cache::key_generation() == generation).then_some(generation);
-    RING.with_borrow_mut(|r| *r = ring);
-    Ok(())
+    Ok(ring)
 }
 
 /// The key that signed a token with this header segment, from the cache alone (no
 /// database access); `None` when the cache is stale or the header is not one of ours.
 pub fn by_header(header_b64: &str) -> Option<Rc<Key>> {
-    if !ring_is_current() {
-        return None;
-    }
-    RING.with_borrow(|r| r.by_header.get(header_b64).cloned())
+    RING.with(|cache| cache.peek(&()))
+        .and_then(|ring| ring.by_header.get(header_b64).cloned())
 }
 
 /// The key with this kid, if it is still published (next, active, or retired and unexpired).
 pub fn by_kid(spi: &SpiClient<'_>, kid: &str) -> Result<Option<Rc<Key>>> {
-    load(spi)?;
-    Ok(RING.with_borrow(|r| r.by_kid.get(kid).cloned()))
+    Ok(ring(spi)?.by_kid.get(kid).cloned())
 }
 
 static INSERT_KEY: Statement = Statement::new(
@@ -350,20 +354,21 @@ fn ensure_keys(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<()> {
         insert_key(spi, alg, "next")?;
     }
     if !has_active || !has_next {
-        RING.with_borrow_mut(|r| r.generation = None);
+        RING.with(Cache::clear);
     }
     Ok(())
 }
 
 /// The key that signs new tokens with `alg`, created on first use.
 pub fn active(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<Key>> {
-    load(spi)?;
-    if let Some(key) = RING.with_borrow(|r| r.active.get(&alg).cloned()) {
+    if let Some(key) = ring(spi)?.active.get(&alg).cloned() {
         return Ok(key);
     }
     ensure_keys(spi, alg)?;
-    load(spi)?;
-    RING.with_borrow(|r| r.active.get(&alg).cloned())
+    ring(spi)?
+        .active
+        .get(&alg)
+        .cloned()
         .ok_or_else(|| OAuthError::ServerError(format!("no active {} signing key", alg.as_str())))
 }
 

@@ -1,10 +1,9 @@
 //! RFC 8414 authorization server metadata.
 
 use pgrx::prelude::*;
-use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
-use crate::db::{Jsonb, Statement};
+use crate::db::Jsonb;
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::keys::JwtAlg;
@@ -16,22 +15,14 @@ pub const AUTH_METHODS: [&str; 3] = [
     "private_key_jwt",
 ];
 
-static SCOPES: Statement = Statement::new(
-    "SELECT coalesce(pg_catalog.array_agg(DISTINCT s ORDER BY s), '{}')
-       FROM oauth.client, pg_catalog.unnest(scope) AS s
-      WHERE active",
-    &[],
-);
-
-pub fn metadata(spi: &SpiClient<'_>) -> Result<Value> {
+pub fn metadata() -> Result<Value> {
     let issuer = gucs::issuer().ok_or_else(|| {
         OAuthError::ServerError("pg_oauth.issuer must be set to publish metadata".into())
     })?;
     let endpoint = |name: &str| gucs::endpoint(name).unwrap_or_default();
-    let scopes: Vec<String> = SCOPES.query(spi, &[])?.first().get(1)?.unwrap_or_default();
     let algs: Vec<&str> = JwtAlg::ALL.iter().map(|a| a.as_str()).collect();
     let assertion_algs = crate::assertion::algorithm_names();
-    Ok(json!({
+    let mut metadata = json!({
         "issuer": issuer,
         "token_endpoint": endpoint("token"),
         "jwks_uri": endpoint("jwks"),
@@ -45,15 +36,21 @@ pub fn metadata(spi: &SpiClient<'_>) -> Result<Value> {
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "scopes_supported": scopes,
         // Not registered by RFC 8414: the algorithms JWT access tokens may be signed with.
         "access_token_signing_alg_values_supported": algs,
-    }))
+    });
+    // Opt-in (pg_oauth.scopes_supported): what the DBA chooses to publish, never a dump of
+    // every client's scopes to anonymous callers.
+    if let Some(scopes) = gucs::string(&gucs::SCOPES_SUPPORTED) {
+        let scopes: Vec<&str> = scopes.split_whitespace().collect();
+        metadata["scopes_supported"] = json!(scopes);
+    }
+    Ok(metadata)
 }
 
 /// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
 #[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_metadata() -> Jsonb {
-    Jsonb(Spi::connect(metadata).or_raise())
+    Jsonb(metadata().or_raise())
 }

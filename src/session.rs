@@ -6,9 +6,10 @@ use aws_lc_rs::{constant_time, digest};
 use pgrx::datum::Uuid;
 use pgrx::pg_sys;
 use pgrx::pg_sys::BuiltinOid::{BYTEAOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use serde_json::{json, Map, Value};
 
+use crate::cache::Fresh;
 use crate::client::TokenFormat;
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, Result};
@@ -119,28 +120,36 @@ static LOAD_SESSION: Statement = Statement::new(
     &[UUIDOID],
 );
 
+/// A session by id, read under a fresh snapshot (a revocation committed before this call
+/// is seen, and so is a session this transaction just created).
 pub fn load(spi: &SpiClient<'_>, id: &SessionId) -> Result<Option<Session>> {
-    let table = LOAD_SESSION.query(spi, &[Uuid::from_bytes(*id).into()])?;
-    let Some(row) = table.into_iter().next() else {
-        return Ok(None);
-    };
-    let ts = |n| -> Result<i64> {
-        Ok(row
-            .get::<pgrx::datum::TimestampWithTimeZone>(n)?
-            .map(db::unix_seconds)
-            .unwrap_or(0))
-    };
-    Ok(Some(Session {
-        id: *id,
-        client_id: row.get(1)?.unwrap_or_default(),
-        token_hash: row.get(2)?.unwrap_or_default(),
-        scope: row.get(3)?.unwrap_or_default(),
-        audience: row.get(4)?.unwrap_or_default(),
-        role: row.get(5)?,
-        issued_at: ts(6)?,
-        expires_at: ts(7)?,
-        revoked: row.get(8)?.unwrap_or(true),
-    }))
+    let fresh = Fresh::take();
+    let mut rows =
+        LOAD_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
+            let ts = |n| -> Result<i64> {
+                Ok(row
+                    .get::<pgrx::datum::TimestampWithTimeZone>(n)?
+                    .map(db::unix_seconds)
+                    .unwrap_or(0))
+            };
+            Ok(Session {
+                id: *id,
+                client_id: row.get(1)?.unwrap_or_default(),
+                token_hash: row.get(2)?.unwrap_or_default(),
+                scope: row.get(3)?.unwrap_or_default(),
+                audience: row.get(4)?.unwrap_or_default(),
+                role: row.get(5)?,
+                issued_at: ts(6)?,
+                expires_at: ts(7)?,
+                revoked: row.get(8)?.unwrap_or(true),
+            })
+        })?;
+    Ok(rows.pop())
+}
+
+/// Whether `token` is the one its session was issued for (constant time).
+fn hash_matches(stored: &[u8], token: &str) -> bool {
+    constant_time::verify_slices_are_equal(stored, &sha256(token)).is_ok()
 }
 
 /// The session of an opaque token, whatever its state: it must exist and match the
@@ -149,8 +158,7 @@ pub fn find_opaque(spi: &SpiClient<'_>, token: &str) -> Result<Option<Session>> 
     let Some(id) = opaque_token_id(token) else {
         return Ok(None);
     };
-    Ok(load(spi, &id)?
-        .filter(|s| constant_time::verify_slices_are_equal(&s.token_hash, &sha256(token)).is_ok()))
+    Ok(load(spi, &id)?.filter(|s| hash_matches(&s.token_hash, token)))
 }
 
 /// The live session of an opaque token.
@@ -164,24 +172,64 @@ pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now: i64) -> Result<Sessi
     Ok(session)
 }
 
-static SESSION_OPEN: Statement = Statement::new(
-    "SELECT revoked_at IS NULL FROM oauth.session WHERE id = $1",
+/// What the revocation probe found for a JWT's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// No session with this id, or one issued for another token (a forgery around a live
+    /// jti): either way not a token of ours.
+    Unknown,
+    Revoked,
+    Open,
+}
+
+impl Probe {
+    fn of(found: Option<(bool, Vec<u8>)>, token: &str) -> Probe {
+        match found {
+            Some((_, hash)) if !hash_matches(&hash, token) => Probe::Unknown,
+            Some((true, _)) => Probe::Open,
+            Some((false, _)) => Probe::Revoked,
+            None => Probe::Unknown,
+        }
+    }
+}
+
+static PROBE_SESSION: Statement = Statement::new(
+    "SELECT revoked_at IS NULL, token_hash FROM oauth.session WHERE id = $1",
     &[UUIDOID],
 );
 
-/// Whether the session exists and is not revoked (the JWT revocation check): one probe of
-/// the primary key and a read of `revoked_at`, without SPI or the executor — this runs for
-/// every verified JWT. It reads with the active snapshot, as a query in the calling
-/// statement would; `None` when it cannot run here (then use `is_open`).
-pub fn is_open_fast(id: &SessionId) -> Option<bool> {
+/// The JWT revocation check: the session `id` exists, was issued for exactly `token` (its
+/// SHA-256 equals the stored hash, so a token minted around a live jti is refused), and is
+/// not revoked. Reads under a fresh snapshot. Runs for every verified JWT, so it probes the
+/// primary key directly — no SPI, no executor — where it can, else through SPI.
+pub fn probe(id: &SessionId, token: &str) -> Result<Probe> {
+    let fresh = Fresh::take();
+    if let Some(found) = probe_index(id, &fresh) {
+        return Ok(Probe::of(found, token));
+    }
+    let found = crate::db::with_safe_search_path(|| {
+        Spi::connect(|spi| {
+            PROBE_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
+                Ok((
+                    row.get::<bool>(1)?.unwrap_or(false),
+                    row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                ))
+            })
+        })
+    })?;
+    Ok(Probe::of(found.into_iter().next(), token))
+}
+
+/// (open, token hash) of session `id` by a direct primary-key probe; `None` when the probe
+/// cannot run here (then use SPI), `Some(None)` when there is no such session.
+#[allow(clippy::option_option)]
+fn probe_index(id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>> {
     let rel = crate::cache::session_rel()?;
     // SAFETY: the standard index-scan sequence (as in systable scans): relations opened and
-    // closed with AccessShareLock, a slot of the table's type, the statement's active
-    // snapshot, and a uuid key compared with uuid_eq; everything is released before return.
+    // closed with AccessShareLock, a slot of the table's type, a registered snapshot, and a
+    // uuid key compared with uuid_eq; the hash is copied out before the slot is dropped and
+    // everything is released before return.
     unsafe {
-        if !pg_sys::ActiveSnapshotSet() {
-            return None;
-        }
         let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
         let heap = pg_sys::table_open(rel.table, lock);
         let index = pg_sys::index_open(rel.primary_key, lock);
@@ -195,33 +243,31 @@ pub fn is_open_fast(id: &SessionId) -> Option<bool> {
             pg_sys::Oid::from(pg_sys::F_UUID_EQ),
             pg_sys::Datum::from(uuid.as_ptr()),
         );
-        let scan = pg_sys::index_beginscan(heap, index, pg_sys::GetActiveSnapshot(), 1, 0);
+        let scan = pg_sys::index_beginscan(heap, index, fresh.snapshot(), 1, 0);
         pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let found =
             pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-        let open = found && {
-            let attnum = i32::from(rel.revoked_at);
-            if attnum > i32::from((*slot).tts_nvalid) {
-                pg_sys::slot_getsomeattrs_int(slot, attnum);
+        let row = found.then(|| {
+            let last = i32::from(rel.revoked_at.max(rel.token_hash));
+            if last > i32::from((*slot).tts_nvalid) {
+                pg_sys::slot_getsomeattrs_int(slot, last);
             }
-            *(*slot).tts_isnull.add(attnum as usize - 1)
-        };
+            let open = *(*slot).tts_isnull.add(rel.revoked_at as usize - 1);
+            let at = rel.token_hash as usize - 1;
+            let hash = if *(*slot).tts_isnull.add(at) {
+                Vec::new()
+            } else {
+                Vec::<u8>::from_datum(*(*slot).tts_values.add(at), false).unwrap_or_default()
+            };
+            (open, hash)
+        });
         pg_sys::ExecDropSingleTupleTableSlot(slot);
         pg_sys::index_endscan(scan);
         pg_sys::index_close(index, lock);
         pg_sys::table_close(heap, lock);
-        Some(open)
+        Some(row)
     }
-}
-
-/// Whether the session exists and is not revoked, through SPI.
-pub fn is_open(spi: &SpiClient<'_>, id: &SessionId) -> Result<bool> {
-    let table = SESSION_OPEN.query(spi, &[Uuid::from_bytes(*id).into()])?;
-    Ok(match table.into_iter().next() {
-        Some(row) => row.get::<bool>(1)?.unwrap_or(false),
-        None => false,
-    })
 }
 
 pub fn check_live(session: &Session, now: i64) -> Result<()> {
@@ -246,36 +292,6 @@ static REVOKE_SESSION: Statement = Statement::new(
 pub fn revoke(spi: &mut SpiClient<'_>, id: &SessionId, reason: &str) -> Result<bool> {
     let table = REVOKE_SESSION.execute(spi, &[Uuid::from_bytes(*id).into(), reason.into()])?;
     Ok(!table.is_empty())
-}
-
-/// `aud` as JWTs carry it: a string for one audience, an array for several.
-pub fn audience_claim(audience: &[String]) -> Option<Value> {
-    match audience {
-        [] => None,
-        [one] => Some(Value::String(one.clone())),
-        many => Some(json!(many)),
-    }
-}
-
-/// The claims auth_verify returns for a session (the same names a JWT carries).
-pub fn claims(session: &Session, issuer: Option<String>) -> Map<String, Value> {
-    let mut claims = Map::new();
-    if let Some(iss) = issuer {
-        claims.insert("iss".into(), Value::String(iss));
-    }
-    claims.insert("sub".into(), Value::String(session.client_id.clone()));
-    claims.insert("client_id".into(), Value::String(session.client_id.clone()));
-    if let Some(aud) = audience_claim(&session.audience) {
-        claims.insert("aud".into(), aud);
-    }
-    claims.insert("scope".into(), Value::String(session.scope.join(" ")));
-    if let Some(role) = &session.role {
-        claims.insert("role".into(), Value::String(role.clone()));
-    }
-    claims.insert("iat".into(), json!(session.issued_at));
-    claims.insert("exp".into(), json!(session.expires_at));
-    claims.insert("jti".into(), Value::String(uuid_string(&session.id)));
-    claims
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::autonomous;
 use crate::cache;
+use crate::claims::{self, Claims};
 use crate::client::{self, Client, TokenFormat};
 use crate::db::{self, Jsonb};
 use crate::error::{OAuthError, OrRaise, Result};
@@ -15,7 +16,7 @@ use crate::jwt::{self, Expiry};
 use crate::keys;
 use crate::refresh::{self, FamilyId};
 use crate::scope;
-use crate::session::{self, NewSession, SessionId};
+use crate::session::{self, NewSession, Probe, SessionId};
 
 /// The parameters of a token request, named as the RFC 6749 form fields.
 #[derive(Debug, Default, Clone)]
@@ -121,6 +122,14 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
                     ))
                 },
             )?;
+            // ... and every audience it keeps, as for scopes.
+            let allowed = allowed_audiences(&client);
+            if let Some(lost) = audience.iter().find(|a| !allowed.contains(a)) {
+                return Err(OAuthError::InvalidTarget(format!(
+                    "audience {} is no longer allowed for this client",
+                    scope::quoted(lost)
+                )));
+            }
             (
                 scopes,
                 audience,
@@ -173,14 +182,7 @@ fn narrow(
 /// The audiences a token gets: those requested (each must be allowed), else every audience
 /// the client may have, else `pg_oauth.default_audience`, else the issuer.
 pub fn resolve_audience(client: &Client, requested: Option<&str>) -> Result<Vec<String>> {
-    let allowed: Vec<String> = if client.audience.is_empty() {
-        gucs::string(&gucs::DEFAULT_AUDIENCE)
-            .or_else(gucs::issuer)
-            .into_iter()
-            .collect()
-    } else {
-        client.audience.clone()
-    };
+    let allowed = allowed_audiences(client);
     let requested: Vec<&str> = requested.unwrap_or("").split_whitespace().collect();
     if requested.is_empty() {
         return Ok(allowed);
@@ -200,14 +202,27 @@ pub fn resolve_audience(client: &Client, requested: Option<&str>) -> Result<Vec<
     Ok(granted)
 }
 
-/// The role a client's tokens carry, from its policy.
+/// The audiences a client may have: its own list, else `pg_oauth.default_audience`, else
+/// the issuer.
+fn allowed_audiences(client: &Client) -> Vec<String> {
+    if client.audience.is_empty() {
+        gucs::string(&gucs::DEFAULT_AUDIENCE)
+            .or_else(gucs::issuer)
+            .into_iter()
+            .collect()
+    } else {
+        client.audience.clone()
+    }
+}
+
+/// The role a client's tokens carry, from its policy: checked again at every issuance (the
+/// role may have gained privileges since the policy was written; see cache.rs).
 fn policy_role(client: &Client) -> Result<Option<&str>> {
-    match (&client.role, client.role_usable) {
+    match (&client.role, &client.role_problem) {
         (None, _) => Ok(None),
-        (Some(role), true) => Ok(Some(role)),
-        (Some(role), false) => Err(OAuthError::UnauthorizedClient(format!(
-            "the role {} in this client's policy does not exist or is a superuser",
-            scope::quoted(role)
+        (Some(role), None) => Ok(Some(role)),
+        (Some(_), Some(problem)) => Err(OAuthError::UnauthorizedClient(format!(
+            "this client's policy role may not be used: {problem}"
         ))),
     }
 }
@@ -235,17 +250,17 @@ fn issue_access_token(
                 )
             })?;
             let key = keys::active(spi, keys::alg_for(client.jwt_alg.as_deref()))?;
-            let claims = jwt_claims(
-                &issuer,
-                client,
-                scopes,
+            let claims = Claims {
+                issuer: Some(&issuer),
+                client_id: &client.id,
+                scope: scopes,
                 audience,
                 role,
-                &id,
-                issued_at_us,
-                expires_at_us,
-            );
-            jwt::sign(&key, claims.to_string().as_bytes())?
+                id: &id,
+                issued_at: issued_at_us / 1_000_000,
+                expires_at: expires_at_us / 1_000_000,
+            };
+            jwt::sign(&key, Value::Object(claims.build()).to_string().as_bytes())?
         }
     };
     session::insert(
@@ -266,37 +281,6 @@ fn issue_access_token(
     Ok(access_token)
 }
 
-/// RFC 9068 §2.2 claims, plus `role` for PostgREST.
-#[allow(clippy::too_many_arguments)]
-fn jwt_claims(
-    issuer: &str,
-    client: &Client,
-    scopes: &[String],
-    audience: &[String],
-    role: Option<&str>,
-    id: &SessionId,
-    issued_at_us: i64,
-    expires_at_us: i64,
-) -> Value {
-    let mut claims = Map::new();
-    claims.insert("iss".into(), Value::String(issuer.to_owned()));
-    claims.insert("sub".into(), Value::String(client.id.clone()));
-    claims.insert("client_id".into(), Value::String(client.id.clone()));
-    if let Some(aud) = session::audience_claim(audience) {
-        claims.insert("aud".into(), aud);
-    }
-    if !scopes.is_empty() {
-        claims.insert("scope".into(), Value::String(scopes.join(" ")));
-    }
-    if let Some(role) = role {
-        claims.insert("role".into(), Value::String(role.to_owned()));
-    }
-    claims.insert("iat".into(), json!(issued_at_us / 1_000_000));
-    claims.insert("exp".into(), json!(expires_at_us / 1_000_000));
-    claims.insert("jti".into(), Value::String(session::uuid_string(id)));
-    Value::Object(claims)
-}
-
 /// Verify an access token (opaque or JWT); `audience`, if given, must be in its `aud`.
 /// Returns its claims. A JWT is verified without touching the database when its key is
 /// cached, and its revocation check probes the session index directly (no SQL runs), so
@@ -308,26 +292,27 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
     if token.is_empty() {
         return Err(OAuthError::InvalidToken("the access token is empty".into()));
     }
-    let now = db::now_micros() / 1_000_000;
+    let now_us = db::now_micros();
+    let now = now_us / 1_000_000;
     let (claims, audience_ok) = if token.contains('.') {
         let leeway = i64::from(gucs::LEEWAY.get());
         let verified = gucs::with_issuer(|issuer| {
-            jwt::verify(token, issuer, Expiry::Enforce { now, leeway }, |kid| {
+            jwt::verify(token, issuer, Expiry::Enforce { now_us, leeway }, |kid| {
                 db::with_safe_search_path(|| Spi::connect(|spi| keys::by_kid(spi, kid)))
             })
         })?;
         if gucs::VERIFY_REVOCATION.get() {
             let id = parse_jti(verified.jti().unwrap_or_default())?;
-            let open = match session::is_open_fast(&id) {
-                Some(open) => open,
-                None => {
-                    db::with_safe_search_path(|| Spi::connect(|spi| session::is_open(spi, &id)))?
+            match session::probe(&id, token)? {
+                Probe::Open => {}
+                Probe::Revoked => {
+                    return Err(OAuthError::InvalidToken(
+                        "access token has been revoked".into(),
+                    ))
                 }
-            };
-            if !open {
-                return Err(OAuthError::InvalidToken(
-                    "access token has been revoked".into(),
-                ));
+                Probe::Unknown => {
+                    return Err(OAuthError::InvalidToken("unknown access token".into()))
+                }
             }
         }
         let audience_ok = audience.is_none_or(|a| verified.audience_contains(a));
@@ -337,7 +322,18 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
             Spi::connect(|spi| session::verify_opaque(spi, token, now))
         })?;
         let audience_ok = audience.is_none_or(|a| session.audience.iter().any(|s| s == a));
-        (session::claims(&session, gucs::issuer()), audience_ok)
+        let issuer = gucs::issuer();
+        let claims = Claims {
+            issuer: issuer.as_deref(),
+            client_id: &session.client_id,
+            scope: &session.scope,
+            audience: &session.audience,
+            role: session.role.as_deref(),
+            id: &session.id,
+            issued_at: session.issued_at,
+            expires_at: session.expires_at,
+        };
+        (claims.build(), audience_ok)
     };
     if !audience_ok {
         return Err(OAuthError::InvalidToken(format!(
@@ -382,6 +378,10 @@ pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
         ) else {
             return Ok(None);
         };
+        // Only the very token the session was issued for.
+        if session::probe(&id, token)? == Probe::Unknown {
+            return Ok(None);
+        }
         return Ok(Some(FoundToken {
             client_id,
             kind: TokenKind::Access(id),
@@ -410,29 +410,43 @@ pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken, reason: &str) -
 }
 
 /// RFC 7662 introspection: the token's claims with `active: true`, or `{"active": false}`
-/// for anything that is not a live token. Never raises for a bad token.
-pub fn introspect(spi: &SpiClient<'_>, token: &str) -> Value {
+/// for anything that is not a live token. Never raises for a bad token. With a `caller`
+/// (the HTTP endpoint's authenticated client), only that client's own tokens are shown,
+/// unless it may introspect any (`oauth.client.introspect_any`): RFC 7662 §2.2 answers
+/// `active: false` for tokens the caller may not introspect.
+pub fn introspect(spi: &SpiClient<'_>, token: &str, caller: Option<&Client>) -> Value {
     let inactive = || json!({ "active": false });
     let token = token.trim();
     if token.is_empty() {
         return inactive();
     }
+    let allowed = |client_id: &str| caller.is_none_or(|c| c.introspect_any || c.id == client_id);
     if let Ok(mut claims) = verify(token, None) {
+        if !allowed(
+            claims
+                .get("client_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        ) {
+            return inactive();
+        }
         claims.insert("active".into(), Value::Bool(true));
         claims.insert("token_type".into(), Value::String("Bearer".into()));
         return Value::Object(claims);
     }
     match refresh::find(spi, token) {
-        Ok(Some(r)) if !r.expired && !r.used && !r.family_revoked => json!({
-            "active": true,
-            "token_type": "refresh_token",
-            "client_id": r.client_id,
-            "sub": r.client_id,
-            "scope": r.scope.join(" "),
-            "aud": session::audience_claim(&r.audience),
-            "iat": r.issued_at,
-            "exp": r.expires_at,
-        }),
+        Ok(Some(r)) if !r.expired && !r.used && !r.family_revoked && allowed(&r.client_id) => {
+            json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": r.client_id,
+                "sub": r.client_id,
+                "scope": r.scope.join(" "),
+                "aud": claims::audience_claim(&r.audience),
+                "iat": r.issued_at,
+                "exp": r.expires_at,
+            })
+        }
         _ => inactive(),
     }
 }
@@ -505,5 +519,5 @@ fn auth_revoke(token: Option<&str>) -> bool {
 #[search_path(pg_catalog, pg_temp)]
 fn auth_introspect(token: Option<&str>) -> Jsonb {
     let token = token.unwrap_or("");
-    Jsonb(Spi::connect(|spi| introspect(spi, token)))
+    Jsonb(Spi::connect(|spi| introspect(spi, token, None)))
 }

@@ -24,6 +24,36 @@ pub fn pg_bindir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{}/bin", pg_version())))
 }
 
+/// A directory `pg_config` reports (`--pkglibdir`, `--sharedir`, ...) for the server in use.
+pub fn pg_config(flag: &str) -> PathBuf {
+    let out = Command::new(pg_bindir().join("pg_config"))
+        .arg(flag)
+        .output()
+        .unwrap_or_else(|e| panic!("pg_config {flag}: {e}"));
+    assert!(out.status.success(), "pg_config {flag} failed");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Copy a pg_regress-style run's actual outputs (and regression.diffs, if any) to the
+/// directory named by the environment variable `var`, when it is set, so that a developer
+/// can inspect or promote them.
+pub fn keep_results(output: &Path, var: &str) {
+    let Some(dir) = std::env::var_os(var) else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    if let Ok(results) = std::fs::read_dir(output.join("results")) {
+        for entry in results.flatten() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let _ = std::fs::copy(
+        output.join("regression.diffs"),
+        dir.join("regression.diffs"),
+    );
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { geteuid() == 0 }

@@ -559,6 +559,105 @@ fn key_rotation_reaches_postgrest_without_restart() {
     drop(env.db);
 }
 
+/// HS256 secrets are shared with PostgREST, so the authenticator login can read them (the
+/// pre-config hook hands them over) and sign any claims. pg_oauth binds every JWT to the
+/// session it was issued for: a token minted around a live jti — more scope, another role —
+/// is refused by the pre-request hook and by auth_verify, while the real token keeps working.
+#[test]
+fn tokens_minted_around_a_live_session_are_refused() {
+    use jwt_simple::prelude::*;
+    let env = start("pgrst-forge");
+    let mut db = env.cluster.connect("app");
+    let reloads = env.rest.log().matches("Config reloaded").count();
+    db.batch_execute(
+        "SELECT oauth.ensure_signing_keys('HS256');
+         UPDATE oauth.client SET jwt_alg = 'HS256' WHERE id = 'api-client';",
+    )
+    .unwrap();
+    env.rest.wait_for_config_reloads(reloads + 1);
+    let token = env.token("api-client", "verysecret");
+    assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+
+    // What the authenticator can read: the key set PostgREST verifies with.
+    let mut authenticator = postgres::Client::connect(
+        &format!(
+            "host=127.0.0.1 port={} dbname=app user=authenticator password=change-me",
+            env.cluster.port
+        ),
+        postgres::NoTls,
+    )
+    .unwrap();
+    let mut tx = authenticator.transaction().unwrap();
+    tx.execute("SELECT oauth.postgrest_pre_config()", &[])
+        .unwrap();
+    let keys: String = tx
+        .query_one("SELECT current_setting('pgrst.jwt_secret')", &[])
+        .unwrap()
+        .get(0);
+    tx.commit().unwrap();
+    let keys: Value = serde_json::from_str(&keys).unwrap();
+    let signing_kid = kid(&token);
+    let secret = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == signing_kid.as_str() && k["kty"] == "oct")
+        .map(|k| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(k["k"].as_str().unwrap())
+                .unwrap()
+        })
+        .expect("the HS256 secret is in PostgREST's key set");
+
+    // Same header, same jti, same session — more scope.
+    let payload = token.split('.').nth(1).unwrap();
+    let mut claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    claims["scope"] = json!("notes:read notes:write notes:admin");
+    let obj = claims.as_object_mut().unwrap();
+    let (iat, exp) = (obj.remove("iat").unwrap(), obj.remove("exp").unwrap());
+    let mut jwt = Claims::with_custom_claims(claims, Duration::from_secs(1));
+    jwt.issued_at = Some(UnixTimeStamp::from_secs(iat.as_u64().unwrap()));
+    jwt.expires_at = Some(UnixTimeStamp::from_secs(exp.as_u64().unwrap()));
+    let forged = HS256Key::from_bytes(&secret)
+        .with_key_id(&signing_kid)
+        .authenticate_with_options(
+            jwt,
+            &HeaderOptions {
+                signature_type: Some("at+jwt".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(kid(&forged), signing_kid);
+
+    let (status, headers, err) = body(env.get_with("/notes", &forged));
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
+    assert_eq!(
+        header(&headers, "www-authenticate"),
+        Some("Bearer error=\"invalid_token\", error_description=\"the access token is unknown\"")
+    );
+    let refused = db
+        .query_one("SELECT oauth.auth_verify($1)", &[&forged])
+        .unwrap_err();
+    assert!(
+        pg_oauth_harness::db_error(&refused)
+            .1
+            .contains("unknown access token"),
+        "{refused}"
+    );
+    // The real token is untouched.
+    assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+}
+
 fn kid(token: &str) -> String {
     use base64::Engine;
     let header = token.split('.').next().unwrap();

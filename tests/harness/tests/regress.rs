@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use pg_oauth_harness::{pg_bindir, repo_root, Cluster};
+use pg_oauth_harness::{keep_results, pg_bindir, pg_config, repo_root, Cluster};
 
 #[test]
 fn pg_regress_suite() {
@@ -23,15 +23,7 @@ fn pg_regress_suite() {
     tests.sort();
     tests.insert(0, "setup".into());
 
-    let pkglibdir = String::from_utf8(
-        Command::new(pg_bindir().join("pg_config"))
-            .arg("--pkglibdir")
-            .output()
-            .expect("pg_config")
-            .stdout,
-    )
-    .unwrap();
-    let pg_regress = format!("{}/pgxs/src/test/regress/pg_regress", pkglibdir.trim());
+    let pg_regress = pg_config("--pkglibdir").join("pgxs/src/test/regress/pg_regress");
     let status = Command::new(&pg_regress)
         .current_dir(&cluster.dir)
         .arg(format!("--bindir={}", pg_bindir().display()))
@@ -44,17 +36,9 @@ fn pg_regress_suite() {
         .args(&tests)
         .status()
         .expect("run pg_regress");
+    keep_results(&output, "PG_OAUTH_REGRESS_RESULTS");
     if !status.success() {
         let diffs = std::fs::read_to_string(output.join("regression.diffs")).unwrap_or_default();
-        if let Some(dir) = std::env::var_os("PG_OAUTH_REGRESS_RESULTS") {
-            // Let a developer inspect (or promote) the actual outputs.
-            let dir = std::path::PathBuf::from(dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            for entry in std::fs::read_dir(output.join("results")).unwrap() {
-                let entry = entry.unwrap();
-                std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-            }
-        }
         panic!("pg_regress failed:\n{diffs}");
     }
 }

@@ -125,6 +125,7 @@ fn each_role_reaches_exactly_what_it_should() {
                 "oauth.rotate_signing_key(text)",
                 "oauth.ensure_signing_keys(text)",
                 "oauth.purge_expired(integer,interval)",
+                "oauth.policy_role_problem(text)",
             ]
             .map(String::from),
         )

@@ -277,6 +277,17 @@ fn private_key_jwt_authenticates_and_refuses_bad_assertions() {
     let once = rs.sign(rs_kid, assertion_claims("backend", TOKEN_ENDPOINT, 120));
     by_assertion(&mut db, &once).unwrap();
     assert!(refused(&mut db, &once, "replay").contains("already used"));
+    // An assertion past its exp but within the leeway (30 s) is still accepted, so its jti
+    // must be remembered until exp + leeway: purge_expired in between must not forget it.
+    let mut late = assertion_claims("backend", TOKEN_ENDPOINT, 120);
+    let now = Clock::now_since_epoch();
+    late.issued_at = Some(now - Duration::from_secs(60));
+    late.expires_at = Some(now - Duration::from_secs(10));
+    let late = rs.sign(rs_kid, late);
+    by_assertion(&mut db, &late).expect("within the leeway");
+    db.query("SELECT * FROM oauth.purge_expired()", &[])
+        .unwrap();
+    assert!(refused(&mut db, &late, "replay after purge").contains("already used"));
     // Wrong audience.
     let wrong_aud = rs.sign(
         rs_kid,

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pg_oauth_harness::{is_root, json, pg_bindir, postgres, repo_root, Cluster};
+use pg_oauth_harness::{is_root, json, pg_config, postgres, repo_root, Cluster};
 use serde_json::Value;
 
 fn current_version() -> String {
@@ -21,11 +21,7 @@ fn current_version() -> String {
 }
 
 fn extension_dir() -> PathBuf {
-    let out = Command::new(pg_bindir().join("pg_config"))
-        .arg("--sharedir")
-        .output()
-        .expect("pg_config --sharedir");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("extension")
+    pg_config("--sharedir").join("extension")
 }
 
 /// Copy into the server's extension directory (root, or sudo like `make install`).
