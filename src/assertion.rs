@@ -52,13 +52,31 @@ struct Claims {
 /// The client an assertion claims to come from (its unverified `iss`), to key the audit
 /// trail and lockout before the assertion is checked.
 pub fn claimed_client(assertion: &str) -> Option<String> {
+    if assertion.len() > MAX_ASSERTION_BYTES {
+        return None;
+    }
     jsonwebtoken::dangerous::insecure_decode_claims::<Unverified>(assertion)
         .ok()
         .and_then(|claims| claims.iss)
 }
 
+/// Longest client assertion read (a JWT with a few claims is well under 2 KiB); longer
+/// ones are refused before anything is decoded.
+pub const MAX_ASSERTION_BYTES: usize = 8192;
+
+/// A failure the caller may read: about the assertion's form, found before any client is
+/// looked up, or about its claims, found only after its signature verified.
 fn fail(description: impl Into<String>) -> OAuthError {
     OAuthError::InvalidClient(description.into())
+}
+
+/// A failure that would tell whether a client exists or which keys it has (no such client,
+/// no keys, unknown kid, bad signature): the caller reads only "client authentication
+/// failed"; the audit trail gets `reason`.
+fn hidden(reason: impl Into<String>) -> OAuthError {
+    OAuthError::AuthenticationFailed {
+        reason: reason.into(),
+    }
 }
 
 static REMEMBER_JTI: Statement = Statement::new(
@@ -81,6 +99,11 @@ pub fn authenticate(
         return Err(fail(format!(
             "unsupported client_assertion_type {}; use {JWT_BEARER}",
             quoted(assertion_type)
+        )));
+    }
+    if assertion.len() > MAX_ASSERTION_BYTES {
+        return Err(fail(format!(
+            "the client assertion is longer than {MAX_ASSERTION_BYTES} bytes"
         )));
     }
     let header = jsonwebtoken::decode_header(assertion)
@@ -113,32 +136,32 @@ pub fn authenticate(
 
     let client = client::load(spi, &iss)?;
     let Some((client, jwks)) = client.and_then(|c| c.jwks.clone().map(|j| (c, j))) else {
-        return Err(fail(
+        return Err(hidden(
             "no client with registered keys is the client assertion's issuer",
         ));
     };
     let set: JwkSet = serde_json::from_value(jwks)
-        .map_err(|_| fail("the client's registered jwks is not a usable JWK Set"))?;
+        .map_err(|_| hidden("the client's registered jwks is not a usable JWK Set"))?;
     let jwk = match header.kid.as_deref() {
         Some(kid) => set.find(kid).ok_or_else(|| {
-            fail(format!(
+            hidden(format!(
                 "no key registered for this client has kid {}",
                 quoted(kid)
             ))
         })?,
         None if set.keys.len() == 1 => &set.keys[0],
-        None => return Err(fail("the client assertion's header needs a kid")),
+        None => return Err(hidden("the client assertion's header needs a kid")),
     };
     if let Some(key_alg) = jwk.common.key_algorithm {
         if format!("{key_alg:?}") != format!("{:?}", header.alg) {
-            return Err(fail(format!(
+            return Err(hidden(format!(
                 "the key is registered for {key_alg:?}, not {:?}",
                 header.alg
             )));
         }
     }
     let key = DecodingKey::from_jwk(jwk)
-        .map_err(|_| fail("the registered key cannot verify this algorithm"))?;
+        .map_err(|_| hidden("the registered key cannot verify this algorithm"))?;
 
     let mut validation = Validation::new(header.alg);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
@@ -148,10 +171,17 @@ pub fn authenticate(
     validation.validate_nbf = true;
     validation.leeway = u64::try_from(gucs::LEEWAY.get()).unwrap_or(0);
     let data = jsonwebtoken::decode::<Claims>(assertion, &key, &validation).map_err(|e| {
-        fail(match e.kind() {
+        // The signature is checked before the claims: only the key's holder reads the rest.
+        match e.kind() {
             ErrorKind::InvalidSignature => {
-                "the client assertion's signature does not verify".into()
+                return hidden("the client assertion's signature does not verify")
             }
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
+                return hidden("the registered key does not fit the assertion's algorithm")
+            }
+            _ => {}
+        }
+        fail(match e.kind() {
             ErrorKind::ExpiredSignature => "the client assertion has expired".into(),
             ErrorKind::ImmatureSignature => "the client assertion is not valid yet (nbf)".into(),
             ErrorKind::InvalidAudience => {
@@ -163,10 +193,7 @@ pub fn authenticate(
             ErrorKind::MissingRequiredClaim(claim) => {
                 format!("the client assertion has no {claim} claim")
             }
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidKeyFormat => {
-                "the registered key does not fit the assertion's algorithm".into()
-            }
-            other => format!("invalid client assertion ({other:?})"),
+            _ => "the client assertion is invalid".into(),
         })
     })?;
     let now = db::now_micros() / 1_000_000;

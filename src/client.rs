@@ -10,7 +10,7 @@ use pgrx::spi::SpiClient;
 use crate::audit;
 use crate::cache::{self, Cache, Fresh, Source};
 use crate::db::{self, Statement};
-use crate::error::{OAuthError, OrRaise, Result, CLIENT_AUTH_FAILED};
+use crate::error::{OAuthError, OrRaise, Result};
 use crate::policy;
 use crate::secret;
 
@@ -197,12 +197,7 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             client_id,
             assertion_type,
             assertion,
-        } => crate::assertion::authenticate(spi, client_id, assertion_type, assertion).map_err(
-            |err| {
-                let reason = err.description().to_owned();
-                (err, reason)
-            },
-        ),
+        } => crate::assertion::authenticate(spi, client_id, assertion_type, assertion),
     };
     match (outcome, attempt) {
         (Ok(client), Some(attempt)) => {
@@ -210,11 +205,11 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             Ok(client)
         }
         (Ok(client), None) => Ok(client),
-        (Err((err, reason)), attempt) => {
-            if let (Some(attempt), OAuthError::InvalidClient(_)) = (attempt, &err) {
+        (Err(err), attempt) => {
+            if let Some(attempt) = attempt.filter(|_| err.is_authentication_failure()) {
                 // Correct credentials of an inactive client are not a guess.
-                let counts = reason != INACTIVE;
-                attempt.failed(&reason, counts);
+                let reason = err.audit_reason();
+                attempt.failed(reason, reason != INACTIVE);
             }
             Err(err)
         }
@@ -223,23 +218,16 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
 
 const INACTIVE: &str = "client is inactive";
 
-/// Secret authentication; on failure, the error and what the audit trail records.
+/// Secret authentication.
 fn authenticate_secret(
     spi: &SpiClient<'_>,
     client_id: &str,
     presented: &str,
-) -> std::result::Result<Rc<Client>, (OAuthError, String)> {
-    let failed = |reason: &str| {
-        (
-            OAuthError::InvalidClient(CLIENT_AUTH_FAILED.into()),
-            reason.to_owned(),
-        )
+) -> Result<Rc<Client>> {
+    let failed = |reason: &str| OAuthError::AuthenticationFailed {
+        reason: reason.to_owned(),
     };
-    let client = load(spi, client_id).map_err(|e| {
-        let reason = e.description().to_owned();
-        (e, reason)
-    })?;
-    let Some(client) = client else {
+    let Some(client) = load(spi, client_id)? else {
         secret::verify_dummy(presented);
         return Err(failed("unknown client"));
     };
@@ -255,7 +243,7 @@ fn authenticate_secret(
         return Err(failed("wrong secret"));
     }
     if !client.active {
-        return Err((OAuthError::InvalidClient(INACTIVE.into()), INACTIVE.into()));
+        return Err(OAuthError::InvalidClient(INACTIVE.into()));
     }
     Ok(client)
 }

@@ -13,6 +13,11 @@ pub enum OAuthError {
     InvalidRequest(String),
     #[error("invalid_client: {0}")]
     InvalidClient(String),
+    /// invalid_client with the one description every failed client authentication gets
+    /// ([`CLIENT_AUTH_FAILED`]), so that no caller can tell an unknown client from a wrong
+    /// secret, a missing key or a bad signature; `reason` goes to the audit trail only.
+    #[error("invalid_client: client authentication failed")]
+    AuthenticationFailed { reason: String },
     #[error("invalid_grant: {0}")]
     InvalidGrant(String),
     #[error("unauthorized_client: {0}")]
@@ -58,7 +63,9 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
-            Self::InvalidClient(_) | Self::LockedOut { .. } => "invalid_client",
+            Self::InvalidClient(_) | Self::AuthenticationFailed { .. } | Self::LockedOut { .. } => {
+                "invalid_client"
+            }
             Self::InvalidGrant(_) => "invalid_grant",
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
@@ -82,7 +89,25 @@ impl OAuthError {
             | Self::InvalidToken(d)
             | Self::ServerError(d)
             | Self::LockedOut { description: d, .. } => d,
+            Self::AuthenticationFailed { .. } => CLIENT_AUTH_FAILED,
         }
+    }
+
+    /// What the audit trail records for this error: the private reason of a failed
+    /// authentication, else the description.
+    pub fn audit_reason(&self) -> &str {
+        match self {
+            Self::AuthenticationFailed { reason } => reason,
+            other => other.description(),
+        }
+    }
+
+    /// Whether the client failed to authenticate (invalid_client, lockouts aside).
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::InvalidClient(_) | Self::AuthenticationFailed { .. }
+        )
     }
 
     /// The SQLSTATE raised for this error; documented in the README.
@@ -90,12 +115,14 @@ impl OAuthError {
         use PgSqlErrorCode::*;
         match self {
             Self::InvalidRequest(_) => ERRCODE_INVALID_PARAMETER_VALUE, // 22023
-            Self::InvalidClient(_) | Self::LockedOut { .. } => ERRCODE_INVALID_PASSWORD, // 28P01
-            Self::InvalidGrant(_) => ERRCODE_INVALID_GRANT_OPERATION,   // 0LP01
+            Self::InvalidClient(_) | Self::AuthenticationFailed { .. } | Self::LockedOut { .. } => {
+                ERRCODE_INVALID_PASSWORD // 28P01
+            }
+            Self::InvalidGrant(_) => ERRCODE_INVALID_GRANT_OPERATION, // 0LP01
             Self::UnauthorizedClient(_) => ERRCODE_INSUFFICIENT_PRIVILEGE, // 42501
             Self::UnsupportedGrantType(_) => ERRCODE_FEATURE_NOT_SUPPORTED, // 0A000
-            Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,          // 42704
-            Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,             // 42602
+            Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,        // 42704
+            Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,           // 42602
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
         }
@@ -103,7 +130,7 @@ impl OAuthError {
 
     fn hint(&self) -> Option<&'static str> {
         match self {
-            Self::InvalidClient(_) => Some(
+            Self::InvalidClient(_) | Self::AuthenticationFailed { .. } => Some(
                 "Check the client's credentials (secret or assertion) and that it is active in oauth.client.",
             ),
             Self::LockedOut { .. } => Some(

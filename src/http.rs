@@ -274,7 +274,13 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
             // revocation) is written now, and commits with this answer.
             autonomous::apply_deferred(spi)?;
             let status = match err {
-                OAuthError::InvalidClient(_) | OAuthError::LockedOut { .. } if basic => 401,
+                OAuthError::InvalidClient(_)
+                | OAuthError::AuthenticationFailed { .. }
+                | OAuthError::LockedOut { .. }
+                    if basic =>
+                {
+                    401
+                }
                 OAuthError::ServerError(_) => 500,
                 _ => 400,
             };

@@ -243,9 +243,20 @@ fn argon2_verify(plain: &str, phc: &str) -> bool {
         .is_ok_and(|computed| computed == expected)
 }
 
+/// A presented secret as it may be hashed: one that cannot be valid (empty, or longer than
+/// MAX_SECRET_BYTES) becomes the empty string before any hashing, so no caller controls the
+/// cost of a verification, known client or not.
+fn presentable(plain: &str) -> &str {
+    if plain.len() > MAX_SECRET_BYTES {
+        ""
+    } else {
+        plain
+    }
+}
+
 /// Spend the same argon2 work as a real verification, then fail.
 pub fn verify_dummy(plain: &str) -> bool {
-    let _ = argon2_verify(plain, DUMMY_HASH);
+    let _ = argon2_verify(presentable(plain), DUMMY_HASH);
     false
 }
 
@@ -268,7 +279,7 @@ fn digest(key: &hmac::Key, plain: &str) -> [u8; 32] {
 /// Verify `plain` against the stored hash of `client_id`, from the warm cache when this
 /// backend already verified this exact (client, hash, secret), else with argon2.
 pub fn verify(client_id: &str, stored_hash: &str, plain: &str) -> bool {
-    if plain.is_empty() || plain.len() > MAX_SECRET_BYTES {
+    if presentable(plain).is_empty() {
         return verify_dummy("");
     }
     let cache_key = (client_id.to_owned(), stored_hash.to_owned());
@@ -304,6 +315,17 @@ pub fn verify(client_id: &str, stored_hash: &str, plain: &str) -> bool {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn oversized_secrets_are_never_hashed_as_presented() {
+        let huge = "x".repeat(MAX_SECRET_BYTES + 1);
+        assert_eq!(presentable(&huge), "");
+        assert_eq!(
+            presentable(&huge[..MAX_SECRET_BYTES]).len(),
+            MAX_SECRET_BYTES
+        );
+        assert_eq!(presentable("s3cret"), "s3cret");
+    }
 
     #[test]
     fn generated_secrets_are_url_safe_and_distinct() {

@@ -303,16 +303,54 @@ fn private_key_jwt_authenticates_and_refuses_bad_assertions() {
     // Too long-lived.
     let long = rs.sign(rs_kid, assertion_claims("backend", TOKEN_ENDPOINT, 3600));
     assert!(refused(&mut db, &long, "lifetime").contains("more than 300 seconds"));
-    // Unknown kid.
+    // An unknown kid, the wrong key under a registered kid, a key registered for another
+    // algorithm, an unknown issuer, a client without keys: one answer, so assertions tell
+    // nothing about which clients or keys exist; the audit trail records which it was.
+    let failed = "invalid_client: client authentication failed";
     let unknown = rs.sign("nope", assertion_claims("backend", TOKEN_ENDPOINT, 120));
-    assert!(refused(&mut db, &unknown, "kid").contains("kid \"nope\""));
-    // The wrong key under a registered kid.
+    assert_eq!(refused(&mut db, &unknown, "kid"), failed);
     let stranger = TestKey::Rs384(RS384KeyPair::generate(2048).unwrap());
     let forged = stranger.sign(rs_kid, assertion_claims("backend", TOKEN_ENDPOINT, 120));
-    assert!(refused(&mut db, &forged, "wrong key").contains("signature does not verify"));
-    // A key used for another algorithm than registered (ES384 key id, RS384 signature).
+    assert_eq!(refused(&mut db, &forged, "wrong key"), failed);
     let mismatched = rs.sign("es384", assertion_claims("backend", TOKEN_ENDPOINT, 120));
-    assert!(refused(&mut db, &mismatched, "alg").contains("registered for ES384"));
+    assert_eq!(refused(&mut db, &mismatched, "alg"), failed);
+    let nobody = rs.sign(
+        rs_kid,
+        assertion_claims("no-such-client", TOKEN_ENDPOINT, 120),
+    );
+    assert_eq!(refused(&mut db, &nobody, "unknown iss"), failed);
+    db.execute(
+        "INSERT INTO oauth.client (id, secret) VALUES ('keyless', 'a-secret')",
+        &[],
+    )
+    .unwrap();
+    let keyless = rs.sign(rs_kid, assertion_claims("keyless", TOKEN_ENDPOINT, 120));
+    assert_eq!(refused(&mut db, &keyless, "no keys"), failed);
+    let reasons: Vec<String> = db
+        .query(
+            "SELECT client_id || ': ' || reason FROM oauth.auth_failure
+              WHERE client_id IN ('backend', 'no-such-client', 'keyless') ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for reason in [
+        "backend: no key registered for this client has kid \"nope\"",
+        "backend: the client assertion's signature does not verify",
+        "backend: the key is registered for ES384, not RS384",
+        "no-such-client: no client with registered keys is the client assertion's issuer",
+        "keyless: no client with registered keys is the client assertion's issuer",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == reason),
+            "{reason} in {reasons:?}"
+        );
+    }
+    // Oversized assertions are refused before anything is decoded or hashed.
+    let huge = format!("{}.{}.x", "a".repeat(6000), "b".repeat(6000));
+    assert!(refused(&mut db, &huge, "size").contains("longer than 8192 bytes"));
     // iss and sub must both be the client.
     let mut other_sub = assertion_claims("backend", TOKEN_ENDPOINT, 120);
     other_sub.subject = Some("someone-else".into());
