@@ -19,8 +19,9 @@ use crate::scope::quoted;
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// Longest an assertion may live, counted from now (SMART: "no more than five minutes").
-const MAX_LIFETIME: i64 = 300;
+/// Longest a SMART Backend Services assertion may live, counted from now ("no more than
+/// five minutes in the future"); other clients: `pg_oauth.client_assertion_max_lifetime`.
+const SMART_MAX_LIFETIME: i64 = 300;
 
 /// Assertion algorithms: SMART requires RS384 and ES384; the rest are common.
 pub const ALGORITHMS: [Algorithm; 7] = [
@@ -130,9 +131,11 @@ pub fn authenticate(
             algorithm_names().join(", ")
         )));
     }
-    let token_endpoint = gucs::endpoint("token").ok_or_else(|| {
-        OAuthError::ServerError("pg_oauth.issuer must be set to accept client assertions".into())
-    })?;
+    let (Some(issuer), Some(token_endpoint)) = (gucs::issuer(), gucs::endpoint("token")) else {
+        return Err(OAuthError::ServerError(
+            "pg_oauth.issuer must be set to accept client assertions".into(),
+        ));
+    };
 
     let client = client::load(spi, &iss)?;
     let Some((client, jwks)) = client.and_then(|c| c.jwks.clone().map(|j| (c, j))) else {
@@ -165,7 +168,9 @@ pub fn authenticate(
 
     let mut validation = Validation::new(header.alg);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    validation.set_audience(&[token_endpoint.as_str()]);
+    // RFC 7523 §3 allows the token endpoint URL; its revision (and oauth4webapi) use the
+    // issuer identifier: either names this server.
+    validation.set_audience(&[token_endpoint.as_str(), issuer.as_str()]);
     validation.set_issuer(&[iss.as_str()]);
     validation.sub = Some(iss.clone());
     validation.validate_nbf = true;
@@ -184,9 +189,9 @@ pub fn authenticate(
         fail(match e.kind() {
             ErrorKind::ExpiredSignature => "the client assertion has expired".into(),
             ErrorKind::ImmatureSignature => "the client assertion is not valid yet (nbf)".into(),
-            ErrorKind::InvalidAudience => {
-                format!("the client assertion's aud must be the token endpoint {token_endpoint}")
-            }
+            ErrorKind::InvalidAudience => format!(
+                "the client assertion's aud must be the issuer {issuer} or the token endpoint {token_endpoint}"
+            ),
             ErrorKind::InvalidIssuer | ErrorKind::InvalidSubject => {
                 "the client assertion's iss and sub must both be the client id".into()
             }
@@ -197,9 +202,14 @@ pub fn authenticate(
         })
     })?;
     let now = db::now_micros() / 1_000_000;
-    if data.claims.exp > now + MAX_LIFETIME + i64::from(gucs::LEEWAY.get()) {
+    let max_lifetime = if client.smart {
+        SMART_MAX_LIFETIME
+    } else {
+        i64::from(gucs::CLIENT_ASSERTION_MAX_LIFETIME.get())
+    };
+    if data.claims.exp > now + max_lifetime + i64::from(gucs::LEEWAY.get()) {
         return Err(fail(format!(
-            "the client assertion expires more than {MAX_LIFETIME} seconds from now"
+            "the client assertion expires more than {max_lifetime} seconds from now"
         )));
     }
     let jti = data

@@ -20,6 +20,7 @@ pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static SCOPES_SUPPORTED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CLIENT_ASSERTION_MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -109,6 +110,16 @@ pub fn init() {
         &HTTP_CLIENT_ADDRESS_HEADER,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.client_assertion_max_lifetime",
+        c"Longest a client assertion (private_key_jwt) may live, in seconds from now.",
+        c"SMART Backend Services clients (type smart-app) are held to 300 s whatever this says.",
+        &CLIENT_ASSERTION_MAX_LIFETIME,
+        60,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
         c"pg_oauth.scopes_supported",

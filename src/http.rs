@@ -155,6 +155,22 @@ impl Params {
             .and_then(Value::as_str)
             .filter(|v| !v.is_empty())
     }
+
+    /// A list parameter as one space-separated value: a string (already space-separated,
+    /// the only way a form can carry several: PostgREST keeps the last of repeated fields)
+    /// or, in a JSON body, an array of strings. Anything else in the array is refused.
+    fn list(&self, name: &str) -> Result<Option<String>> {
+        match self.0.get(name) {
+            Some(Value::Array(items)) => {
+                let items: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                let items = items.ok_or_else(|| {
+                    OAuthError::InvalidRequest(format!("{name} must be a list of strings"))
+                })?;
+                Ok(Some(items.join(" ")).filter(|v| !v.trim().is_empty()))
+            }
+            _ => Ok(self.get(name).map(str::to_owned)),
+        }
+    }
 }
 
 /// How the client authenticated in this request.
@@ -310,13 +326,17 @@ fn token_endpoint(params: &Params) -> Result<Value> {
         answer(atomically(|| {
             Spi::connect_mut(|spi| {
                 let auth = client_auth(params)?;
+                // RFC 8707 `resource` names the audience too.
+                let audience = match params.list("audience")? {
+                    Some(audience) => Some(audience),
+                    None => params.list("resource")?,
+                };
                 let req = TokenRequest {
                     grant_type: params.get("grant_type"),
                     client_id: auth.client_id.as_deref(),
                     client_secret: auth.client_secret.as_deref(),
                     scope: params.get("scope"),
-                    // RFC 8707 `resource` names the audience too.
-                    audience: params.get("audience").or(params.get("resource")),
+                    audience: audience.as_deref(),
                     refresh_token: params.get("refresh_token"),
                     client_assertion_type: params.get("client_assertion_type"),
                     client_assertion: params.get("client_assertion"),

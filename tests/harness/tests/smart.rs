@@ -293,16 +293,35 @@ fn private_key_jwt_authenticates_and_refuses_bad_assertions() {
         rs_kid,
         assertion_claims("backend", "https://elsewhere/token", 120),
     );
-    assert!(refused(&mut db, &wrong_aud, "aud").contains("aud must be the token endpoint"));
+    assert!(refused(&mut db, &wrong_aud, "aud").contains("aud must be the issuer"));
+    // ...but the issuer identifier is an audience too (RFC 7523bis; oauth4webapi sends it).
+    by_assertion(
+        &mut db,
+        &rs.sign(rs_kid, assertion_claims("backend", ISSUER, 120)),
+    )
+    .expect("aud = issuer");
     // Expired.
     let mut expired = assertion_claims("backend", TOKEN_ENDPOINT, 120);
     let now = Clock::now_since_epoch();
     expired.issued_at = Some(now - Duration::from_secs(600));
     expired.expires_at = Some(now - Duration::from_secs(300));
     assert!(refused(&mut db, &rs.sign(rs_kid, expired), "expired").contains("expired"));
-    // Too long-lived.
+    // Too long-lived: SMART Backend Services allows five minutes...
     let long = rs.sign(rs_kid, assertion_claims("backend", TOKEN_ENDPOINT, 3600));
     assert!(refused(&mut db, &long, "lifetime").contains("more than 300 seconds"));
+    // ...other clients pg_oauth.client_assertion_max_lifetime (3600 s: authlib's default).
+    db.execute(
+        "INSERT INTO oauth.client (id, jwks) SELECT 'generic', jwks FROM oauth.client WHERE id = 'backend'",
+        &[],
+    )
+    .unwrap();
+    by_assertion(
+        &mut db,
+        &rs.sign(rs_kid, assertion_claims("generic", TOKEN_ENDPOINT, 3600)),
+    )
+    .expect("an hour for a client that is not a SMART app");
+    let longer = rs.sign(rs_kid, assertion_claims("generic", TOKEN_ENDPOINT, 7200));
+    assert!(refused(&mut db, &longer, "lifetime").contains("more than 3600 seconds"));
     // An unknown kid, the wrong key under a registered kid, a key registered for another
     // algorithm, an unknown issuer, a client without keys: one answer, so assertions tell
     // nothing about which clients or keys exist; the audit trail records which it was.

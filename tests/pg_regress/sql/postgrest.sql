@@ -58,6 +58,26 @@ SELECT regress_api.revoke(token => :'tok', client_id => 'http-client', client_se
 SELECT regress_api.introspect(token => :'tok', client_id => 'http-client', client_secret => 'verysecret') AS after_revoke;
 COMMIT;
 
+-- Several audiences (RFC 8707): space-separated in one form field (PostgREST keeps only the
+-- last of repeated fields), or a JSON array of `audience` or `resource` values.
+UPDATE oauth.client SET audience = '{https://a.example,https://b.example,https://c.example}'
+ WHERE id = 'http-client';
+BEGIN;
+SET LOCAL request.method = 'POST';
+SELECT oauth.auth_introspect(regress_api.token(grant_type => 'client_credentials', client_id => 'http-client',
+       client_secret => 'verysecret', audience => 'https://a.example https://c.example') ->> 'access_token') -> 'aud' AS form;
+SELECT oauth.auth_introspect(regress_api.token(jsonb_build_object('grant_type', 'client_credentials',
+       'client_id', 'http-client', 'client_secret', 'verysecret',
+       'resource', jsonb_build_array('https://b.example', 'https://c.example'))) ->> 'access_token') -> 'aud' AS json_resource;
+SELECT regress_api.token(jsonb_build_object('grant_type', 'client_credentials',
+       'client_id', 'http-client', 'client_secret', 'verysecret',
+       'audience', jsonb_build_array('https://a.example', 'https://elsewhere.example'))) AS not_allowed;
+SELECT regress_api.token(jsonb_build_object('grant_type', 'client_credentials',
+       'client_id', 'http-client', 'client_secret', 'verysecret',
+       'audience', jsonb_build_array('https://a.example', 7))) AS not_strings;
+COMMIT;
+UPDATE oauth.client SET audience = '{}' WHERE id = 'http-client';
+
 -- Claims helpers for row-level security, and the pre-request hook.
 BEGIN;
 SET LOCAL request.jwt.claims = '{"client_id": "http-client", "scope": "read write"}';
