@@ -35,6 +35,24 @@ CREATE TRIGGER client_deleted
     AFTER DELETE ON oauth.client
     FOR EACH ROW EXECUTE FUNCTION oauth.client_close_sessions();
 
+-- Keys are published before they sign: a client that may get JWTs makes sure its
+-- algorithm's active and next keys exist when it is written, so they reach verifiers
+-- (PostgREST reloads through NOTIFY at commit) before its first token.
+CREATE FUNCTION oauth.client_ensure_signing_keys() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM oauth.ensure_signing_keys(NEW.jwt_alg);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER client_jwt_keys
+    AFTER INSERT OR UPDATE OF token_format, jwt_alg ON oauth.client
+    FOR EACH ROW WHEN (NEW.token_format = 'jwt')
+    EXECUTE FUNCTION oauth.client_ensure_signing_keys();
+
 -- Revoking a refresh token family (by oauth.auth_revoke, reuse detection or a DBA's UPDATE)
 -- revokes every access token issued from it.
 CREATE FUNCTION oauth.refresh_family_revoked() RETURNS trigger

@@ -42,3 +42,22 @@ $$;
 
 REVOKE ALL ON FUNCTION oauth.policy_role_problem(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.policy_role_problem(text) TO oauth_admin;
+
+-- Keys are published before they sign: a client that may get JWTs makes sure its
+-- algorithm's active and next keys exist when it is written, so they reach verifiers
+-- (PostgREST reloads through NOTIFY at commit) before its first token.
+CREATE FUNCTION oauth.client_ensure_signing_keys() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM oauth.ensure_signing_keys(NEW.jwt_alg);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER client_jwt_keys
+    AFTER INSERT OR UPDATE OF token_format, jwt_alg ON oauth.client
+    FOR EACH ROW WHEN (NEW.token_format = 'jwt')
+    EXECUTE FUNCTION oauth.client_ensure_signing_keys();
+REVOKE ALL ON FUNCTION oauth.client_ensure_signing_keys() FROM PUBLIC;

@@ -658,6 +658,52 @@ fn tokens_minted_around_a_live_session_are_refused() {
     assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
 }
 
+/// Keys are published before they sign: a client of an algorithm nobody used yet gets that
+/// algorithm's keys when it is written, PostgREST learns them through NOTIFY, and the very
+/// first token is accepted (before, keys were made at the first issuance and PostgREST
+/// refused that token until its reload).
+#[test]
+fn the_first_token_of_a_new_algorithm_is_accepted() {
+    let env = start("pgrst-first-alg");
+    let mut db = env.cluster.connect("app");
+    let keys: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.signing_key WHERE alg = 'EdDSA'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "no EdDSA keys yet");
+    let reloads = env.rest.log().matches("Config reloaded").count();
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format, jwt_alg)
+         VALUES ('ed-client', 'verysecret', '{notes:read}', 'jwt', 'EdDSA');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('ed-client', 'api_user');",
+    )
+    .unwrap();
+    let states: Vec<String> = db
+        .query(
+            "SELECT state FROM oauth.signing_key WHERE alg = 'EdDSA' ORDER BY state",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        states,
+        ["active", "next"],
+        "keys exist once the client does"
+    );
+    env.rest.wait_for_config_reloads(reloads + 1);
+    let token = env.token("ed-client", "verysecret");
+    assert_eq!(
+        env.get_with("/notes", &token).status(),
+        StatusCode::OK,
+        "the first EdDSA token"
+    );
+}
+
 fn kid(token: &str) -> String {
     use base64::Engine;
     let header = token.split('.').next().unwrap();

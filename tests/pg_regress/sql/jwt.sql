@@ -12,7 +12,7 @@ SELECT jsonb_pretty(oauth.auth_metadata()) AS metadata;
 
 SET pg_oauth.issuer = 'https://issuer.example';
 
--- Keys are created on first use: an active and a published next key.
+-- Keys exist as soon as a JWT client does (published before they sign): an active and a published next key.
 SELECT count(*) AS keys FROM oauth.signing_key;
 SELECT oauth.auth_token('client_credentials', 'jwt-client', 'verysecret', 'read') AS resp \gset
 SELECT alg, state, length(kid) AS kid_length, public_jwk ?& '{kty,crv,x,y,kid,alg,use}' AS jwk_complete
