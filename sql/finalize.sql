@@ -283,7 +283,8 @@ AS $$ SELECT ARRAY[
     'id_token_hint', 'dpop_jkt', 'realm'] $$;
 
 -- One call sets up the PostgREST endpoints in the API schema:
---   POST /rpc/token, POST /rpc/revoke, POST /rpc/introspect, GET /rpc/jwks, GET /rpc/metadata
+--   POST /rpc/token, POST /rpc/revoke, POST /rpc/introspect, GET /rpc/jwks, GET /rpc/metadata,
+--   GET /rpc/smart_configuration
 -- and lets the authenticator run the pre-config hook. Run it as the owner of pg_oauth.
 CREATE FUNCTION oauth.create_http_endpoints(
     api_schema name DEFAULT 'api',
@@ -326,7 +327,7 @@ BEGIN
                        array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '), anon_role);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(jsonb) TO %I', api_schema, endpoint, anon_role);
     END LOOP;
-    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata'] LOOP
+    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata', 'smart_configuration'] LOOP
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION %I.%I() RETURNS jsonb LANGUAGE plpgsql STABLE
                SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -387,8 +388,11 @@ GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.policy_role_problem
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
-    oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata
+    oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
+    oauth.auth_smart_configuration
     TO oauth_app;
+COMMENT ON FUNCTION oauth.auth_smart_configuration() IS
+    'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
 -- Check constraints run with the writer's privileges.
 GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,

@@ -61,3 +61,79 @@ CREATE TRIGGER client_jwt_keys
     FOR EACH ROW WHEN (NEW.token_format = 'jwt')
     EXECUTE FUNCTION oauth.client_ensure_signing_keys();
 REVOKE ALL ON FUNCTION oauth.client_ensure_signing_keys() FROM PUBLIC;
+
+-- SMART App Launch 2.x configuration, from SQL and (GET /rpc/smart_configuration) over HTTP.
+CREATE FUNCTION oauth."auth_smart_configuration"() RETURNS jsonb
+STRICT STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'auth_smart_configuration_wrapper';
+CREATE FUNCTION oauth."http_smart_configuration"() RETURNS jsonb
+STRICT STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'http_smart_configuration_wrapper';
+REVOKE ALL ON FUNCTION oauth.auth_smart_configuration(), oauth.http_smart_configuration() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION oauth.auth_smart_configuration() TO oauth_app;
+COMMENT ON FUNCTION oauth.auth_smart_configuration() IS
+    'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
+
+-- create_http_endpoints also creates GET /rpc/smart_configuration (run it again to get it).
+CREATE OR REPLACE FUNCTION oauth.create_http_endpoints(
+    api_schema name DEFAULT 'api',
+    anon_role name DEFAULT 'anon',
+    authenticator_role name DEFAULT 'authenticator'
+) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names text[] := oauth.http_parameter_names();
+    args text;
+    pairs text;
+    endpoint text;
+BEGIN
+    SELECT string_agg(format('%I text DEFAULT NULL', n), ', ' ORDER BY i),
+           string_agg(format('%L, %I', n, n), ', ' ORDER BY i)
+      INTO args, pairs
+      FROM unnest(names) WITH ORDINALITY AS t(n, i);
+    FOREACH endpoint IN ARRAY ARRAY['token', 'revoke', 'introspect'] LOOP
+        -- plpgsql, not sql: a SECURITY DEFINER sql function cannot be inlined, and on
+        -- PostgreSQL < 18 it is parsed and planned again on every call (a third of the token
+        -- endpoint's time through PostgREST); plpgsql keeps the plan per connection.
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS jsonb LANGUAGE plpgsql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, args,
+            format('BEGIN RETURN oauth.%I(jsonb_strip_nulls(jsonb_build_object(%s))); END',
+                   'http_' || endpoint, pairs));
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('BEGIN RETURN oauth.%I($1); END', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(%s) FROM PUBLIC', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(jsonb) FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(%s) TO %I', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '), anon_role);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(jsonb) TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata', 'smart_configuration'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I() RETURNS jsonb LANGUAGE plpgsql STABLE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('BEGIN RETURN oauth.%I(); END', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I() FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I() TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', api_schema, anon_role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION oauth.postgrest_pre_config() TO %I', authenticator_role);
+    -- Keys for the default algorithm exist before the first token, so PostgREST starts
+    -- with them (keys made on first use reach it a moment later, through NOTIFY).
+    PERFORM oauth.ensure_signing_keys();
+    NOTIFY pgrst, 'reload schema';
+END
+$$;

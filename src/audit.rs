@@ -31,9 +31,10 @@ pub struct Failure {
     pub client_id: String,
     pub source: String,
     pub reason: String,
-    /// Whether it counts toward a lockout (wrong credentials do; an inactive client's
-    /// correct credentials do not).
-    pub counts: bool,
+    /// How many guesses it counts toward a lockout: one per secret verified (a Basic
+    /// header that reads several ways verifies each reading); none for an inactive
+    /// client's correct credentials.
+    pub guesses: i32,
     pub lockout: Lockout,
 }
 
@@ -186,12 +187,12 @@ impl Attempt {
 
     /// The client failed to authenticate: recorded when the request fails (see
     /// autonomous.rs), which it is about to.
-    pub fn failed(self, reason: &str, counts: bool) {
+    pub fn failed(self, reason: &str, guesses: i32) {
         autonomous::defer(autonomous::Action::RecordFailure(Failure {
             client_id: truncate(&self.client_id, MAX_ID_CHARS),
             source: self.source,
             reason: reason.to_owned(),
-            counts,
+            guesses,
             lockout: Lockout::current(),
         }));
     }
@@ -206,20 +207,20 @@ static CLEAR: Statement = Statement::new(
 /// the threshold. A window that has passed starts again at this failure.
 static COUNT_FAILURE: Statement = Statement::new(
     "INSERT INTO oauth.client_lockout AS l (client_id, source, failures, window_start, locked_until)
-     VALUES ($1, $2, 1, pg_catalog.now(),
-             CASE WHEN 1 >= $3 THEN pg_catalog.now() + pg_catalog.make_interval(secs => $5) END)
+     VALUES ($1, $2, $6, pg_catalog.now(),
+             CASE WHEN $6 >= $3 THEN pg_catalog.now() + pg_catalog.make_interval(secs => $5) END)
      ON CONFLICT (client_id, source) DO UPDATE SET
          failures = CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
-                         THEN 1 ELSE l.failures + 1 END,
+                         THEN $6 ELSE l.failures + $6 END,
          window_start = CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
                              THEN pg_catalog.now() ELSE l.window_start END,
          locked_until = CASE WHEN (CASE WHEN l.window_start < pg_catalog.now() - pg_catalog.make_interval(secs => $4)
-                                        THEN 1 ELSE l.failures + 1 END) >= $3
+                                        THEN $6 ELSE l.failures + $6 END) >= $3
                              THEN pg_catalog.now() + pg_catalog.make_interval(secs => $5)
                              ELSE l.locked_until END
      RETURNING CASE WHEN failures >= $3 THEN pg_catalog.to_char(locked_until AT TIME ZONE 'UTC',
                                                                 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END",
-    &[TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID],
+    &[TEXTOID, TEXTOID, INT4OID, INT4OID, INT4OID, INT4OID],
 );
 
 static INSERT_FAILURE: Statement = Statement::new(
@@ -230,7 +231,7 @@ static INSERT_FAILURE: Statement = Statement::new(
 /// Write a failure (and its effect on the lockout) in the current transaction.
 pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
     let mut reason = failure.reason.clone();
-    if failure.counts && failure.lockout.threshold > 0 {
+    if failure.guesses > 0 && failure.lockout.threshold > 0 {
         let locked: Option<String> = COUNT_FAILURE
             .execute(
                 spi,
@@ -240,6 +241,7 @@ pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
                     failure.lockout.threshold.into(),
                     failure.lockout.window_secs.into(),
                     failure.lockout.duration_secs.into(),
+                    failure.guesses.into(),
                 ],
             )?
             .first()

@@ -164,6 +164,8 @@ pub enum Credentials<'a> {
     Secret {
         client_id: &'a str,
         secret: &'a str,
+        /// Further readings of an HTTP Basic header, after (client_id, secret).
+        others: &'a [(String, String)],
     },
     Assertion {
         client_id: Option<&'a str>,
@@ -177,29 +179,46 @@ pub enum Credentials<'a> {
 /// it was). While the named client is locked out for the caller's source, the request is
 /// refused before any of that work.
 pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Result<Rc<Client>> {
-    let claimed = match &credentials {
-        Credentials::Secret { client_id, .. } => Some((*client_id).to_owned()),
-        Credentials::Assertion {
+    match credentials {
+        Credentials::Secret {
             client_id,
-            assertion,
-            ..
-        } => client_id
-            .map(str::to_owned)
-            .or_else(|| crate::assertion::claimed_client(assertion)),
-    };
-    let attempt = match &claimed {
-        Some(id) => Some(audit::Attempt::begin(spi, id)?),
-        None => None,
-    };
-    let outcome = match credentials {
-        Credentials::Secret { client_id, secret } => authenticate_secret(spi, client_id, secret),
+            secret,
+            others,
+        } => {
+            let readings = readings(spi, client_id, secret, others)?;
+            let claimed = claimed_by(&readings);
+            attempt(spi, Some(claimed), readings.len() as i32, |_| {
+                authenticate_secret(&readings)
+            })
+        }
         Credentials::Assertion {
             client_id,
             assertion_type,
             assertion,
-        } => crate::assertion::authenticate(spi, client_id, assertion_type, assertion),
+        } => {
+            let claimed = client_id
+                .map(str::to_owned)
+                .or_else(|| crate::assertion::claimed_client(assertion));
+            attempt(spi, claimed.as_deref(), 1, |spi| {
+                crate::assertion::authenticate(spi, client_id, assertion_type, assertion)
+            })
+        }
+    }
+}
+
+/// Run one authentication of the `claimed` client under its lockout, and record its
+/// failure as `guesses` guesses.
+fn attempt(
+    spi: &mut SpiClient<'_>,
+    claimed: Option<&str>,
+    guesses: i32,
+    authenticate: impl FnOnce(&mut SpiClient<'_>) -> Result<Rc<Client>>,
+) -> Result<Rc<Client>> {
+    let attempt = match claimed {
+        Some(id) => Some(audit::Attempt::begin(spi, id)?),
+        None => None,
     };
-    match (outcome, attempt) {
+    match (authenticate(spi), attempt) {
         (Ok(client), Some(attempt)) => {
             attempt.succeeded(spi)?;
             Ok(client)
@@ -209,7 +228,7 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             if let Some(attempt) = attempt.filter(|_| err.is_authentication_failure()) {
                 // Correct credentials of an inactive client are not a guess.
                 let reason = err.audit_reason();
-                attempt.failed(reason, reason != INACTIVE);
+                attempt.failed(reason, if reason == INACTIVE { 0 } else { guesses });
             }
             Err(err)
         }
@@ -218,34 +237,95 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
 
 const INACTIVE: &str = "client is inactive";
 
-/// Secret authentication.
-fn authenticate_secret(
+/// One way to read presented secret credentials, and the client it names (if any).
+struct Reading<'a> {
+    secret: &'a str,
+    client: Option<Rc<Client>>,
+    client_id: &'a str,
+}
+
+fn readings<'a>(
     spi: &SpiClient<'_>,
-    client_id: &str,
-    presented: &str,
-) -> Result<Rc<Client>> {
-    let failed = |reason: &str| OAuthError::AuthenticationFailed {
+    client_id: &'a str,
+    secret: &'a str,
+    others: &'a [(String, String)],
+) -> Result<Vec<Reading<'a>>> {
+    std::iter::once((client_id, secret))
+        .chain(others.iter().map(|(id, s)| (id.as_str(), s.as_str())))
+        .map(|(client_id, secret)| {
+            Ok(Reading {
+                secret,
+                client: load(spi, client_id)?,
+                client_id,
+            })
+        })
+        .collect()
+}
+
+/// The client id a secret attempt is counted against: the first reading that names a
+/// client, so that every reading of one client's credentials shares its lockout.
+fn claimed_by<'a>(readings: &[Reading<'a>]) -> &'a str {
+    readings
+        .iter()
+        .find(|r| r.client.is_some())
+        .unwrap_or(&readings[0])
+        .client_id
+}
+
+/// Secret authentication over every reading of the credentials. A reading this backend
+/// verified before is accepted without argon2; otherwise each reading costs one
+/// verification (a dummy one when it names no client with a secret), so the time taken
+/// says nothing about which ids exist.
+fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
+    let with_secret = |r: &Reading<'_>| {
+        r.client.as_ref().and_then(|c| {
+            c.secret
+                .as_deref()
+                .map(|stored| (c.clone(), stored.to_owned()))
+        })
+    };
+    let accept = |client: Rc<Client>| {
+        if client.active {
+            Ok(client)
+        } else {
+            Err(OAuthError::InvalidClient(INACTIVE.into()))
+        }
+    };
+    for reading in readings {
+        if let Some((client, stored)) = with_secret(reading) {
+            let warm = secret::verify_warm(&client.id, &stored, reading.secret)
+                || client.previous_secret().is_some_and(|previous| {
+                    secret::verify_warm(&client.id, previous, reading.secret)
+                });
+            if warm {
+                return accept(client);
+            }
+        }
+    }
+    for reading in readings {
+        match with_secret(reading) {
+            Some((client, stored)) => {
+                let verified = secret::verify(&client.id, &stored, reading.secret)
+                    || client.previous_secret().is_some_and(|previous| {
+                        secret::verify(&client.id, previous, reading.secret)
+                    });
+                if verified {
+                    return accept(client);
+                }
+            }
+            None => {
+                secret::verify_dummy(reading.secret);
+            }
+        }
+    }
+    let reason = match readings.iter().find_map(|r| r.client.as_ref()) {
+        None => "unknown client",
+        Some(client) if client.secret.is_none() => "client has no secret",
+        Some(_) => "wrong secret",
+    };
+    Err(OAuthError::AuthenticationFailed {
         reason: reason.to_owned(),
-    };
-    let Some(client) = load(spi, client_id)? else {
-        secret::verify_dummy(presented);
-        return Err(failed("unknown client"));
-    };
-    let Some(stored) = client.secret.as_deref() else {
-        secret::verify_dummy(presented);
-        return Err(failed("client has no secret"));
-    };
-    let verified = secret::verify(client_id, stored, presented)
-        || client
-            .previous_secret()
-            .is_some_and(|previous| secret::verify(client_id, previous, presented));
-    if !verified {
-        return Err(failed("wrong secret"));
-    }
-    if !client.active {
-        return Err(OAuthError::InvalidClient(INACTIVE.into()));
-    }
-    Ok(client)
+    })
 }
 
 /// The credentials a request carries: a client secret or a client assertion (RFC 7521),
@@ -253,6 +333,7 @@ fn authenticate_secret(
 pub fn credentials_from<'a>(
     client_id: Option<&'a str>,
     client_secret: Option<&'a str>,
+    other_readings: &'a [(String, String)],
     assertion_type: Option<&'a str>,
     assertion: Option<&'a str>,
 ) -> Result<Credentials<'a>> {
@@ -267,7 +348,11 @@ pub fn credentials_from<'a>(
             "client_assertion and client_assertion_type go together".into(),
         )),
         (Some(client_id), Some(secret), None, None) => {
-            Ok(Credentials::Secret { client_id, secret })
+            Ok(Credentials::Secret {
+                client_id,
+                secret,
+                others: other_readings,
+            })
         }
         _ => Err(OAuthError::InvalidClient(
             "client authentication is required (client_id and client_secret, or a client_assertion)"

@@ -21,6 +21,9 @@ pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static SCOPES_SUPPORTED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static CLIENT_ASSERTION_MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static ENDPOINT_PREFIX: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"/rpc"));
+pub static SMART_EXPAND_WILDCARDS: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -34,7 +37,7 @@ pub fn init() {
     GucRegistry::define_string_guc(
         c"pg_oauth.api_url",
         c"Public base URL under which PostgREST serves /rpc/token and the other endpoints.",
-        c"Endpoints in the metadata are <api_url>/rpc/<name>. Defaults to the issuer.",
+        c"Endpoints in the metadata are <api_url><endpoint_prefix>/<name>. Defaults to the issuer.",
         &API_URL,
         GucContext::Suset,
         GucFlags::default(),
@@ -122,6 +125,22 @@ pub fn init() {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
+        c"pg_oauth.endpoint_prefix",
+        c"Path between api_url and an endpoint's name in the published metadata (default /rpc).",
+        c"PostgREST serves /rpc/token; a proxy in front may serve /token instead: set '' (see examples/nginx).",
+        &ENDPOINT_PREFIX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.smart_expand_wildcards",
+        c"Whether a SMART client's system/*.<perm> scope is granted as one scope per FHIR resource type.",
+        c"On (as Aidbox does): explicit scopes, about 40 bytes per resource type in every JWT. Off: the wildcard itself, which has_all_scopes and resource servers that know SMART wildcards accept.",
+        &SMART_EXPAND_WILDCARDS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
         c"pg_oauth.scopes_supported",
         c"Scopes the metadata publishes as scopes_supported (space-separated).",
         c"Unset: the metadata has no scopes_supported (RFC 8414 makes it optional; the clients' scopes are not listed to anonymous callers).",
@@ -156,9 +175,18 @@ pub fn with_issuer<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     f(issuer)
 }
 
-/// `<api_url or issuer>/rpc/<name>`, the public URL of an endpoint.
+/// `<api_url or issuer><endpoint_prefix>/<name>`, the public URL of an endpoint.
 pub fn endpoint(name: &str) -> Option<String> {
-    string(&API_URL)
-        .or_else(issuer)
-        .map(|base| format!("{}/rpc/{name}", base.trim_end_matches('/')))
+    let base = string(&API_URL).or_else(issuer)?;
+    let prefix = ENDPOINT_PREFIX
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .unwrap_or_default();
+    let prefix = prefix.trim().trim_matches('/');
+    let base = base.trim_end_matches('/');
+    Some(if prefix.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{prefix}/{name}")
+    })
 }

@@ -15,6 +15,9 @@ pub const AUTH_METHODS: [&str; 3] = [
     "private_key_jwt",
 ];
 
+/// Grant types at the token endpoint.
+pub const GRANT_TYPES: [&str; 2] = ["client_credentials", "refresh_token"];
+
 pub fn metadata() -> Result<Value> {
     let issuer = gucs::issuer().ok_or_else(|| {
         OAuthError::ServerError("pg_oauth.issuer must be set to publish metadata".into())
@@ -28,7 +31,7 @@ pub fn metadata() -> Result<Value> {
         "jwks_uri": endpoint("jwks"),
         "revocation_endpoint": endpoint("revoke"),
         "introspection_endpoint": endpoint("introspect"),
-        "grant_types_supported": ["client_credentials", "refresh_token"],
+        "grant_types_supported": GRANT_TYPES,
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
@@ -39,13 +42,48 @@ pub fn metadata() -> Result<Value> {
         // Not registered by RFC 8414: the algorithms JWT access tokens may be signed with.
         "access_token_signing_alg_values_supported": algs,
     });
-    // Opt-in (pg_oauth.scopes_supported): what the DBA chooses to publish, never a dump of
-    // every client's scopes to anonymous callers.
+    add_scopes_supported(&mut metadata);
+    Ok(metadata)
+}
+
+/// Opt-in (pg_oauth.scopes_supported): what the DBA chooses to publish, never a dump of
+/// every client's scopes to anonymous callers.
+fn add_scopes_supported(document: &mut Value) {
     if let Some(scopes) = gucs::string(&gucs::SCOPES_SUPPORTED) {
         let scopes: Vec<&str> = scopes.split_whitespace().collect();
-        metadata["scopes_supported"] = json!(scopes);
+        document["scopes_supported"] = json!(scopes);
     }
-    Ok(metadata)
+}
+
+/// SMART App Launch 2.x `.well-known/smart-configuration`, for SMART Backend Services
+/// clients: the token endpoint, how clients authenticate (`private_key_jwt` is SMART's
+/// client-confidential-asymmetric, a secret its -symmetric) and the scope syntaxes taken.
+/// No `issuer`: SMART publishes one only with `sso-openid-connect`, which this is not.
+pub fn smart_configuration() -> Result<Value> {
+    let endpoint = |name: &str| {
+        gucs::endpoint(name).ok_or_else(|| {
+            OAuthError::ServerError(
+                "pg_oauth.issuer must be set to publish the SMART configuration".into(),
+            )
+        })
+    };
+    let mut configuration = json!({
+        "token_endpoint": endpoint("token")?,
+        "jwks_uri": endpoint("jwks")?,
+        "revocation_endpoint": endpoint("revoke")?,
+        "introspection_endpoint": endpoint("introspect")?,
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": crate::assertion::algorithm_names(),
+        "capabilities": [
+            "client-confidential-asymmetric",
+            "client-confidential-symmetric",
+            "permission-v1",
+            "permission-v2",
+        ],
+    });
+    add_scopes_supported(&mut configuration);
+    Ok(configuration)
 }
 
 /// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
@@ -53,4 +91,11 @@ pub fn metadata() -> Result<Value> {
 #[search_path(pg_catalog, pg_temp)]
 fn auth_metadata() -> Jsonb {
     Jsonb(metadata().or_raise())
+}
+
+/// SMART App Launch 2.x configuration for this database (requires pg_oauth.issuer).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_smart_configuration() -> Jsonb {
+    Jsonb(smart_configuration().or_raise())
 }

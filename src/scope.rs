@@ -180,11 +180,13 @@ fn smart_context_error(scope: &str) -> OAuthError {
 
 /// The scopes a client is granted for a request: every requested scope must be allowed;
 /// no request grants everything the client is allowed. SMART clients get only `system/`
-/// scopes, with wildcards expanded to the resource types in oauth.fhir_resource_type.
+/// scopes, with wildcards expanded to the resource types in oauth.fhir_resource_type
+/// (when `expand_wildcards`: pg_oauth.smart_expand_wildcards).
 pub fn grant(
     spi: &SpiClient<'_>,
     allowed: &[String],
     smart_client: bool,
+    expand_wildcards: bool,
     requested: Option<Vec<String>>,
 ) -> Result<Vec<String>> {
     let wanted = match requested {
@@ -208,7 +210,7 @@ pub fn grant(
             .cloned()
             .collect(),
     };
-    if smart_client {
+    if smart_client && expand_wildcards {
         expand_smart(spi, wanted)
     } else {
         Ok(wanted)

@@ -265,6 +265,15 @@ struct WarmCache {
     verified: HashMap<(String, String), [u8; 32]>,
 }
 
+impl WarmCache {
+    fn new() -> WarmCache {
+        WarmCache {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()),
+            verified: HashMap::new(),
+        }
+    }
+}
+
 thread_local! {
     static WARM: RefCell<Option<WarmCache>> = const { RefCell::new(None) };
 }
@@ -276,38 +285,40 @@ fn digest(key: &hmac::Key, plain: &str) -> [u8; 32] {
     out
 }
 
+/// Whether this backend already verified this exact (client, hash, secret): no argon2.
+pub fn verify_warm(client_id: &str, stored_hash: &str, plain: &str) -> bool {
+    if presentable(plain).is_empty() {
+        return false;
+    }
+    WARM.with_borrow_mut(|warm| {
+        let warm = warm.get_or_insert_with(WarmCache::new);
+        let presented = digest(&warm.key, plain);
+        warm.verified
+            .get(&(client_id.to_owned(), stored_hash.to_owned()))
+            .is_some_and(|known| constant_time::verify_slices_are_equal(known, &presented).is_ok())
+    })
+}
+
 /// Verify `plain` against the stored hash of `client_id`, from the warm cache when this
 /// backend already verified this exact (client, hash, secret), else with argon2.
 pub fn verify(client_id: &str, stored_hash: &str, plain: &str) -> bool {
     if presentable(plain).is_empty() {
         return verify_dummy("");
     }
-    let cache_key = (client_id.to_owned(), stored_hash.to_owned());
-    let presented = WARM.with_borrow_mut(|warm| {
-        let warm = warm.get_or_insert_with(|| WarmCache {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()),
-            verified: HashMap::new(),
-        });
-        digest(&warm.key, plain)
-    });
-    let warm_hit = WARM.with_borrow(|warm| {
-        warm.as_ref()
-            .and_then(|w| w.verified.get(&cache_key))
-            .is_some_and(|known| constant_time::verify_slices_are_equal(known, &presented).is_ok())
-    });
-    if warm_hit {
+    if verify_warm(client_id, stored_hash, plain) {
         return true;
     }
     if !argon2_verify(plain, stored_hash) {
         return false;
     }
     WARM.with_borrow_mut(|warm| {
-        if let Some(warm) = warm.as_mut() {
-            if warm.verified.len() >= CACHE_CAPACITY {
-                warm.verified.clear();
-            }
-            warm.verified.insert(cache_key, presented);
+        let warm = warm.get_or_insert_with(WarmCache::new);
+        if warm.verified.len() >= CACHE_CAPACITY {
+            warm.verified.clear();
         }
+        let presented = digest(&warm.key, plain);
+        warm.verified
+            .insert((client_id.to_owned(), stored_hash.to_owned()), presented);
     });
     true
 }

@@ -24,6 +24,8 @@ pub struct TokenRequest<'a> {
     pub grant_type: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub client_secret: Option<&'a str>,
+    /// Further (client id, secret) readings of an HTTP Basic header (http.rs).
+    pub other_readings: &'a [(String, String)],
     pub scope: Option<&'a str>,
     pub audience: Option<&'a str>,
     pub refresh_token: Option<&'a str>,
@@ -58,6 +60,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     let credentials = client::credentials_from(
         req.client_id,
         req.client_secret,
+        req.other_readings,
         req.client_assertion_type,
         req.client_assertion,
     )?;
@@ -72,7 +75,13 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
                     "the client_credentials grant is not enabled for this client".into(),
                 ));
             }
-            let scopes = scope::grant(spi, &client.scope, client.smart, scope::parse(req.scope)?)?;
+            let scopes = scope::grant(
+                spi,
+                &client.scope,
+                client.smart,
+                gucs::SMART_EXPAND_WILDCARDS.get(),
+                scope::parse(req.scope)?,
+            )?;
             let audience = resolve_audience(&client, req.audience)?;
             let refresh_grant = if client.refresh_enabled() {
                 let family = refresh::new_family(spi, &client.id, now_us)?;
@@ -471,6 +480,7 @@ fn auth_token(
         grant_type,
         client_id,
         client_secret,
+        other_readings: &[],
         scope,
         audience,
         refresh_token,

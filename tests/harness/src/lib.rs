@@ -487,6 +487,11 @@ pub struct PostgRest {
 
 impl PostgRest {
     pub fn start(cluster: &Cluster, db: &str) -> PostgRest {
+        PostgRest::start_with(cluster, db, &[])
+    }
+
+    /// Start with settings overridden by `PGRST_*` environment variables.
+    pub fn start_with(cluster: &Cluster, db: &str, env: &[(&str, &str)]) -> PostgRest {
         let port = free_port();
         let log = cluster.dir.join(format!("postgrest-{port}.log"));
         let out = std::fs::File::create(&log).expect("postgrest log");
@@ -494,6 +499,7 @@ impl PostgRest {
             .arg(repo_root().join("examples/postgrest/postgrest.conf"))
             .env("PGRST_DB_URI", cluster.url(db, "authenticator"))
             .env("PGRST_SERVER_PORT", port.to_string())
+            .envs(env.iter().copied())
             .stdout(out.try_clone().expect("postgrest log"))
             .stderr(out)
             .spawn()
@@ -537,6 +543,144 @@ impl PostgRest {
 impl Drop for PostgRest {
     fn drop(&mut self) {
         let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A self-signed server certificate for 127.0.0.1 and localhost: (certificate PEM path, key path).
+pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        // An end-entity certificate (webpki refuses a CA certificate as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&crt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (apt install openssl)");
+    assert!(status.success(), "openssl req failed");
+    (crt, key)
+}
+
+/// Debian's nginx running examples/nginx/pg_oauth.conf as shipped, with only the listen
+/// address, the certificate and the upstream substituted.
+pub struct Nginx {
+    pub port: u16,
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn start_on(dir: &Path, port: u16, upstream_port: u16, crt: &Path, key: &Path) -> Nginx {
+        let dir = dir.join(format!("nginx-{port}"));
+        std::fs::create_dir_all(dir.join("temp")).expect("nginx dir");
+        let recipe = std::fs::read_to_string(repo_root().join("examples/nginx/pg_oauth.conf"))
+            .expect("examples/nginx/pg_oauth.conf");
+        let substitute = |text: String, from: &str, to: &str| {
+            assert!(
+                text.contains(from),
+                "the recipe no longer contains {from:?}"
+            );
+            text.replace(from, to)
+        };
+        let site = substitute(
+            recipe,
+            "listen 443 ssl",
+            &format!("listen 127.0.0.1:{port} ssl"),
+        );
+        let site = substitute(
+            site,
+            "server 127.0.0.1:3000;",
+            &format!("server 127.0.0.1:{upstream_port};"),
+        );
+        let site = substitute(
+            site,
+            "/etc/ssl/certs/pg_oauth.crt",
+            &crt.display().to_string(),
+        );
+        let site = substitute(
+            site,
+            "/etc/ssl/private/pg_oauth.key",
+            &key.display().to_string(),
+        );
+        std::fs::write(dir.join("pg_oauth.conf"), site).expect("site conf");
+        let temp = dir.join("temp").display().to_string();
+        // What Debian's /etc/nginx/nginx.conf provides around conf.d, with private paths.
+        let main = format!(
+            "worker_processes 1;\n\
+             pid {dir}/nginx.pid;\n\
+             error_log {dir}/error.log info;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n\
+               access_log {dir}/access.log;\n\
+               client_body_temp_path {temp}/body; proxy_temp_path {temp}/proxy;\n\
+               fastcgi_temp_path {temp}/fastcgi; uwsgi_temp_path {temp}/uwsgi; scgi_temp_path {temp}/scgi;\n\
+               default_type application/octet-stream;\n\
+               include {dir}/pg_oauth.conf;\n\
+             }}\n",
+            dir = dir.display(),
+        );
+        std::fs::write(dir.join("nginx.conf"), main).expect("nginx.conf");
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx (apt install nginx)");
+        let child = Command::new(binary)
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-e", "stderr", "-g", "daemon off;"])
+            .stderr(std::fs::File::create(dir.join("stderr.log")).expect("nginx log"))
+            .spawn()
+            .expect("start nginx");
+        let server = Nginx { port, child, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not start:\n{}",
+                server.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// The public origin: the issuer.
+    pub fn origin(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        ["stderr.log", "error.log"]
+            .iter()
+            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }

@@ -521,6 +521,76 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
     drop(env.db);
 }
 
+/// authlib, requests-oauthlib, httpx-auth and @badgateway/oauth2-client send HTTP Basic
+/// credentials without form-encoding them (reqwest's `basic_auth` does the same): secrets
+/// from `openssl rand -base64` hold `+ / =`, URI client ids hold `:`. (Raw credentials
+/// with a colon in both the id and the secret cannot be told apart: RFC 7617 forbids it.)
+#[test]
+fn raw_http_basic_credentials_are_accepted_and_each_reading_is_a_guess() {
+    let env = start("pgrst-raw-basic");
+    let mut db = env.cluster.connect("app");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('b64', 'q+Xz/9aL0w==', '{notes:read}', 'jwt'),
+                ('urn:acme:svc', 'a+b/c=d', '{notes:read}', 'jwt'),
+                ('spaces', 'correct horse+battery', '{notes:read}', 'jwt');
+         INSERT INTO oauth.policy (client_id, role)
+         VALUES ('b64', 'api_user'), ('urn:acme:svc', 'api_user'), ('spaces', 'api_user');",
+    )
+    .unwrap();
+    let raw = |id: &str, secret: &str| {
+        env.post_form(
+            "/rpc/token",
+            Some((id, secret)),
+            &[("grant_type", "client_credentials")],
+        )
+    };
+    // Twice each: the first on a cold path (argon2), the second possibly warm.
+    for (id, secret) in [
+        ("b64", "q+Xz/9aL0w=="),
+        ("urn:acme:svc", "a+b/c=d"),
+        ("spaces", "correct horse+battery"),
+    ] {
+        for _ in 0..2 {
+            let (status, _, body) = body(raw(id, secret));
+            assert_eq!(status, StatusCode::OK, "{id} raw: {body}");
+            let token = body["access_token"].as_str().unwrap().to_owned();
+            assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+        }
+        // The RFC 6749 §2.3.1 form-encoded credentials work as before.
+        env.token(id, secret);
+    }
+    // A reading never crosses to another client's secret, and failures look alike.
+    for (id, secret) in [
+        ("b64", "q Xz/9aL0w=="),
+        ("b64", "q%2BXz/9aL0w%3D%3D+"),
+        ("urn:acme:svc", "a+b/c=dX"),
+        ("urn:acme", "a+b/c=d"),
+        ("nobody", "q+Xz/9aL0w=="),
+    ] {
+        let (status, headers, body) = body(raw(id, secret));
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{id}:{secret}: {body}");
+        assert_eq!(body["error"], "invalid_client");
+        assert_eq!(body["error_description"], "client authentication failed");
+        assert!(header(&headers, "www-authenticate").is_some());
+    }
+    // Every reading verified counts as one guess toward the lockout: `b64:q+x` reads as
+    // `q x` and `q+x`, two guesses.
+    db.batch_execute("DELETE FROM oauth.client_lockout")
+        .unwrap();
+    let (status, _, _) = body(raw("b64", "q+x"));
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let failures: i32 = db
+        .query_one(
+            "SELECT failures FROM oauth.client_lockout WHERE client_id = 'b64'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(failures, 2);
+    drop(env.db);
+}
+
 #[test]
 fn key_rotation_reaches_postgrest_without_restart() {
     let env = start("pgrst-rotate");

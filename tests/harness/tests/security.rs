@@ -111,6 +111,7 @@ fn each_role_reaches_exactly_what_it_should() {
                 "oauth.auth_introspect(text)",
                 "oauth.auth_jwks()",
                 "oauth.auth_metadata()",
+                "oauth.auth_smart_configuration()",
             ]
             .map(String::from),
         )
@@ -134,7 +135,7 @@ fn each_role_reaches_exactly_what_it_should() {
         .into_iter()
         .filter(|f| f.starts_with("api."))
         .collect();
-    assert_eq!(api.len(), 8, "{api:?}");
+    assert_eq!(api.len(), 9, "{api:?}");
     let anon: BTreeSet<String> = public.iter().cloned().chain(api.iter().cloned()).collect();
     // NOINHERIT: the authenticator holds only its own grants until PostgREST switches role.
     let mut authenticator = public.clone();

@@ -149,6 +149,59 @@ fn smart_scopes_expand_and_refuse_patient_and_user_context() {
     assert_eq!(got, [true, true, true, false, true, false]);
 }
 
+/// A SMART wildcard expanded to every FHIR resource type makes a large JWT (nginx's default
+/// 8 KB header buffers refuse two of them); pg_oauth.smart_expand_wildcards = off keeps the
+/// wildcard itself, which has_scope understands. The sizes printed here are README's.
+#[test]
+fn smart_wildcards_can_stay_compact_in_the_jwt() {
+    let cluster = Cluster::start("smart-compact", &[]);
+    let mut db = setup(&cluster);
+    db.batch_execute(
+        "CREATE ROLE fhir_reader NOLOGIN;
+         INSERT INTO oauth.client (id, secret, type, scope, token_format)
+         VALUES ('smart', 'verysecret', 'smart-app', '{system/*.read,system/*.rs}', 'jwt');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('smart', 'fhir_reader');",
+    )
+    .unwrap();
+    let size = |db: &mut postgres::Client, scope: &str| {
+        let resp = json(db, token_sql(), &[&scope]);
+        let token = resp["access_token"].as_str().unwrap().to_owned();
+        let claims = json(db, "SELECT oauth.auth_verify($1)", &[&token]);
+        assert_eq!(claims["scope"], resp["scope"]);
+        (token.len(), resp["scope"].as_str().unwrap().to_owned())
+    };
+    let (one, scope) = size(&mut db, "system/*.read");
+    assert!(!scope.contains('*'));
+    let (two, _) = size(&mut db, "system/*.read system/*.rs");
+    eprintln!("expanded JWT sizes: one wildcard {one} B, two wildcards {two} B");
+    assert!(one > 4096, "one expanded wildcard: {one} B");
+    assert!(two + "Authorization: Bearer ".len() > 8192, "two: {two} B");
+
+    db.batch_execute("ALTER DATABASE oauth SET pg_oauth.smart_expand_wildcards = off")
+        .unwrap();
+    let mut db = cluster.connect("oauth");
+    let (compact, scope) = size(&mut db, "system/*.read system/*.rs");
+    eprintln!("compact JWT size: two wildcards {compact} B");
+    assert_eq!(scope, "system/*.read system/*.rs");
+    assert!(compact < 1024, "compact: {compact} B");
+    // What the compact token grants is what the expanded one granted.
+    let mut tx = db.transaction().unwrap();
+    tx.execute(
+        "SELECT set_config('request.jwt.claims', $1, true)",
+        &[&json!({ "scope": scope }).to_string()],
+    )
+    .unwrap();
+    let row = tx
+        .query_one(
+            "SELECT oauth.has_scope('system/Patient.read'), oauth.has_scope('system/Observation.s'),
+                    oauth.has_scope('system/Patient.write')",
+            &[],
+        )
+        .unwrap();
+    let got: Vec<bool> = (0..3).map(|i| row.get(i)).collect();
+    assert_eq!(got, [true, true, false]);
+}
+
 /// A client's key pair, made by jwt-simple, with its public JWK.
 enum TestKey {
     Rs384(RS384KeyPair),

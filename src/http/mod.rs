@@ -9,11 +9,14 @@
 
 use std::rc::Rc;
 
-use base64::Engine;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
+
+pub mod basic;
+
+use basic::basic_credentials;
 
 use crate::audit;
 use crate::autonomous;
@@ -93,51 +96,6 @@ fn respond(spi: &SpiClient<'_>, status: u16, headers: &[(&str, &str)]) -> Result
     Ok(())
 }
 
-/// application/x-www-form-urlencoded decoding of one value (RFC 6749 §2.3.1 applies it to
-/// the client id and secret inside HTTP Basic).
-pub fn form_urldecode(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = value.get(i + 1..i + 3)?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-/// Client credentials from an `Authorization: Basic` header: `None` when the header is
-/// absent or uses another scheme.
-pub fn basic_credentials(header: Option<&str>) -> Result<Option<(String, String)>> {
-    let Some(header) = header.map(str::trim) else {
-        return Ok(None);
-    };
-    let Some((scheme, encoded)) = header.split_once(' ') else {
-        return Ok(None);
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return Ok(None);
-    }
-    let malformed = || OAuthError::InvalidClient("malformed HTTP Basic credentials".into());
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| malformed())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-    let (id, secret) = decoded.split_once(':').ok_or_else(malformed)?;
-    Ok(Some((
-        form_urldecode(id).ok_or_else(malformed)?,
-        form_urldecode(secret).ok_or_else(malformed)?,
-    )))
-}
-
 /// A request's parameters (form fields or JSON members) as strings.
 struct Params(Map<String, Value>);
 
@@ -177,6 +135,8 @@ impl Params {
 struct ClientAuth {
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// Further readings of an HTTP Basic header (see `basic_credentials`).
+    other_readings: Vec<(String, String)>,
     basic: bool,
 }
 
@@ -200,7 +160,7 @@ fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
     let basic = basic_credentials(authorization().as_deref())
         .map_err(|err| Failure { err, basic: true })?;
     match basic {
-        Some((id, secret)) => {
+        Some(mut readings) => {
             if params.get("client_secret").is_some() || params.get("client_assertion").is_some() {
                 return Err(OAuthError::InvalidRequest(
                     "use one client authentication method: HTTP Basic, client_secret or client_assertion"
@@ -208,21 +168,28 @@ fn client_auth(params: &Params) -> std::result::Result<ClientAuth, Failure> {
                 )
                 .into());
             }
-            if params.get("client_id").is_some_and(|body_id| body_id != id) {
-                return Err(OAuthError::InvalidRequest(
-                    "client_id in the body differs from the one in HTTP Basic".into(),
-                )
-                .into());
+            if let Some(body_id) = params.get("client_id") {
+                // The body names the client: only the readings with that id remain.
+                readings.retain(|(id, _)| id == body_id);
+                if readings.is_empty() {
+                    return Err(OAuthError::InvalidRequest(
+                        "client_id in the body differs from the one in HTTP Basic".into(),
+                    )
+                    .into());
+                }
             }
+            let (id, secret) = readings.remove(0);
             Ok(ClientAuth {
                 client_id: Some(id),
                 client_secret: Some(secret),
+                other_readings: readings,
                 basic: true,
             })
         }
         None => Ok(ClientAuth {
             client_id: params.get("client_id").map(str::to_owned),
             client_secret: params.get("client_secret").map(str::to_owned),
+            other_readings: Vec::new(),
             basic: false,
         }),
     }
@@ -241,6 +208,7 @@ fn authenticated_client(
     let credentials = client::credentials_from(
         auth.client_id.as_deref(),
         auth.client_secret.as_deref(),
+        &auth.other_readings,
         params.get("client_assertion_type"),
         params.get("client_assertion"),
     )
@@ -335,6 +303,7 @@ fn token_endpoint(params: &Params) -> Result<Value> {
                     grant_type: params.get("grant_type"),
                     client_id: auth.client_id.as_deref(),
                     client_secret: auth.client_secret.as_deref(),
+                    other_readings: &auth.other_readings,
                     scope: params.get("scope"),
                     audience: audience.as_deref(),
                     refresh_token: params.get("refresh_token"),
@@ -409,27 +378,36 @@ fn http_introspect(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
     Jsonb(introspection_endpoint(&Params::new(params)).or_raise())
 }
 
+/// A public GET document, cacheable for `max_age` seconds.
+fn public_document(max_age: u32, body: impl FnOnce(&SpiClient<'_>) -> Result<Value>) -> Jsonb {
+    let cache_control = format!("public, max-age={max_age}");
+    let body = Spi::connect(|spi| -> Result<Value> {
+        respond(spi, 200, &[("Cache-Control", cache_control.as_str())])?;
+        body(spi)
+    });
+    Jsonb(body.or_raise())
+}
+
 /// GET /rpc/jwks: the JWK Set, cacheable for a minute (new keys are published one
 /// rotation ahead of use, so a short cache never misses a signing key).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn http_jwks() -> Jsonb {
-    let body = Spi::connect(|spi| -> Result<Value> {
-        respond(spi, 200, &[("Cache-Control", "public, max-age=60")])?;
-        keys::jwks(spi)
-    });
-    Jsonb(body.or_raise())
+    public_document(60, keys::jwks)
 }
 
 /// GET /rpc/metadata: RFC 8414 authorization server metadata.
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn http_metadata() -> Jsonb {
-    let body = Spi::connect(|spi| -> Result<Value> {
-        respond(spi, 200, &[("Cache-Control", "public, max-age=300")])?;
-        metadata::metadata()
-    });
-    Jsonb(body.or_raise())
+    public_document(300, |_| metadata::metadata())
+}
+
+/// GET /rpc/smart_configuration: SMART App Launch 2.x `.well-known/smart-configuration`.
+#[pg_extern(stable, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn http_smart_configuration() -> Jsonb {
+    public_document(300, |_| metadata::smart_configuration())
 }
 
 /// PostgREST `db-pre-config`: hand PostgREST the keys it verifies JWTs with, as its
@@ -541,44 +519,4 @@ fn has_any_scope(scopes: Vec<String>) -> bool {
 fn has_all_scopes(scopes: Vec<String>) -> bool {
     let granted = request_scopes();
     scopes.iter().all(|s| scope::satisfies(&granted, s))
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn basic_credentials_are_form_urldecoded() {
-        let header = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("my%20client:p%40ss+word%3A")
-        );
-        let (id, secret) = basic_credentials(Some(&header)).unwrap().unwrap();
-        assert_eq!(id, "my client");
-        assert_eq!(secret, "p@ss word:");
-        assert_eq!(basic_credentials(Some("Bearer abc")).unwrap(), None);
-        assert_eq!(basic_credentials(None).unwrap(), None);
-        assert!(basic_credentials(Some("Basic !!!")).is_err());
-        let no_colon = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("x")
-        );
-        assert!(basic_credentials(Some(&no_colon)).is_err());
-        let secret_with_colon = format!(
-            "basic {}",
-            base64::engine::general_purpose::STANDARD.encode("id:a:b")
-        );
-        assert_eq!(
-            basic_credentials(Some(&secret_with_colon)).unwrap(),
-            Some(("id".into(), "a:b".into()))
-        );
-    }
-
-    #[test]
-    fn form_urldecode_rejects_bad_escapes() {
-        assert_eq!(form_urldecode("a%2Bb+c").as_deref(), Some("a+b c"));
-        assert_eq!(form_urldecode("%"), None);
-        assert_eq!(form_urldecode("%zz"), None);
-        assert_eq!(form_urldecode("%ff"), None, "not UTF-8");
-    }
 }

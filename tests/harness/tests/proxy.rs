@@ -1,0 +1,236 @@
+//! The production recipe: nginx (examples/nginx, Debian's nginx, TLS) as the public origin
+//! and issuer, PostgREST behind it. A client that knows only the issuer URL discovers
+//! everything else (RFC 8414) and uses it with a real OAuth library.
+
+use std::collections::HashSet;
+
+use base64::Engine;
+use jwt_simple::prelude::*;
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, RevocationUrl,
+    StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
+};
+use pg_oauth_harness::{free_port, repo_root, self_signed_certificate, Cluster, Nginx, PostgRest};
+use reqwest::blocking::Client as Http;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+struct Env {
+    cluster: Cluster,
+    _rest: PostgRest,
+    nginx: Nginx,
+    http: Http,
+}
+
+fn start(name: &str) -> Env {
+    let cluster = Cluster::start(name, &[]);
+    cluster
+        .connect("postgres")
+        .batch_execute("CREATE DATABASE app")
+        .unwrap();
+    let (crt, key) = self_signed_certificate(&cluster.dir);
+    // The issuer is nginx's origin, so nginx's port is chosen before the database is set up.
+    let port = free_port();
+    let issuer = format!("https://127.0.0.1:{port}");
+    cluster.psql_file(
+        "app",
+        &repo_root().join("examples/nginx/setup.sql"),
+        &[("issuer", &issuer)],
+    );
+    cluster.psql_file("app", &repo_root().join("examples/postgrest/demo.sql"), &[]);
+    let rest = PostgRest::start_with(&cluster, "app", &[("PGRST_JWT_AUD", &issuer)]);
+    let nginx = Nginx::start_on(&cluster.dir, port, rest.port, &crt, &key);
+    assert_eq!(nginx.origin(), issuer);
+    let http = Http::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&crt).unwrap()).unwrap(),
+        )
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Env {
+        cluster,
+        _rest: rest,
+        nginx,
+        http,
+    }
+}
+
+/// RFC 8414 §3: all a discovery-based client starts from is the issuer.
+fn discover(http: &Http, issuer: &str) -> Value {
+    let resp = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let metadata: Value = resp.json().unwrap();
+    // §3.3: the issuer in the metadata MUST be identical to the one discovery started from.
+    assert_eq!(metadata["issuer"], issuer, "{metadata}");
+    metadata
+}
+
+fn url(metadata: &Value, name: &str) -> String {
+    metadata[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} missing from {metadata}"))
+        .to_owned()
+}
+
+/// Verify a JWT with keys fetched from the discovered jwks_uri (jwt-simple, not ours).
+fn verify(http: &Http, metadata: &Value, token: &str) -> JWTClaims<Value> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header: Value =
+        serde_json::from_slice(&b64.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    let jwks: Value = http
+        .get(url(metadata, "jwks_uri"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header["kid"])
+        .expect("the signing key is published");
+    let mut point = vec![4u8];
+    point.extend(b64.decode(jwk["x"].as_str().unwrap()).unwrap());
+    point.extend(b64.decode(jwk["y"].as_str().unwrap()).unwrap());
+    let issuer = url(metadata, "issuer");
+    let options = VerificationOptions {
+        allowed_issuers: Some(HashSet::from([issuer.clone()])),
+        allowed_audiences: Some(HashSet::from([issuer])),
+        ..Default::default()
+    };
+    ES256PublicKey::from_bytes(&point)
+        .unwrap()
+        .verify_token::<Value>(token, Some(options))
+        .unwrap()
+}
+
+#[test]
+fn a_client_that_knows_only_the_issuer_discovers_and_uses_every_endpoint() {
+    let env = start("proxy-discovery");
+    let issuer = env.nginx.origin();
+    let metadata = discover(&env.http, &issuer);
+    // The friendly paths the proxy serves, on the issuer's origin.
+    for (name, path) in [
+        ("token_endpoint", "/token"),
+        ("jwks_uri", "/jwks"),
+        ("revocation_endpoint", "/revoke"),
+        ("introspection_endpoint", "/introspect"),
+    ] {
+        assert_eq!(url(&metadata, name), format!("{issuer}{path}"));
+    }
+
+    let client = BasicClient::new(ClientId::new("api-client".into()))
+        .set_client_secret(ClientSecret::new("verysecret".into()))
+        .set_auth_type(AuthType::BasicAuth)
+        .set_token_uri(TokenUrl::new(url(&metadata, "token_endpoint")).unwrap())
+        .set_introspection_url(
+            IntrospectionUrl::new(url(&metadata, "introspection_endpoint")).unwrap(),
+        )
+        .set_revocation_url(RevocationUrl::new(url(&metadata, "revocation_endpoint")).unwrap());
+    let token = client
+        .exchange_client_credentials()
+        .request(&env.http)
+        .unwrap_or_else(|e| panic!("token through the proxy: {e:?}"));
+    let access = token.access_token().secret().clone();
+    let claims = verify(&env.http, &metadata, &access);
+    assert_eq!(claims.subject.as_deref(), Some("api-client"));
+
+    // PostgREST behind the proxy accepts it (its jwt-aud is the issuer).
+    let notes = |token: &str| {
+        env.http
+            .get(format!("{issuer}/notes"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+    };
+    assert_eq!(notes(&access), StatusCode::OK);
+
+    let introspection = client
+        .introspect(&AccessToken::new(access.clone()))
+        .request(&env.http)
+        .unwrap();
+    assert!(introspection.active());
+    assert_eq!(
+        introspection.client_id().map(|c| c.as_str()),
+        Some("api-client")
+    );
+
+    client
+        .revoke_token(StandardRevocableToken::AccessToken(AccessToken::new(
+            access.clone(),
+        )))
+        .unwrap()
+        .request(&env.http)
+        .unwrap();
+    assert_eq!(notes(&access), StatusCode::UNAUTHORIZED);
+
+    // SMART App Launch 2.x configuration at its well-known path.
+    let smart: Value = env
+        .http
+        .get(format!("{issuer}/.well-known/smart-configuration"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(smart["token_endpoint"], metadata["token_endpoint"]);
+    assert_eq!(smart["jwks_uri"], metadata["jwks_uri"]);
+    let capabilities = smart["capabilities"].as_array().unwrap();
+    assert!(capabilities.contains(&"client-confidential-asymmetric".into()));
+    assert!(smart["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&"private_key_jwt".into()));
+    // Not an OpenID provider: no OIDC discovery document that would not be valid.
+    let oidc = env
+        .http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .unwrap();
+    assert_eq!(oidc.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn raw_basic_and_the_callers_address_pass_through_the_proxy() {
+    let env = start("proxy-address");
+    let issuer = env.nginx.origin();
+    let mut db = env.cluster.connect("app");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('b64', 'q+Xz/9aL0w==', '{notes:read}', 'jwt');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('b64', 'api_user');",
+    )
+    .unwrap();
+    let token = |id: &str, secret: &str, spoof: bool| {
+        let mut req = env
+            .http
+            .post(format!("{issuer}/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")]);
+        if spoof {
+            req = req.header("X-Forwarded-For", "203.0.113.9");
+        }
+        req.send().unwrap().status()
+    };
+    assert_eq!(token("b64", "q+Xz/9aL0w==", false), StatusCode::OK);
+    // A failure is recorded against the caller's address, as nginx saw it: a header the
+    // caller sent is replaced, not trusted.
+    assert_eq!(token("b64", "wrong", true), StatusCode::UNAUTHORIZED);
+    let sources: Vec<String> = db
+        .query(
+            "SELECT DISTINCT source FROM oauth.auth_failure WHERE client_id = 'b64'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sources, ["127.0.0.1"]);
+}
