@@ -142,6 +142,17 @@ CREATE TRIGGER client_lockout_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client_lockout
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 
+-- Deferred audit writes (a failure recorded although its request failed) that could not
+-- be carried out, e.g. with no background worker slot: counted, never lost silently.
+CREATE SEQUENCE oauth.audit_dropped_seq;
+CREATE FUNCTION oauth.audit_dropped_events() RETURNS bigint
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM oauth.audit_dropped_seq $$;
+COMMENT ON FUNCTION oauth.audit_dropped_events() IS
+    'How many deferred audit writes (failed authentications, refresh family revocations of failed requests) could not be carried out since installation; see the server log for each.';
+
 -- The audit trail in one place, without token material: issuance and revocation (from the
 -- sessions and refresh grants), failed authentications and lockouts. Rows live as long as
 -- their source rows (see oauth.purge_expired).
@@ -172,7 +183,8 @@ COMMENT ON VIEW oauth.audit_event IS
 -- Housekeeping: delete what has expired, at most max_rows rows per call (so a scheduled
 -- call has a bounded cost; call again while it returns max_rows). Sessions and refresh
 -- tokens are kept for `retention` after they expire (the audit trail), failures for
--- `retention` after they happened; assertion jtis go as soon as they expire.
+-- `retention` after they happened; assertion jtis go as soon as they expire. `retention`
+-- may not be shorter than pg_oauth.audit_min_retention (default 1 day).
 CREATE FUNCTION oauth.purge_expired(max_rows integer DEFAULT 10000,
                                     retention interval DEFAULT '7 days')
 RETURNS TABLE (relation text, deleted bigint)
@@ -191,6 +203,12 @@ BEGIN
     END IF;
     IF retention IS NULL OR retention < interval '0' THEN
         RAISE EXCEPTION 'invalid_request: retention must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The audit trail cannot be purged younger than the superuser's floor.
+    IF retention < pg_catalog.make_interval(secs => oauth.audit_min_retention_secs()) THEN
+        RAISE EXCEPTION 'invalid_request: retention must be at least % (pg_oauth.audit_min_retention)',
+                        pg_catalog.justify_hours(pg_catalog.make_interval(secs => oauth.audit_min_retention_secs()))
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
@@ -247,9 +265,11 @@ $$;
 
 -- PostgREST db-pre-request: refuse requests whose token's session was revoked or deleted,
 -- with 401 and an RFC 6750 WWW-Authenticate challenge (PostgREST turns a PGRST error into
--- that response).
+-- that response). It runs as whatever role the token names, so it is executable by all;
+-- SECURITY DEFINER so that oauth.request_token_problem itself is not.
 CREATE FUNCTION oauth.postgrest_pre_request() RETURNS void
     LANGUAGE plpgsql
+    SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
@@ -385,16 +405,18 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem
+    oauth.policy_role_problem, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
     oauth.auth_smart_configuration
     TO oauth_app;
+COMMENT ON FUNCTION oauth.audit_min_retention_secs() IS
+    'Internal (oauth.purge_expired): pg_oauth.audit_min_retention in seconds.';
 COMMENT ON FUNCTION oauth.auth_smart_configuration() IS
     'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
 -- Check constraints run with the writer's privileges.
 GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,
-    oauth.has_all_scopes, oauth.postgrest_pre_request, oauth.request_token_problem
+    oauth.has_all_scopes, oauth.postgrest_pre_request
     TO PUBLIC;

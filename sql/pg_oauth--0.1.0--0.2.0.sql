@@ -137,3 +137,125 @@ BEGIN
     NOTIFY pgrst, 'reload schema';
 END
 $$;
+
+-- purge_expired refuses a retention below pg_oauth.audit_min_retention.
+CREATE FUNCTION oauth."audit_min_retention_secs"() RETURNS INT
+STRICT STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'audit_min_retention_secs_wrapper';
+REVOKE ALL ON FUNCTION oauth.audit_min_retention_secs() FROM PUBLIC;
+COMMENT ON FUNCTION oauth.audit_min_retention_secs() IS
+    'Internal (oauth.purge_expired): pg_oauth.audit_min_retention in seconds.';
+CREATE OR REPLACE FUNCTION oauth.purge_expired(max_rows integer DEFAULT 10000,
+                                    retention interval DEFAULT '7 days')
+RETURNS TABLE (relation text, deleted bigint)
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    budget bigint := max_rows;
+    cutoff timestamptz := now() - retention;
+    n bigint;
+BEGIN
+    IF max_rows IS NULL OR max_rows < 1 THEN
+        RAISE EXCEPTION 'invalid_request: max_rows must be at least 1'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF retention IS NULL OR retention < interval '0' THEN
+        RAISE EXCEPTION 'invalid_request: retention must not be negative'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- The audit trail cannot be purged younger than the superuser's floor.
+    IF retention < pg_catalog.make_interval(secs => oauth.audit_min_retention_secs()) THEN
+        RAISE EXCEPTION 'invalid_request: retention must be at least % (pg_oauth.audit_min_retention)',
+                        pg_catalog.justify_hours(pg_catalog.make_interval(secs => oauth.audit_min_retention_secs()))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    DELETE FROM oauth.session
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.session
+                              WHERE expires_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'session'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.refresh_token
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.refresh_token
+                              WHERE expires_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'refresh_token'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    -- A grant is done when none of its refresh tokens and access tokens is left.
+    DELETE FROM oauth.refresh_family f
+     WHERE f.id = ANY (ARRAY(
+            SELECT f2.id FROM oauth.refresh_family f2
+             WHERE f2.created_at < cutoff
+               AND NOT EXISTS (SELECT FROM oauth.refresh_token t WHERE t.family_id = f2.id)
+               AND NOT EXISTS (SELECT FROM oauth.session s WHERE s.family_id = f2.id)
+             LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'refresh_family'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.client_assertion_jti
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_assertion_jti
+                              WHERE expires_at < now() ORDER BY expires_at LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'client_assertion_jti'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.auth_failure
+     WHERE id = ANY (ARRAY(SELECT id FROM oauth.auth_failure
+                            WHERE at < cutoff ORDER BY id LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'auth_failure'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    -- Lockout rows whose lockout and counting window are both over count for nothing.
+    DELETE FROM oauth.client_lockout
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_lockout
+                              WHERE coalesce(locked_until, '-infinity') < now()
+                                AND window_start < now() - interval '1 day'
+                              LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'client_lockout'; deleted := n; RETURN NEXT;
+END
+$$;
+
+-- oauth.request_token_problem is no longer executable by PUBLIC: the pre-request hook that
+-- every PostgREST role runs calls it with the owner's rights.
+CREATE OR REPLACE FUNCTION oauth.postgrest_pre_request() RETURNS void
+    LANGUAGE plpgsql
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text := oauth.request_token_problem();
+BEGIN
+    IF problem IS NOT NULL THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = json_build_object('code', 'invalid_token', 'message', problem)::text,
+                  DETAIL = json_build_object('status', 401, 'headers', json_build_object(
+                      'WWW-Authenticate', format('Bearer error="invalid_token", error_description="%s"', problem),
+                      'Cache-Control', 'no-store'))::text;
+    END IF;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION oauth.request_token_problem() FROM PUBLIC;
+
+-- Deferred audit writes (a failure recorded although its request failed) that could not
+-- be carried out, e.g. with no background worker slot: counted, never lost silently.
+CREATE SEQUENCE oauth.audit_dropped_seq;
+CREATE FUNCTION oauth.audit_dropped_events() RETURNS bigint
+    LANGUAGE sql STABLE
+    SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM oauth.audit_dropped_seq $$;
+COMMENT ON FUNCTION oauth.audit_dropped_events() IS
+    'How many deferred audit writes (failed authentications, refresh family revocations of failed requests) could not be carried out since installation; see the server log for each.';
+
+REVOKE ALL ON FUNCTION oauth.audit_dropped_events() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION oauth.audit_dropped_events() TO oauth_admin;

@@ -73,29 +73,88 @@ pub fn on_failure<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
 const STATUS_PENDING: u8 = 0;
 const STATUS_DONE: u8 = 1;
 const STATUS_FAILED: u8 = 2;
+/// Not a worker's status: no worker could be started.
+const STATUS_NO_SLOT: u8 = 3;
 const HEADER: usize = 1 + 4;
 const WAIT_LIMIT: Duration = Duration::from_secs(10);
 /// All worker slots (max_worker_processes) may be busy for a moment: keep trying this long.
 const START_LIMIT: Duration = Duration::from_secs(5);
 
-fn wait_a_moment(ms: i64) {
-    // SAFETY: a latch wait with a timeout, as PostgreSQL's own waits do.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            ms,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-    pg_sys::check_for_interrupts!();
-}
-
 /// Run `actions` in one committed transaction of a background worker. Returns whether it
 /// committed; on failure a WARNING says why (the caller's own error still goes to its
 /// client).
+///
+/// Failure records must not wait on the caller: its own transaction may hold the lockout
+/// row (a success earlier in it cleared the row). A batch of failure records therefore runs
+/// with a short lock_timeout, and if it fails, once more without counting toward lockouts
+/// (a plain INSERT into oauth.auth_failure cannot wait). What is lost even so (no worker
+/// slot, a failing worker) is counted in oauth.audit_dropped_seq and logged.
 pub fn commit(actions: &[Action]) -> bool {
+    let status = match run_in_worker(actions) {
+        STATUS_FAILED => {
+            let uncounted: Vec<Action> = actions.iter().map(Action::uncounted).collect();
+            let counted = |a: &Action| matches!(a, Action::RecordFailure(f) if f.guesses > 0);
+            if actions.iter().any(counted) {
+                run_in_worker(&uncounted)
+            } else {
+                STATUS_FAILED
+            }
+        }
+        status => status,
+    };
+    match status {
+        STATUS_DONE => true,
+        // Still running after the wait: it commits later, nothing is lost.
+        STATUS_PENDING => false,
+        _ => {
+            count_dropped(actions.len());
+            false
+        }
+    }
+}
+
+impl Action {
+    /// The same action, not counting toward a lockout.
+    fn uncounted(&self) -> Action {
+        match self {
+            Action::RecordFailure(f) if f.guesses > 0 => {
+                Action::RecordFailure(crate::audit::Failure {
+                    guesses: 0,
+                    reason: format!(
+                        "{}; not counted toward the lockout (its row was busy)",
+                        f.reason
+                    ),
+                    ..f.clone()
+                })
+            }
+            Action::RecordFailure(f) => Action::RecordFailure(f.clone()),
+            Action::RevokeFamily { family, reason } => Action::RevokeFamily {
+                family: *family,
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+/// Count actions that could not be carried out (sequences are not transactional: the
+/// count survives the caller's rollback).
+fn count_dropped(n: usize) {
+    let counted = Spi::connect_mut(|spi| -> Result<()> {
+        for _ in 0..n {
+            spi.update(
+                "SELECT pg_catalog.nextval('oauth.audit_dropped_seq')",
+                None,
+                &[],
+            )?;
+        }
+        Ok(())
+    });
+    if counted.is_err() {
+        warning!("pg_oauth: {n} deferred audit actions were lost and could not be counted");
+    }
+}
+
+fn run_in_worker(actions: &[Action]) -> u8 {
     let payload = serde_json::to_vec(actions).expect("actions serialize");
     // SAFETY: the segment is created, filled and read only here and in the worker, and is
     // detached before returning (or by the resource owner if we are interrupted).
@@ -132,7 +191,7 @@ pub fn commit(actions: &[Action]) -> bool {
         let started_at = Instant::now();
         let mut started = start();
         while started.is_err() && started_at.elapsed() < START_LIMIT {
-            wait_a_moment(20);
+            crate::db::sleep_ms(20);
             started = start();
         }
         let status = match started {
@@ -140,7 +199,7 @@ pub fn commit(actions: &[Action]) -> bool {
                 warning!(
                     "pg_oauth: no background worker slot for {START_LIMIT:?} for {actions:?}; raise max_worker_processes"
                 );
-                STATUS_FAILED
+                STATUS_NO_SLOT
             }
             Ok(worker) => {
                 let deadline = Instant::now() + WAIT_LIMIT;
@@ -161,7 +220,7 @@ pub fn commit(actions: &[Action]) -> bool {
                             status
                         };
                     }
-                    wait_a_moment(10);
+                    crate::db::sleep_ms(10);
                 }
             }
         };
@@ -171,7 +230,7 @@ pub fn commit(actions: &[Action]) -> bool {
         } else if status == STATUS_FAILED {
             warning!("pg_oauth: {actions:?} failed; see the server log");
         }
-        status == STATUS_DONE
+        status
     }
 }
 
@@ -189,6 +248,14 @@ fn execute(spi: &mut SpiClient<'_>, action: &Action) -> Result<()> {
 fn execute_all(actions: &[Action]) {
     Spi::connect_mut(|spi| -> Result<()> {
         spi.update("SET LOCAL search_path = pg_catalog, pg_temp", None, &[])?;
+        // Only failure records may give up on a lock (see `commit`); a family revocation
+        // waits for its rows.
+        if actions
+            .iter()
+            .all(|a| matches!(a, Action::RecordFailure(_)))
+        {
+            spi.update("SET LOCAL lock_timeout = '1s'", None, &[])?;
+        }
         for action in actions {
             execute(spi, action)?;
         }

@@ -11,7 +11,9 @@ use crate::audit;
 use crate::cache::{self, Cache, Fresh, Source};
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
+use crate::limits;
 use crate::policy;
+use crate::redact;
 use crate::secret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +304,8 @@ fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
             }
         }
     }
+    // Cold: argon2, within the cluster-wide bound (limits.rs); one slot for the readings.
+    let _slot = limits::Slot::acquire(limits::Wait::Bounded)?;
     for reading in readings {
         match with_secret(reading) {
             Some((client, stored)) => {
@@ -368,6 +372,7 @@ pub fn credentials_from<'a>(
 fn client_before_write<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let _sensitive = redact::sensitive();
     let mut new = trigger
         .new()
         .expect("client_before_write is a row-level INSERT/UPDATE trigger")
@@ -382,6 +387,7 @@ fn client_before_write<'a>(
     if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
         match secret::classify(&plain) {
             secret::SecretValue::Plaintext => {
+                let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
                 new.set_by_name("secret", secret::hash(&plain).or_raise())?;
             }
             secret::SecretValue::Argon2Hash => {}
@@ -433,6 +439,7 @@ fn rotate_client_secret(
     client_id: &str,
     grace: default!(pgrx::datum::Interval, "'1 hour'"),
 ) -> String {
+    let _sensitive = redact::sensitive();
     let secret = secret::generate();
     let rotated = Spi::connect_mut(|spi| -> Result<bool> {
         let table = spi.update(
@@ -473,6 +480,7 @@ fn create_client(
     refresh_token: default!(bool, false),
     client_type: default!(Option<&str>, "NULL"),
 ) -> String {
+    let _sensitive = redact::sensitive();
     let secret = secret::generate();
     Spi::connect_mut(|spi| {
         spi.update(

@@ -263,6 +263,21 @@ unsafe impl pgrx::callconv::BoxRet for Jsonb {
     }
 }
 
+/// Sleep on the latch for `ms` milliseconds (no CPU; interrupts and postmaster death end it).
+pub fn sleep_ms(ms: i64) {
+    // SAFETY: a latch wait with a timeout, as PostgreSQL's own waits do.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

@@ -32,6 +32,9 @@ pub enum OAuthError {
     InvalidToken(String),
     #[error("server_error: {0}")]
     ServerError(String),
+    /// The cluster's argon2 work is at its bound (limits.rs): try again shortly.
+    #[error("temporarily_unavailable: the server is busy; try again in {retry_after_secs} s")]
+    TemporarilyUnavailable { retry_after_secs: i64 },
     /// invalid_client, refused before any credential check: too many failures from this
     /// source (see audit.rs).
     #[error("invalid_client: {description}")]
@@ -73,6 +76,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidToken(_) => "invalid_token",
             Self::ServerError(_) => "server_error",
+            Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
         }
     }
 
@@ -90,6 +94,7 @@ impl OAuthError {
             | Self::ServerError(d)
             | Self::LockedOut { description: d, .. } => d,
             Self::AuthenticationFailed { .. } => CLIENT_AUTH_FAILED,
+            Self::TemporarilyUnavailable { .. } => "the server is busy; try again shortly",
         }
     }
 
@@ -125,6 +130,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,           // 42602
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
+            Self::TemporarilyUnavailable { .. } => ERRCODE_INSUFFICIENT_RESOURCES, // 53000
         }
     }
 
@@ -148,6 +154,9 @@ impl OAuthError {
             }
             Self::InvalidGrant(_) => Some("Obtain a new grant with grant_type client_credentials."),
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
+            Self::TemporarilyUnavailable { .. } => Some(
+                "Too many secret verifications are running at once (pg_oauth.argon2_concurrency); retry after a moment.",
+            ),
             _ => None,
         }
     }

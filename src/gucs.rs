@@ -24,6 +24,9 @@ pub static CLIENT_ASSERTION_MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::n
 pub static ENDPOINT_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"/rpc"));
 pub static SMART_EXPAND_WILDCARDS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static ARGON2_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static ARGON2_WAIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -139,6 +142,36 @@ pub fn init() {
         &SMART_EXPAND_WILDCARDS,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.argon2_concurrency",
+        c"Most argon2 secret hashes or verifications running at once in the cluster (0: half the CPUs, at least 1).",
+        c"Each takes about 17 ms of CPU and 19 MiB. Verifications beyond it wait pg_oauth.argon2_wait, then answer temporarily_unavailable; clients whose secret a backend verified before never wait.",
+        &ARGON2_CONCURRENCY,
+        0,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.argon2_wait",
+        c"How long a secret verification waits for an argon2 slot before answering temporarily_unavailable.",
+        c"",
+        &ARGON2_WAIT,
+        0,
+        60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.audit_min_retention",
+        c"Shortest retention oauth.purge_expired accepts for the audit trail, in seconds.",
+        c"Whoever may run purge_expired still cannot erase recent sessions and failures with it.",
+        &AUDIT_MIN_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_string_guc(
         c"pg_oauth.scopes_supported",

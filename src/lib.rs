@@ -16,8 +16,10 @@ mod gucs;
 mod http;
 mod jwt;
 mod keys;
+mod limits;
 mod metadata;
 mod policy;
+mod redact;
 mod refresh;
 mod scope;
 mod secret;
@@ -38,6 +40,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    redact::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -14,6 +14,7 @@ use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::jwt::{self, Expiry};
 use crate::keys;
+use crate::redact;
 use crate::refresh::{self, FamilyId};
 use crate::scope;
 use crate::session::{self, NewSession, Probe, SessionId};
@@ -476,6 +477,7 @@ fn auth_token(
     client_assertion_type: default!(Option<&str>, "NULL"),
     client_assertion: default!(Option<&str>, "NULL"),
 ) -> Jsonb {
+    let _sensitive = redact::sensitive();
     let req = TokenRequest {
         grant_type,
         client_id,
@@ -499,12 +501,14 @@ fn auth_token(
 /// runs under `db::with_safe_search_path` (see `verify`).
 #[pg_extern(stable, parallel_restricted, security_definer)]
 fn auth_verify(token: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
     Jsonb::object(verify(token.unwrap_or(""), None).or_raise())
 }
 
 /// Verify an access token and that `audience` is one of its audiences (see auth_verify).
 #[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
 fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
     Jsonb::object(verify(token.unwrap_or(""), Some(audience.unwrap_or(""))).or_raise())
 }
 
@@ -513,6 +517,7 @@ fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_revoke(token: Option<&str>) -> bool {
+    let _sensitive = redact::sensitive();
     let Some(token) = token else { return false };
     Spi::connect_mut(|spi| match find(spi, token)? {
         Some(found) => {
@@ -528,6 +533,7 @@ fn auth_revoke(token: Option<&str>) -> bool {
 #[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_introspect(token: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
     let token = token.unwrap_or("");
     Jsonb(Spi::connect(|spi| introspect(spi, token, None)))
 }

@@ -25,6 +25,7 @@ use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::keys;
 use crate::metadata;
+use crate::redact;
 use crate::scope;
 use crate::session::{self, Probe};
 use crate::token::{self, TokenRequest};
@@ -266,6 +267,9 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
                     401
                 }
                 OAuthError::ServerError(_) => 500,
+                // Not 503: PostgREST takes any 503 for "database away", restarts its
+                // connection worker and prepends its own `Retry-After: 0`.
+                OAuthError::TemporarilyUnavailable { .. } => 429,
                 _ => 400,
             };
             let mut headers = NO_STORE.to_vec();
@@ -278,7 +282,8 @@ fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Value> {
             let retry_after;
             if let OAuthError::LockedOut {
                 retry_after_secs, ..
-            } = err
+            }
+            | OAuthError::TemporarilyUnavailable { retry_after_secs } = err
             {
                 retry_after = retry_after_secs.to_string();
                 headers.push(("Retry-After", &retry_after));
@@ -361,6 +366,7 @@ fn introspection_endpoint(params: &Params) -> Result<Value> {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn http_token(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    let _sensitive = redact::sensitive();
     Jsonb(token_endpoint(&Params::new(params)).or_raise())
 }
 
@@ -368,6 +374,7 @@ fn http_token(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn http_revoke(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    let _sensitive = redact::sensitive();
     Jsonb(revocation_endpoint(&Params::new(params)).or_raise())
 }
 
@@ -375,6 +382,7 @@ fn http_revoke(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn http_introspect(params: default!(Option<pgrx::JsonB>, "NULL")) -> Jsonb {
+    let _sensitive = redact::sensitive();
     Jsonb(introspection_endpoint(&Params::new(params)).or_raise())
 }
 

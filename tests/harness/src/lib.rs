@@ -318,6 +318,16 @@ impl Cluster {
         self.connect(db)
     }
 
+    /// Database `app` set up by a shipped recipe: `setup` (e.g. examples/postgrest/setup.sql,
+    /// with its psql variables), then examples/postgrest/demo.sql (api-client, notes).
+    pub fn recipe_app(&self, setup: &Path, vars: &[(&str, &str)]) {
+        self.connect("postgres")
+            .batch_execute("CREATE DATABASE app")
+            .expect("CREATE DATABASE app");
+        self.psql_file("app", setup, vars);
+        self.psql_file("app", &repo_root().join("examples/postgrest/demo.sql"), &[]);
+    }
+
     /// Run a SQL file with psql (ON_ERROR_STOP), e.g. the shipped examples.
     pub fn psql_file(&self, db: &str, file: &Path, vars: &[(&str, &str)]) {
         let mut cmd = Command::new(pg_bindir().join("psql"));

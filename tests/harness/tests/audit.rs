@@ -271,7 +271,8 @@ fn issuance_and_revocations_are_audited_with_reasons() {
 
 #[test]
 fn purge_expired_deletes_in_bounded_batches() {
-    let cluster = Cluster::start("purge", &[]);
+    // The floor on retention is the superuser's (tested below); here it is off.
+    let cluster = Cluster::start("purge", &[("pg_oauth.audit_min_retention", "0")]);
     let mut db = cluster.create_db("oauth");
     db.batch_execute(
         "INSERT INTO oauth.client (id, secret, scope, access_token_expiration, refresh_token, refresh_token_expiration)
@@ -312,6 +313,35 @@ fn purge_expired_deletes_in_bounded_batches() {
         &[&kept["access_token"].as_str().unwrap()],
     )
     .unwrap();
+    // Whoever may purge cannot erase a recent audit trail: the floor is superuser-set.
+    db.batch_execute("SET pg_oauth.audit_min_retention = '1h'")
+        .unwrap();
+    let (code, message) = expect_error(
+        &mut db,
+        "SELECT * FROM oauth.purge_expired(10, interval '59 minutes')",
+        &[],
+    );
+    assert_eq!(code, "22023");
+    assert!(
+        message.contains("retention must be at least 01:00:00"),
+        "{message}"
+    );
+    db.batch_execute(
+        "CREATE ROLE purger LOGIN IN ROLE oauth_admin;
+         ALTER DATABASE oauth SET pg_oauth.audit_min_retention = '1h';",
+    )
+    .unwrap();
+    let mut purger = cluster.connect_as("oauth", "purger");
+    // Refused either way: at the SET once the library is loaded (superuser-only setting),
+    // or, if the SET made a placeholder first, by the floor that replaces it on load.
+    let err = purger
+        .batch_execute(
+            "SET pg_oauth.audit_min_retention = 0;
+             SELECT * FROM oauth.purge_expired(10, interval '0')",
+        )
+        .unwrap_err();
+    let (code, message) = db_error(&err);
+    assert!(code == "42501" || code == "22023", "{code}: {message}");
     let (code, _) = expect_error(&mut db, "SELECT * FROM oauth.purge_expired(0)", &[]);
     assert_eq!(code, "22023");
 }

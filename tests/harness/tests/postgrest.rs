@@ -23,13 +23,7 @@ struct Env {
 /// A cluster with the README recipe applied: setup.sql, demo.sql, and PostgREST.
 fn start(name: &str) -> Env {
     let cluster = Cluster::start(name, &[]);
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let examples = repo_root().join("examples/postgrest");
-    cluster.psql_file("app", &examples.join("setup.sql"), &[]);
-    cluster.psql_file("app", &examples.join("demo.sql"), &[]);
+    cluster.recipe_app(&repo_root().join("examples/postgrest/setup.sql"), &[]);
     let db = cluster.connect("app");
     let rest = PostgRest::start(&cluster, "app");
     let http = Http::builder()

@@ -25,20 +25,14 @@ struct Env {
 
 fn start(name: &str) -> Env {
     let cluster = Cluster::start(name, &[]);
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
     let (crt, key) = self_signed_certificate(&cluster.dir);
     // The issuer is nginx's origin, so nginx's port is chosen before the database is set up.
     let port = free_port();
     let issuer = format!("https://127.0.0.1:{port}");
-    cluster.psql_file(
-        "app",
+    cluster.recipe_app(
         &repo_root().join("examples/nginx/setup.sql"),
         &[("issuer", &issuer)],
     );
-    cluster.psql_file("app", &repo_root().join("examples/postgrest/demo.sql"), &[]);
     let rest = PostgRest::start_with(&cluster, "app", &[("PGRST_JWT_AUD", &issuer)]);
     let nginx = Nginx::start_on(&cluster.dir, port, rest.port, &crt, &key);
     assert_eq!(nginx.origin(), issuer);

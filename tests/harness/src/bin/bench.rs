@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pg_oauth_harness::{pg_bindir, postgres, repo_root, Cluster, PostgRest};
 
@@ -65,6 +65,11 @@ fn capture(cmd: &mut Command, what: &str) -> String {
 
 /// One pgbench run: transactions per second.
 fn pgbench(cluster: &Cluster, script: &Path, seconds: u64) -> f64 {
+    pgbench_at(cluster.port, script, seconds)
+}
+
+/// pgbench against the cluster listening on `port` (from another thread).
+fn pgbench_at(port: u16, script: &Path, seconds: u64) -> f64 {
     let out = capture(
         Command::new(pg_bindir().join("pgbench"))
             .args([
@@ -79,7 +84,7 @@ fn pgbench(cluster: &Cluster, script: &Path, seconds: u64) -> f64 {
                 "postgres",
             ])
             .arg("-p")
-            .arg(cluster.port.to_string())
+            .arg(port.to_string())
             .arg("-T")
             .arg(seconds.to_string())
             .arg("-f")
@@ -426,7 +431,82 @@ fn main() {
         warm.show(2)
     );
 
-    // 4. HTTP: the token endpoint through PostgREST vs node-oidc-provider, hey -c 16.
+    // 4. Flood: a warm client's issuance alone and beside 4 connections guessing random
+    //    unknown client ids (bench/flood.sql), round by round; the most argon2 slots held at
+    //    once (pg_locks), and how many audit rows the flood wrote.
+    let mut alone = Stat::default();
+    let mut flooded = Stat::default();
+    let mut flood_ratio = Stat::default();
+    let mut peak_slots = 0i64;
+    let audit_rows = |db: &mut postgres::Client| -> i64 {
+        db.query_one(
+            "SELECT (SELECT count(*) FROM oauth.auth_failure) + (SELECT count(*) FROM oauth.client_lockout)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let rows_before = audit_rows(&mut db);
+    let opaque = root.join("bench/issuance/opaque.sql");
+    for round in 1..=rounds {
+        let a = pgbench(&cluster, &opaque, http_seconds);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            let mut watch = cluster.connect("bench");
+            std::thread::spawn(move || {
+                let mut peak = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let held: i64 = watch
+                        .query_one(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND granted",
+                            &[],
+                        )
+                        .unwrap()
+                        .get(0);
+                    peak = peak.max(held);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                peak
+            })
+        };
+        let flood = {
+            let port = cluster.port;
+            let script = root.join("bench/flood.sql");
+            let seconds = http_seconds + 2;
+            std::thread::spawn(move || pgbench_at(port, &script, seconds))
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        let f = pgbench(&cluster, &opaque, http_seconds);
+        let flood_tps = flood.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        peak_slots = peak_slots.max(sampler.join().unwrap());
+        println!(
+            "  flood round {round}: warm client alone {a:.0} tx/s, beside the flood {f:.0} tx/s ({:.2}); flood {flood_tps:.0} guesses/s",
+            f / a
+        );
+        alone.push(a);
+        flooded.push(f);
+        flood_ratio.push(f / a);
+    }
+    let flood_rows = audit_rows(&mut db) - rows_before;
+    // The bound in force: the setting, or its default of half the CPUs.
+    let argon2_bound = match db
+        .query_one(
+            "SELECT current_setting('pg_oauth.argon2_concurrency')::int",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i32>(0)
+    {
+        0 => format!(
+            "0 (half the CPUs: {})",
+            std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+        ),
+        n => n.to_string(),
+    };
+
+    // 5. HTTP: the token endpoint through PostgREST vs node-oidc-provider, hey -c 16.
     cluster
         .connect("postgres")
         .batch_execute("CREATE DATABASE app")
@@ -516,6 +596,20 @@ fn main() {
         warm.median()
     ));
     table.push_str(&format!(
+        "| Flood: warm client's issuance beside 4 connections guessing unknown ids | {} tx/s | alone {:.0} tx/s | {} | ≥ 0.5 |\n",
+        flooded.show(0),
+        alone.median(),
+        flood_ratio.show(2)
+    ));
+    table.push_str(&format!(
+        "| Flood: most argon2 verifications at once (pg_locks, sampled) | {peak_slots} | pg_oauth.argon2_concurrency = {} | | at the bound |\n",
+        argon2_bound
+    ));
+    table.push_str(&format!(
+        "| Flood: audit rows written by {rounds} × {}-s floods | {flood_rows} | | | O(1) per source (issue 13, not yet) |\n",
+        http_seconds + 2
+    ));
+    table.push_str(&format!(
         "| HTTP: POST /rpc/token through PostgREST (hey -c 16) | {} req/s | node-oidc-provider {:.0} req/s | {} | ≥ 2 |\n",
         http[0].show(0),
         http[1].median(),
@@ -550,6 +644,7 @@ fn main() {
          - **Issuance**: `pgbench -n -c 4 -j 2 -T {seconds}` per scenario, scripts in `bench/issuance/`;\n  scenarios interleaved in each round. The floor inserts into `bench.floor_session`, created\n  `LIKE oauth.session INCLUDING ALL`. Every auth_token call authenticates its client with its\n  secret (warm: verified from the per-backend cache after the first call) and commits a session.\n  The refresh scenario exchanges each client's refresh token for the next.\n\
          - **Verification**: `SELECT count(oauth.auth_verify(t))` over {TOKENS} tokens per format,\n  with `pg_oauth.verify_revocation` on and off, against\n  `SELECT count(hmac(t, 'benchmark-key', 'sha256'))` (pgcrypto) over the same rows.\n\
          - **Cold secret**: 15 fresh connections, each timing its first auth_token (argon2id,\n  m = 19456 KiB, t = 2, p = 1) and then a warm one. argon2's working memory is 2 MiB-aligned\n  and advised for transparent huge pages (used when the setting above is `madvise` or `always`).\n\
+         - **Flood**: the opaque issuance script (4 connections) alone for {http_seconds} s, then\n  again while another pgbench (4 connections) runs `bench/flood.sql`: `auth_token` with a\n  random unknown client id, error caught. The peak of argon2 slots held is sampled from\n  `pg_locks` every 2 ms.\n\
          - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n",
         secs = started.elapsed().as_secs_f64() / 60.0,
         pgrst = "12.0.2",

@@ -116,13 +116,7 @@ fn http_demo(cluster: &Cluster) {
 
 #### Over HTTP: PostgREST 12.0.2 with examples/postgrest/*"
     );
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    let examples = repo_root().join("examples/postgrest");
-    cluster.psql_file("app", &examples.join("setup.sql"), &[]);
-    cluster.psql_file("app", &examples.join("demo.sql"), &[]);
+    cluster.recipe_app(&repo_root().join("examples/postgrest/setup.sql"), &[]);
     println!(
         "Ran examples/postgrest/setup.sql and demo.sql (notes table, api-client, api_user policy)."
     );

@@ -1,0 +1,236 @@
+//! Abuse resistance (issue 13): what an attacker or a careless caller cannot make pg_oauth
+//! write where it should not, lose, or leak — against real servers.
+
+use std::time::{Duration, Instant};
+
+use pg_oauth_harness::{db_error, postgres, repo_root, Cluster, PostgRest};
+
+/// With PostgreSQL's defaults (log_min_error_statement = error) a failing statement is
+/// logged; a failing pg_oauth call must not put its secret or token in the server log.
+#[test]
+fn secrets_in_failing_statements_never_reach_the_server_log() {
+    let cluster = Cluster::start("abuse-log", &[]);
+    let mut db = cluster.create_db_with("oauth", &[("pg_oauth.issuer", "https://issuer.example")]);
+    db.batch_execute(
+        "CREATE ROLE app_reader NOLOGIN;
+         INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('app', 'Right-Secret-R1', '{read}', 'jwt');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('app', 'app_reader');",
+    )
+    .unwrap();
+    // Simple-query protocol: the literals are part of the statement text.
+    for sql in [
+        "SELECT oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L1')",
+        "SELECT oauth.auth_token('client_credentials', 'app', 'Right-Secret-R1', 'bad-scope')",
+        "SELECT oauth.auth_token('client_credentials', 'nobody', 'Leaked-Secret-L2')",
+        "SELECT oauth.auth_verify('Leaked-Token-L3')",
+        "SELECT oauth.auth_verify('Leaked-Token-L4', 'https://other.example')",
+        // PL/pgSQL: the CONTEXT line would quote the statement.
+        "DO $$ BEGIN PERFORM oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L5'); END $$",
+        // The trigger refuses an unusable secret: the INSERT carries it.
+        "INSERT INTO oauth.client (id, secret) VALUES ('x', repeat('Leaked-Secret-L6', 300))",
+    ] {
+        let err = db.batch_execute(sql).unwrap_err();
+        assert!(!db_error(&err).1.is_empty(), "{sql}");
+    }
+    // Control: statements of other failing statements are logged (the setting is on).
+    db.batch_execute("SELECT 1 / 0 AS control_marker_c9")
+        .unwrap_err();
+    let log = cluster.log();
+    assert!(log.contains("control_marker_c9"), "{log}");
+    for secret in [
+        "Right-Secret-R1",
+        "Leaked-Secret-L1",
+        "Leaked-Secret-L2",
+        "Leaked-Token-L3",
+        "Leaked-Token-L4",
+        "Leaked-Secret-L5",
+        "Leaked-Secret-L6",
+    ] {
+        assert!(!log.contains(secret), "{secret} in the server log:\n{log}");
+    }
+    // The errors themselves are still logged, without their statements.
+    assert!(
+        log.contains("invalid_client: client authentication failed"),
+        "{log}"
+    );
+}
+
+/// A failure recorded for a request that fails inside a transaction that holds the
+/// client's lockout row (a success earlier in it cleared the row) does not wait for that
+/// transaction: it is recorded at once, without counting toward the lockout.
+#[test]
+fn failure_records_never_wait_on_the_callers_own_locks() {
+    let cluster = Cluster::start("abuse-locks", &[]);
+    let mut db = cluster.create_db("oauth");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope) VALUES ('app', 'right', '{read}')",
+    )
+    .unwrap();
+    db.batch_execute("SELECT oauth.auth_token('client_credentials', 'app', 'wrong-1')")
+        .unwrap_err();
+    let failures = |db: &mut postgres::Client| -> Vec<String> {
+        db.query(
+            "SELECT reason FROM oauth.auth_failure WHERE client_id = 'app' ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(failures(&mut db), ["wrong secret"]);
+
+    db.batch_execute(
+        "BEGIN;
+         SELECT oauth.auth_token('client_credentials', 'app', 'right');",
+    )
+    .unwrap();
+    let err = db
+        .batch_execute("SELECT oauth.auth_token('client_credentials', 'app', 'wrong-2')")
+        .unwrap_err();
+    assert_eq!(db_error(&err).0, "28P01");
+    db.batch_execute("ROLLBACK").unwrap();
+    assert_eq!(
+        failures(&mut db),
+        [
+            "wrong secret",
+            "wrong secret; not counted toward the lockout (its row was busy)"
+        ]
+    );
+    assert!(
+        !cluster.log().contains("did not finish"),
+        "{}",
+        cluster.log()
+    );
+    assert_eq!(dropped(&mut db), 0);
+}
+
+fn dropped(db: &mut postgres::Client) -> i64 {
+    db.query_one("SELECT oauth.audit_dropped_events()", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// With no background worker slot a failure cannot be recorded from SQL; it is counted.
+#[test]
+fn failures_that_cannot_be_recorded_are_counted() {
+    // The logical replication launcher takes the only worker slot.
+    let cluster = Cluster::start("abuse-dropped", &[("max_worker_processes", "1")]);
+    let mut db = cluster.create_db("oauth");
+    db.batch_execute("INSERT INTO oauth.client (id, secret) VALUES ('app', 'right')")
+        .unwrap();
+    assert_eq!(dropped(&mut db), 0);
+    db.batch_execute("SELECT oauth.auth_token('client_credentials', 'app', 'wrong')")
+        .unwrap_err();
+    assert_eq!(dropped(&mut db), 1);
+    let recorded: i64 = db
+        .query_one("SELECT count(*) FROM oauth.auth_failure", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0);
+    assert!(cluster.log().contains("no background worker slot"));
+}
+
+/// At most pg_oauth.argon2_concurrency argon2 computations run at once in the cluster; a
+/// cold verification beyond it waits pg_oauth.argon2_wait, then answers
+/// temporarily_unavailable (SQLSTATE 53000; over HTTP 429 + one Retry-After). A warm client
+/// never waits.
+#[test]
+fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
+    let cluster = Cluster::start(
+        "abuse-argon2",
+        &[
+            ("pg_oauth.argon2_concurrency", "1"),
+            ("pg_oauth.argon2_wait", "0"),
+        ],
+    );
+    cluster.recipe_app(&repo_root().join("examples/postgrest/setup.sql"), &[]);
+    let rest = PostgRest::start(&cluster, "app");
+    let mut db = cluster.connect("app");
+    // An imported hash with the highest accepted memory cost: its verification holds the
+    // only slot for a good while.
+    let slow = format!(
+        "$argon2id$v=19$m=262144,t=6,p=1$c2FsdHNhbHRzYWx0${}",
+        "A".repeat(43)
+    );
+    db.execute(
+        "INSERT INTO oauth.client (id, secret) VALUES ('slow', $1), ('warm', 'warm-secret')",
+        &[&slow],
+    )
+    .unwrap();
+    let token_sql = "SELECT oauth.auth_token('client_credentials', $1, $2)";
+    let mut warm = cluster.connect("app");
+    warm.query_one(token_sql, &[&"warm", &"warm-secret"])
+        .unwrap();
+
+    let holder = {
+        let mut conn = cluster.connect("app");
+        std::thread::spawn(move || conn.query_one(token_sql, &[&"slow", &"wrong"]).unwrap_err())
+    };
+    let slot_held = |db: &mut postgres::Client| -> bool {
+        db.query_one(
+            "SELECT count(*) > 0 FROM pg_locks
+              WHERE locktype = 'advisory' AND database = 0 AND granted",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !slot_held(&mut db) {
+        assert!(
+            Instant::now() < deadline,
+            "the slow verification never took a slot"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // A cold verification now: refused at once, in SQL...
+    let mut cold = cluster.connect("app");
+    let err = cold
+        .query_one(token_sql, &[&"api-client", &"verysecret"])
+        .unwrap_err();
+    let (code, message) = db_error(&err);
+    assert_eq!(code, "53000", "{message}");
+    assert!(message.starts_with("temporarily_unavailable"), "{message}");
+    // ...and over HTTP (PostgREST's connections are cold too).
+    let resp = reqwest::blocking::Client::new()
+        .post(rest.url("/rpc/token"))
+        .basic_auth("api-client", Some("verysecret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let retry: Vec<&str> = resp
+        .headers()
+        .get_all("retry-after")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(retry, ["1"], "{:?}", resp.headers());
+    let body: serde_json::Value = resp.json().unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    // A warm client is not held up.
+    warm.query_one(token_sql, &[&"warm", &"warm-secret"])
+        .unwrap();
+    assert!(
+        slot_held(&mut db),
+        "the slow verification was still running"
+    );
+
+    let (code, _) = db_error(&holder.join().unwrap());
+    assert_eq!(code, "28P01");
+    assert!(!slot_held(&mut db), "released after the hash");
+    cold.query_one(token_sql, &[&"api-client", &"verysecret"])
+        .unwrap();
+    // Not a failed authentication: nothing recorded for the refused requests.
+    let recorded: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.auth_failure WHERE client_id = 'api-client'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 0);
+}
