@@ -13,6 +13,7 @@ use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::limits;
 use crate::policy;
+use crate::proofs;
 use crate::redact;
 use crate::secret;
 
@@ -188,6 +189,10 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             others,
         } => {
             let readings = readings(spi, client_id, secret, others)?;
+            // A proven secret is never refused because others guessed wrong (proofs.rs).
+            if let Some(client) = proven(&readings) {
+                return Ok(client);
+            }
             let claimed = claimed_by(&readings);
             attempt(spi, Some(claimed), readings.len() as i32, |_| {
                 authenticate_secret(&readings)
@@ -274,32 +279,50 @@ fn claimed_by<'a>(readings: &[Reading<'a>]) -> &'a str {
         .client_id
 }
 
+/// The stored hashes a secret may match: the current one, and the previous one during a
+/// rotation's grace period.
+fn hashes(client: &Client) -> impl Iterator<Item = &str> {
+    client
+        .secret
+        .as_deref()
+        .into_iter()
+        .chain(client.previous_secret())
+}
+
+/// A reading of an active client whose secret was verified before — by this backend, or
+/// anywhere in the cluster (proofs.rs) — for secrets long enough that an unthrottled check
+/// tells a guesser nothing (proofs::MIN_SECRET_BYTES). Shorter secrets go through the
+/// lockout as every other attempt.
+fn proven(readings: &[Reading<'_>]) -> Option<Rc<Client>> {
+    readings.iter().find_map(|reading| {
+        let client = reading.client.as_ref().filter(|c| c.active)?;
+        if reading.secret.len() < proofs::MIN_SECRET_BYTES {
+            return None;
+        }
+        hashes(client)
+            .any(|h| {
+                secret::verify_warm(&client.id, h, reading.secret)
+                    || proofs::holds(&client.id, h, reading.secret)
+            })
+            .then(|| client.clone())
+    })
+}
+
 /// Secret authentication over every reading of the credentials. A reading this backend
 /// verified before is accepted without argon2; otherwise each reading costs one
 /// verification (a dummy one when it names no client with a secret), so the time taken
 /// says nothing about which ids exist.
 fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
-    let with_secret = |r: &Reading<'_>| {
-        r.client.as_ref().and_then(|c| {
-            c.secret
-                .as_deref()
-                .map(|stored| (c.clone(), stored.to_owned()))
-        })
-    };
-    let accept = |client: Rc<Client>| {
+    let accept = |client: &Rc<Client>| {
         if client.active {
-            Ok(client)
+            Ok(client.clone())
         } else {
             Err(OAuthError::InvalidClient(INACTIVE.into()))
         }
     };
     for reading in readings {
-        if let Some((client, stored)) = with_secret(reading) {
-            let warm = secret::verify_warm(&client.id, &stored, reading.secret)
-                || client.previous_secret().is_some_and(|previous| {
-                    secret::verify_warm(&client.id, previous, reading.secret)
-                });
-            if warm {
+        if let Some(client) = &reading.client {
+            if hashes(client).any(|h| secret::verify_warm(&client.id, h, reading.secret)) {
                 return accept(client);
             }
         }
@@ -307,14 +330,13 @@ fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
     // Cold: argon2, within the cluster-wide bound (limits.rs); one slot for the readings.
     let _slot = limits::Slot::acquire(limits::Wait::Bounded)?;
     for reading in readings {
-        match with_secret(reading) {
-            Some((client, stored)) => {
-                let verified = secret::verify(&client.id, &stored, reading.secret)
-                    || client.previous_secret().is_some_and(|previous| {
-                        secret::verify(&client.id, previous, reading.secret)
-                    });
-                if verified {
-                    return accept(client);
+        match reading.client.as_ref().filter(|c| c.secret.is_some()) {
+            Some(client) => {
+                for stored in hashes(client) {
+                    if secret::verify(&client.id, stored, reading.secret) {
+                        proofs::remember(&client.id, stored, reading.secret);
+                        return accept(client);
+                    }
                 }
             }
             None => {
@@ -388,7 +410,14 @@ fn client_before_write<'a>(
         match secret::classify(&plain) {
             secret::SecretValue::Plaintext => {
                 let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
-                new.set_by_name("secret", secret::hash(&plain).or_raise())?;
+                let hashed = secret::hash(&plain).or_raise();
+                // Proven from the start: the client is never locked out by guessers, not
+                // even before its first request (a rolled-back write leaves a proof for a
+                // hash that never exists, which matches nothing).
+                if let Some(id) = new.get_by_name::<String>("id")? {
+                    proofs::remember(&id, &hashed, &plain);
+                }
+                new.set_by_name("secret", hashed)?;
             }
             secret::SecretValue::Argon2Hash => {}
             secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(

@@ -19,6 +19,7 @@ mod keys;
 mod limits;
 mod metadata;
 mod policy;
+mod proofs;
 mod redact;
 mod refresh;
 mod scope;

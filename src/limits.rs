@@ -40,7 +40,9 @@ pub struct Slot {
     tag: pg_sys::LOCKTAG,
 }
 
-fn tag(slot: u32) -> pg_sys::LOCKTAG {
+/// A cluster-wide lock tag of pg_oauth's own: the argon2 slots are 0..n, other uses take
+/// numbers from the top (proofs.rs: u32::MAX).
+pub fn cluster_tag(slot: u32) -> pg_sys::LOCKTAG {
     pg_sys::LOCKTAG {
         locktag_field1: 0, // InvalidOid: cluster-wide, out of SQL's reach
         locktag_field2: TAG_SPACE,
@@ -76,7 +78,7 @@ impl Slot {
         let first = unsafe { pg_sys::MyProcPid } as u32 % slots;
         loop {
             for i in 0..slots {
-                let tag = tag((first + i) % slots);
+                let tag = cluster_tag((first + i) % slots);
                 // SAFETY: a transaction-level lock on a tag of our own; dontWait, so this
                 // never blocks; the resource owner releases it on abort.
                 let got =

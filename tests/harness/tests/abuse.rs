@@ -234,3 +234,85 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
         .get(0);
     assert_eq!(recorded, 0);
 }
+
+/// Through the shipped PostgREST recipe every caller shares PostgREST's address: 1,000
+/// wrong guesses for a client, then the real client still gets its tokens, from
+/// connections that never verified its secret; the guesser got at most
+/// pg_oauth.lockout_threshold verified guesses. Short secrets keep the plain lockout.
+#[test]
+fn guessers_sharing_the_clients_address_cannot_lock_it_out() {
+    let cluster = Cluster::start("abuse-lockout", &[]);
+    cluster.recipe_app(&repo_root().join("examples/postgrest/setup.sql"), &[]);
+    let rest = PostgRest::start(&cluster, "app");
+    let mut db = cluster.connect("app");
+    let strong = "Kq3vZ8yT1bW6nR4pL0sX9dF2gH7jM5cV-aE_uIoP3kQ";
+    db.execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('svc', $1, '{notes:read}', 'jwt')",
+        &[&strong],
+    )
+    .unwrap();
+    db.batch_execute("INSERT INTO oauth.policy (client_id, role) VALUES ('svc', 'api_user')")
+        .unwrap();
+    let http = reqwest::blocking::Client::new();
+    let token = |id: &str, secret: &str| {
+        http.post(rest.url("/rpc/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .unwrap()
+            .status()
+    };
+    for i in 0..1000 {
+        // Short and long guesses: both meet the lockout.
+        let guess = if i % 2 == 0 {
+            format!("guess-{i}")
+        } else {
+            format!("{}{i:04}", &strong[..40])
+        };
+        assert_eq!(token("svc", &guess), reqwest::StatusCode::UNAUTHORIZED);
+    }
+    let served = (0..100)
+        .filter(|_| token("svc", strong) == reqwest::StatusCode::OK)
+        .count();
+    eprintln!("the real client got {served} of 100 after 1,000 guesses");
+    assert!(served >= 99, "the real client got {served} of 100");
+    let verified_guesses: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.auth_failure WHERE client_id = 'svc'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let threshold: i64 = db
+        .query_one(
+            "SELECT current_setting('pg_oauth.lockout_threshold')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        (1..=threshold).contains(&verified_guesses),
+        "{verified_guesses} verified guesses"
+    );
+    let locked: bool = db
+        .query_one(
+            "SELECT locked_until > now() FROM oauth.client_lockout WHERE client_id = 'svc'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(locked, "the guessers are locked out");
+
+    // A secret under 32 characters has no proof to stand on: the lockout holds for all.
+    for i in 0..threshold {
+        assert_eq!(
+            token("api-client", &format!("guess-{i}")),
+            reqwest::StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        token("api-client", "verysecret"),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+}
