@@ -13,7 +13,10 @@ VALUES ('bench-opaque', 'benchsecret', '{read}', 'opaque', NULL, 86400, false),
        ('bench-eddsa', 'benchsecret', '{read}', 'jwt', 'EdDSA', 86400, false),
        ('bench-rs256', 'benchsecret', '{read}', 'jwt', 'RS256', 86400, false),
        ('bench-hs256', 'benchsecret', '{read}', 'jwt', 'HS256', 86400, false),
-       ('bench-refresh', 'benchsecret', '{read}', 'opaque', NULL, 86400, true);
+       ('bench-refresh', 'benchsecret', '{read}', 'opaque', NULL, 86400, true),
+       -- The flood scenario's client: a generated-length secret, so its proof lets it
+       -- through while the flood's shared source is throttled.
+       ('bench-flood', 'Kq3vZ8yT1bW6nR4pL0sX9dF2gH7jM5cV-aE_uIoP3kQ', '{read}', 'opaque', NULL, 86400, false);
 SELECT oauth.ensure_signing_keys(alg) FROM unnest('{ES256,EdDSA,RS256,HS256}'::text[]) AS alg;
 
 -- One refresh token chain per pgbench client (:client_id), reseeded before each run.

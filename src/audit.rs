@@ -21,6 +21,7 @@ use crate::cache::{Cache, Source};
 use crate::db::{self, Statement};
 use crate::error::{OAuthError, Result};
 use crate::gucs;
+use crate::shared::sources;
 
 /// Longest client id and source kept (ids longer than this cannot exist: see oauth.client).
 const MAX_ID_CHARS: usize = 255;
@@ -145,6 +146,15 @@ fn state(spi: &SpiClient<'_>, client_id: &str, source: &str) -> Result<Option<St
     })
 }
 
+fn now_secs() -> i64 {
+    db::now_micros() / 1_000_000
+}
+
+/// The window over which failures count, per client and per source.
+fn window_secs() -> i64 {
+    i64::from(gucs::LOCKOUT_WINDOW.get())
+}
+
 /// One client authentication attempt, from the lockout check to its outcome.
 pub struct Attempt {
     client_id: String,
@@ -168,6 +178,13 @@ impl Attempt {
                 return Err(OAuthError::locked_out((left + 999_999) / 1_000_000));
             }
         }
+        let limit = gucs::SOURCE_FAILURE_LIMIT.get();
+        if limit > 0 {
+            let (failures, left) = sources::failures(&source, now_secs(), window_secs());
+            if failures >= limit as u32 {
+                return Err(OAuthError::source_throttled(left.max(1)));
+            }
+        }
         Ok(Attempt {
             client_id: client_id.to_owned(),
             source,
@@ -189,10 +206,18 @@ impl Attempt {
     /// The client failed to authenticate: recorded when the request fails (see
     /// autonomous.rs), which it is about to.
     pub fn failed(self, reason: &str, guesses: i32) {
+        let mut reason = reason.to_owned();
+        let limit = gucs::SOURCE_FAILURE_LIMIT.get();
+        if guesses > 0 && limit > 0 {
+            // Counted now, in every backend's view: the throttle needs no table write.
+            if sources::count(&self.source, now_secs(), window_secs()) == limit as u32 {
+                reason.push_str("; the source is throttled for the rest of its window");
+            }
+        }
         autonomous::defer(autonomous::Action::RecordFailure(Failure {
             client_id: truncate(&self.client_id, MAX_ID_CHARS),
             source: self.source,
-            reason: reason.to_owned(),
+            reason,
             guesses,
             lockout: Lockout::current(),
         }));

@@ -13,9 +13,9 @@ use crate::db::{self, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::limits;
 use crate::policy;
-use crate::proofs;
 use crate::redact;
 use crate::secret;
+use crate::shared::proofs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenFormat {

@@ -51,6 +51,16 @@ pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
 pub const CLIENT_AUTH_FAILED: &str = "client authentication failed";
 
 impl OAuthError {
+    /// Too many failures from the caller's source, whatever client ids they named.
+    pub fn source_throttled(retry_after_secs: i64) -> Self {
+        OAuthError::LockedOut {
+            description: format!(
+                "too many failed authentications from this address; try again in {retry_after_secs} s"
+            ),
+            retry_after_secs,
+        }
+    }
+
     pub fn locked_out(retry_after_secs: i64) -> Self {
         OAuthError::LockedOut {
             description: format!(

@@ -17,6 +17,7 @@ pub static VERIFY_REVOCATION: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static LOCKOUT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
 pub static LOCKOUT_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static SOURCE_FAILURE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static SCOPES_SUPPORTED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -108,6 +109,16 @@ pub fn init() {
         86_400,
         GucContext::Suset,
         GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.source_failure_limit",
+        c"Failed client authentications from one source, whatever client ids they name, that throttle it for the rest of pg_oauth.lockout_window.",
+        c"Counted cluster-wide in shared memory; a throttled source gets no secret verified, except proven ones (32+ characters, verified before). 0: off.",
+        &SOURCE_FAILURE_LIMIT,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     GucRegistry::define_string_guc(
         c"pg_oauth.http_client_address_header",

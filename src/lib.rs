@@ -19,12 +19,12 @@ mod keys;
 mod limits;
 mod metadata;
 mod policy;
-mod proofs;
 mod redact;
 mod refresh;
 mod scope;
 mod secret;
 mod session;
+mod shared;
 mod token;
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -316,3 +316,56 @@ fn guessers_sharing_the_clients_address_cannot_lock_it_out() {
         reqwest::StatusCode::UNAUTHORIZED
     );
 }
+
+/// Rotating client ids does not escape throttling: failures are counted per source,
+/// cluster-wide, whatever ids they named; a throttled source gets no secret verified
+/// (no argon2, nothing recorded) except a proven one.
+#[test]
+fn a_source_that_rotates_client_ids_is_throttled() {
+    let cluster = Cluster::start("abuse-source", &[("pg_oauth.source_failure_limit", "5")]);
+    let mut db = cluster.create_db("oauth");
+    let strong = "Kq3vZ8yT1bW6nR4pL0sX9dF2gH7jM5cV-aE_uIoP3kQ";
+    db.execute(
+        "INSERT INTO oauth.client (id, secret) VALUES ('strong', $1), ('short', 'verysecret')",
+        &[&strong],
+    )
+    .unwrap();
+    let token_sql = "SELECT oauth.auth_token('client_credentials', $1, $2)";
+    let refusal = |db: &mut postgres::Client, id: &str, secret: &str| -> String {
+        let err = db.query_one(token_sql, &[&id, &secret]).unwrap_err();
+        let (code, message) = db_error(&err);
+        assert_eq!(code, "28P01", "{message}");
+        message
+    };
+    for i in 0..5 {
+        let message = refusal(&mut db, &format!("unknown-{i}"), "guess");
+        assert_eq!(message, "invalid_client: client authentication failed");
+    }
+    // From another connection too (the count is shared), for any id.
+    let mut other = cluster.connect("oauth");
+    for (id, secret) in [("unknown-6", "guess"), ("short", "verysecret")] {
+        let message = refusal(&mut other, id, secret);
+        assert!(
+            message.contains("too many failed authentications from this address"),
+            "{message}"
+        );
+    }
+    // A proven secret is still served.
+    other.query_one(token_sql, &[&"strong", &strong]).unwrap();
+    let rows: Vec<(String, String)> = db
+        .query(
+            "SELECT client_id, reason FROM oauth.auth_failure ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert!(
+        rows[4]
+            .1
+            .ends_with("the source is throttled for the rest of its window"),
+        "{rows:?}"
+    );
+}

@@ -110,6 +110,7 @@ fn random_input_gets_documented_errors_and_crashes_nothing() {
             ("pg_oauth.issuer", "https://issuer.fuzz"),
             // Failures are recorded either way; lockout would turn most calls into one answer.
             ("pg_oauth.lockout_threshold", "0"),
+            ("pg_oauth.source_failure_limit", "0"),
         ],
     );
     db.batch_execute(

@@ -432,64 +432,31 @@ fn main() {
     );
 
     // 4. Flood: a warm client's issuance alone and beside 4 connections guessing random
-    //    unknown client ids (bench/flood.sql), round by round; the most argon2 slots held at
-    //    once (pg_locks), and how many audit rows the flood wrote.
-    let mut alone = Stat::default();
-    let mut flooded = Stat::default();
-    let mut flood_ratio = Stat::default();
-    let mut peak_slots = 0i64;
-    let audit_rows = |db: &mut postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT (SELECT count(*) FROM oauth.auth_failure) + (SELECT count(*) FROM oauth.client_lockout)",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let rows_before = audit_rows(&mut db);
-    let opaque = root.join("bench/issuance/opaque.sql");
-    for round in 1..=rounds {
-        let a = pgbench(&cluster, &opaque, http_seconds);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = {
-            let stop = stop.clone();
-            let mut watch = cluster.connect("bench");
-            std::thread::spawn(move || {
-                let mut peak = 0i64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let held: i64 = watch
-                        .query_one(
-                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND granted",
-                            &[],
-                        )
-                        .unwrap()
-                        .get(0);
-                    peak = peak.max(held);
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                peak
-            })
-        };
-        let flood = {
-            let port = cluster.port;
-            let script = root.join("bench/flood.sql");
-            let seconds = http_seconds + 2;
-            std::thread::spawn(move || pgbench_at(port, &script, seconds))
-        };
-        std::thread::sleep(Duration::from_secs(1));
-        let f = pgbench(&cluster, &opaque, http_seconds);
-        let flood_tps = flood.join().unwrap();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        peak_slots = peak_slots.max(sampler.join().unwrap());
-        println!(
-            "  flood round {round}: warm client alone {a:.0} tx/s, beside the flood {f:.0} tx/s ({:.2}); flood {flood_tps:.0} guesses/s",
-            f / a
-        );
-        alone.push(a);
-        flooded.push(f);
-        flood_ratio.push(f / a);
+    //    unknown client ids (bench/flood.sql) from the same source, round by round: with the
+    //    default per-source throttle, and with it off (as if every guess came from its own
+    //    address: only the argon2 bound holds); the most argon2 slots held at once
+    //    (pg_locks), and how many audit rows each flood wrote.
+    let flood_client = root.join("bench/flood_client.sql");
+    let mut floods: Vec<Flood> = Vec::new();
+    for (label, limit) in [
+        ("per-source throttle on (100)", "100"),
+        ("per-source throttle off", "0"),
+    ] {
+        db.batch_execute(&format!(
+            "ALTER DATABASE bench SET pg_oauth.source_failure_limit = {limit}"
+        ))
+        .unwrap();
+        floods.push(flood(
+            &cluster,
+            &flood_client,
+            &root.join("bench/flood.sql"),
+            rounds,
+            http_seconds,
+            label,
+        ));
     }
-    let flood_rows = audit_rows(&mut db) - rows_before;
+    db.batch_execute("ALTER DATABASE bench RESET pg_oauth.source_failure_limit")
+        .unwrap();
     // The bound in force: the setting, or its default of half the CPUs.
     let argon2_bound = match db
         .query_one(
@@ -595,20 +562,19 @@ fn main() {
         cold.show(1),
         warm.median()
     ));
-    table.push_str(&format!(
-        "| Flood: warm client's issuance beside 4 connections guessing unknown ids | {} tx/s | alone {:.0} tx/s | {} | ≥ 0.5 |\n",
-        flooded.show(0),
-        alone.median(),
-        flood_ratio.show(2)
-    ));
-    table.push_str(&format!(
-        "| Flood: most argon2 verifications at once (pg_locks, sampled) | {peak_slots} | pg_oauth.argon2_concurrency = {} | | at the bound |\n",
-        argon2_bound
-    ));
-    table.push_str(&format!(
-        "| Flood: audit rows written by {rounds} × {}-s floods | {flood_rows} | | | O(1) per source (issue 13, not yet) |\n",
-        http_seconds + 2
-    ));
+    for f in &floods {
+        table.push_str(&format!(
+            "| Flood, {}: a warm client's issuance beside 4 connections guessing unknown ids | {} tx/s | alone {:.0} tx/s | {} | ≥ 0.5 |\n",
+            f.label,
+            f.flooded.show(0),
+            f.alone.median(),
+            f.ratio.show(2)
+        ));
+        table.push_str(&format!(
+            "| Flood, {}: most argon2 verifications at once (pg_locks, sampled); audit rows written | {} at once; {} rows | argon2_concurrency {argon2_bound} | | at the bound |\n",
+            f.label, f.peak_slots, f.rows
+        ));
+    }
     table.push_str(&format!(
         "| HTTP: POST /rpc/token through PostgREST (hey -c 16) | {} req/s | node-oidc-provider {:.0} req/s | {} | ≥ 2 |\n",
         http[0].show(0),
@@ -644,7 +610,7 @@ fn main() {
          - **Issuance**: `pgbench -n -c 4 -j 2 -T {seconds}` per scenario, scripts in `bench/issuance/`;\n  scenarios interleaved in each round. The floor inserts into `bench.floor_session`, created\n  `LIKE oauth.session INCLUDING ALL`. Every auth_token call authenticates its client with its\n  secret (warm: verified from the per-backend cache after the first call) and commits a session.\n  The refresh scenario exchanges each client's refresh token for the next.\n\
          - **Verification**: `SELECT count(oauth.auth_verify(t))` over {TOKENS} tokens per format,\n  with `pg_oauth.verify_revocation` on and off, against\n  `SELECT count(hmac(t, 'benchmark-key', 'sha256'))` (pgcrypto) over the same rows.\n\
          - **Cold secret**: 15 fresh connections, each timing its first auth_token (argon2id,\n  m = 19456 KiB, t = 2, p = 1) and then a warm one. argon2's working memory is 2 MiB-aligned\n  and advised for transparent huge pages (used when the setting above is `madvise` or `always`).\n\
-         - **Flood**: the opaque issuance script (4 connections) alone for {http_seconds} s, then\n  again while another pgbench (4 connections) runs `bench/flood.sql`: `auth_token` with a\n  random unknown client id, error caught. The peak of argon2 slots held is sampled from\n  `pg_locks` every 2 ms.\n\
+         - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 2 ms; audit rows are `auth_failure` + `client_lockout` rows.\n\
          - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n",
         secs = started.elapsed().as_secs_f64() / 60.0,
         pgrst = "12.0.2",
@@ -654,4 +620,84 @@ fn main() {
         "Wrote BENCHMARKS.md ({:.1} min).",
         started.elapsed().as_secs_f64() / 60.0
     );
+}
+
+/// One flood scenario's results.
+struct Flood {
+    label: &'static str,
+    alone: Stat,
+    flooded: Stat,
+    ratio: Stat,
+    peak_slots: i64,
+    rows: i64,
+}
+
+/// The client script alone, then beside the flood script, `rounds` times.
+fn flood(
+    cluster: &Cluster,
+    client: &Path,
+    flood_script: &Path,
+    rounds: u64,
+    seconds: u64,
+    label: &'static str,
+) -> Flood {
+    let mut db = cluster.connect("bench");
+    let audit_rows = |db: &mut postgres::Client| -> i64 {
+        db.query_one(
+            "SELECT (SELECT count(*) FROM oauth.auth_failure) + (SELECT count(*) FROM oauth.client_lockout)",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let rows_before = audit_rows(&mut db);
+    let mut result = Flood {
+        label,
+        alone: Stat::default(),
+        flooded: Stat::default(),
+        ratio: Stat::default(),
+        peak_slots: 0,
+        rows: 0,
+    };
+    for round in 1..=rounds {
+        let a = pgbench(cluster, client, seconds);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let stop = stop.clone();
+            let mut watch = cluster.connect("bench");
+            std::thread::spawn(move || {
+                let mut peak = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let held: i64 = watch
+                        .query_one(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND granted",
+                            &[],
+                        )
+                        .unwrap()
+                        .get(0);
+                    peak = peak.max(held);
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                peak
+            })
+        };
+        let flooding = {
+            let (port, script) = (cluster.port, flood_script.to_owned());
+            std::thread::spawn(move || pgbench_at(port, &script, seconds + 2))
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        let f = pgbench(cluster, client, seconds);
+        let guesses = flooding.join().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        result.peak_slots = result.peak_slots.max(sampler.join().unwrap());
+        println!(
+            "  flood ({label}) round {round}: client alone {a:.0} tx/s, beside the flood {f:.0} tx/s ({:.2}); flood {guesses:.0} guesses/s",
+            f / a
+        );
+        result.alone.push(a);
+        result.flooded.push(f);
+        result.ratio.push(f / a);
+    }
+    result.rows = audit_rows(&mut db) - rows_before;
+    result
 }

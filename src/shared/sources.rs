@@ -1,0 +1,68 @@
+//! Failed client authentications per source and window, whatever client ids they named:
+//! a caller that rotates ids (unknown ones cost a dummy argon2 each) is throttled all the
+//! same. Counted in shared memory at the moment of the failure, so the throttle applies at
+//! once in every backend, with no table write.
+
+use super::{bucket_of, key_of, segment};
+
+const BUCKETS: usize = 1024;
+const WAYS: usize = 4;
+
+#[repr(C)]
+pub(super) struct Entry {
+    key: [u8; 32],
+    /// Start of the counting window, in seconds since the epoch; 0: empty.
+    window_start: i64,
+    failures: u32,
+}
+
+pub(super) type Table = [[Entry; WAYS]; BUCKETS];
+
+/// Failures from `source` in its current window, and the seconds until that window ends.
+pub fn failures(source: &str, now: i64, window: i64) -> (u32, i64) {
+    let Some(segment) = segment() else {
+        return (0, 0);
+    };
+    let key = key_of(&[source.as_bytes()]);
+    segment.locked(|t| {
+        t.sources[bucket_of(&key, BUCKETS)]
+            .iter()
+            .find(|e| e.window_start != 0 && e.key == key && now < e.window_start + window)
+            .map_or((0, 0), |e| (e.failures, e.window_start + window - now))
+    })
+}
+
+/// Count one failure from `source`; returns the failures in its window, this one included.
+/// A window starts at a source's first failure after the previous one ended. When a bucket
+/// is full, the entry with the fewest failures makes room (a caller that fills buckets with
+/// sources of its own evicts only its own counters first).
+pub fn count(source: &str, now: i64, window: i64) -> u32 {
+    let Some(segment) = segment() else {
+        return 0;
+    };
+    let key = key_of(&[source.as_bytes()]);
+    segment.locked(|t| {
+        let ways = &mut t.sources[bucket_of(&key, BUCKETS)];
+        let live = |e: &Entry| e.window_start != 0 && now < e.window_start + window;
+        if let Some(e) = ways
+            .iter_mut()
+            .find(|e| e.window_start != 0 && e.key == key)
+        {
+            if !live(e) {
+                e.window_start = now;
+                e.failures = 0;
+            }
+            e.failures = e.failures.saturating_add(1);
+            return e.failures;
+        }
+        let slot = (0..WAYS)
+            .min_by_key(|&i| if live(&ways[i]) { ways[i].failures } else { 0 })
+            .unwrap_or(0);
+        ways[slot] = Entry {
+            key,
+            window_start: now,
+            failures: 1,
+        };
+        1
+    })
+}
