@@ -66,6 +66,13 @@ pub fn concurrency() -> u32 {
 impl Slot {
     /// Take a slot, waiting as `wait` says.
     pub fn acquire(wait: Wait) -> Result<Slot> {
+        Ok(Slot::acquire_unless(wait, || false)?.expect("never needless"))
+    }
+
+    /// Take a slot as `acquire` does, unless `needless()` turns true first (checked before
+    /// each round of attempts): then `None`. So a caller whose work another backend has
+    /// just done (proofs.rs) stops queueing for a slot it no longer needs.
+    pub fn acquire_unless(wait: Wait, mut needless: impl FnMut() -> bool) -> Result<Option<Slot>> {
         let slots = concurrency();
         let deadline = match wait {
             Wait::Bounded => {
@@ -77,6 +84,9 @@ impl Slot {
         // SAFETY: reading this backend's pid.
         let first = unsafe { pg_sys::MyProcPid } as u32 % slots;
         loop {
+            if needless() {
+                return Ok(None);
+            }
             for i in 0..slots {
                 let tag = cluster_tag((first + i) % slots);
                 // SAFETY: a transaction-level lock on a tag of our own; dontWait, so this
@@ -84,7 +94,7 @@ impl Slot {
                 let got =
                     unsafe { pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, true) };
                 if got != pg_sys::LockAcquireResult::LOCKACQUIRE_NOT_AVAIL {
-                    return Ok(Slot { tag });
+                    return Ok(Some(Slot { tag }));
                 }
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {

@@ -311,6 +311,13 @@ pub fn verify(client_id: &str, stored_hash: &str, plain: &str) -> bool {
     if !argon2_verify(plain, stored_hash) {
         return false;
     }
+    remember_warm(client_id, stored_hash, plain);
+    true
+}
+
+/// Remember in this backend that `plain` is `client_id`'s secret under `stored_hash`
+/// (verified by argon2 here, or proven elsewhere in the cluster: shared/proofs.rs).
+pub fn remember_warm(client_id: &str, stored_hash: &str, plain: &str) {
     WARM.with_borrow_mut(|warm| {
         let warm = warm.get_or_insert_with(WarmCache::new);
         if warm.verified.len() >= CACHE_CAPACITY {
@@ -320,7 +327,6 @@ pub fn verify(client_id: &str, stored_hash: &str, plain: &str) -> bool {
         warm.verified
             .insert((client_id.to_owned(), stored_hash.to_owned()), presented);
     });
-    true
 }
 
 #[cfg(test)]

@@ -135,7 +135,8 @@ fn failures_that_cannot_be_recorded_are_counted() {
 /// At most pg_oauth.argon2_concurrency argon2 computations run at once in the cluster; a
 /// cold verification beyond it waits pg_oauth.argon2_wait, then answers
 /// temporarily_unavailable (SQLSTATE 53000; over HTTP 429 + one Retry-After). A warm client
-/// never waits.
+/// never waits, nor does a connection that never verified a secret proven in the cluster
+/// (written in plaintext, or verified by another backend): the slot is for unknown work.
 #[test]
 fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     let cluster = Cluster::start(
@@ -157,6 +158,13 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     db.execute(
         "INSERT INTO oauth.client (id, secret) VALUES ('slow', $1), ('warm', 'warm-secret')",
         &[&slow],
+    )
+    .unwrap();
+    // The same secret imported as a hash under another id: nothing in the cluster proves it.
+    db.execute(
+        "INSERT INTO oauth.client (id, secret)
+         SELECT 'imported', secret FROM oauth.client WHERE id = 'warm'",
+        &[],
     )
     .unwrap();
     let token_sql = "SELECT oauth.auth_token('client_credentials', $1, $2)";
@@ -189,7 +197,7 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     // A cold verification now: refused at once, in SQL...
     let mut cold = cluster.connect("app");
     let err = cold
-        .query_one(token_sql, &[&"api-client", &"verysecret"])
+        .query_one(token_sql, &[&"imported", &"warm-secret"])
         .unwrap_err();
     let (code, message) = db_error(&err);
     assert_eq!(code, "53000", "{message}");
@@ -197,7 +205,7 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     // ...and over HTTP (PostgREST's connections are cold too).
     let resp = reqwest::blocking::Client::new()
         .post(rest.url("/rpc/token"))
-        .basic_auth("api-client", Some("verysecret"))
+        .basic_auth("imported", Some("warm-secret"))
         .form(&[("grant_type", "client_credentials")])
         .send()
         .unwrap();
@@ -211,9 +219,24 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     assert_eq!(retry, ["1"], "{:?}", resp.headers());
     let body: serde_json::Value = resp.json().unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
-    // A warm client is not held up.
+    // A warm client is not held up; nor are fresh connections whose secret is proven in the
+    // cluster: written in plaintext by the recipe (never verified yet), or verified by the
+    // `warm` connection.
     warm.query_one(token_sql, &[&"warm", &"warm-secret"])
         .unwrap();
+    for (id, secret) in [("api-client", "verysecret"), ("warm", "warm-secret")] {
+        cluster
+            .connect("app")
+            .query_one(token_sql, &[&id, &secret])
+            .unwrap();
+    }
+    let resp = reqwest::blocking::Client::new()
+        .post(rest.url("/rpc/token"))
+        .basic_auth("api-client", Some("verysecret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), reqwest::StatusCode::OK);
     assert!(
         slot_held(&mut db),
         "the slow verification was still running"
@@ -222,12 +245,12 @@ fn argon2_work_is_bounded_cluster_wide_and_warm_clients_never_wait() {
     let (code, _) = db_error(&holder.join().unwrap());
     assert_eq!(code, "28P01");
     assert!(!slot_held(&mut db), "released after the hash");
-    cold.query_one(token_sql, &[&"api-client", &"verysecret"])
+    cold.query_one(token_sql, &[&"imported", &"warm-secret"])
         .unwrap();
     // Not a failed authentication: nothing recorded for the refused requests.
     let recorded: i64 = db
         .query_one(
-            "SELECT count(*) FROM oauth.auth_failure WHERE client_id = 'api-client'",
+            "SELECT count(*) FROM oauth.auth_failure WHERE client_id = 'imported'",
             &[],
         )
         .unwrap()
