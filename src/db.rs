@@ -263,7 +263,8 @@ unsafe impl pgrx::callconv::BoxRet for Jsonb {
     }
 }
 
-/// Sleep on the latch for `ms` milliseconds (no CPU; interrupts and postmaster death end it).
+/// Sleep on the latch for up to `ms` milliseconds (no CPU; interrupts and postmaster death
+/// end it): a latch set by someone else (a worker we wait for, sinval catch-up) wakes it early.
 pub fn sleep_ms(ms: i64) {
     // SAFETY: a latch wait with a timeout, as PostgreSQL's own waits do.
     unsafe {
@@ -276,6 +277,18 @@ pub fn sleep_ms(ms: i64) {
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
     pg_sys::check_for_interrupts!();
+}
+
+/// Sleep on the latch for the whole of `ms` milliseconds, however often the latch is set.
+pub fn pause_ms(ms: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms.max(0) as u64);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        sleep_ms(left.as_millis().max(1) as i64);
+    }
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ pub static SMART_EXPAND_WILDCARDS: GucSetting<bool> = GucSetting::<bool>::new(tr
 pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 pub static ARGON2_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static ARGON2_WAIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static REFUSAL_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -171,6 +172,16 @@ pub fn init() {
         &ARGON2_WAIT,
         0,
         60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.refusal_delay",
+        c"How long an SQL caller's attempt refused by a lockout or a throttled source waits before its error.",
+        c"As auth_delay does for logins: a connection that keeps guessing gets at most 1000/delay answers a second and spends no CPU meanwhile. Not applied over HTTP, where it would hold a shared pool connection.",
+        &REFUSAL_DELAY,
+        0,
+        10_000,
         GucContext::Suset,
         GucFlags::UNIT_MS,
     );

@@ -392,3 +392,100 @@ fn a_source_that_rotates_client_ids_is_throttled() {
         "{rows:?}"
     );
 }
+
+/// A refusal (lockout, throttled source) costs no argon2, so a guesser would get refusals as
+/// fast as it asks. SQL callers wait pg_oauth.refusal_delay first, on the latch (visible as
+/// an Extension wait, cancellable, nothing recorded); over HTTP refusals are answered at once,
+/// because a wait would hold one of PostgREST's pooled connections for the guesser.
+#[test]
+fn refusals_are_paced_for_sql_callers_and_never_hold_an_http_pool_connection() {
+    let cluster = Cluster::start(
+        "abuse-pacing",
+        &[
+            ("pg_oauth.source_failure_limit", "2"),
+            ("pg_oauth.refusal_delay", "60000"),
+        ],
+    );
+    cluster.recipe_app(&repo_root().join("examples/postgrest/setup.sql"), &[]);
+    let mut db = cluster.connect("app");
+    db.batch_execute(
+        "ALTER DATABASE app SET pg_oauth.http_client_address_header = 'x-forwarded-for'",
+    )
+    .unwrap();
+    let rest = PostgRest::start(&cluster, "app");
+
+    // Over HTTP, from 203.0.113.7: two failures, then refusals, each answered at once (a
+    // paced one would take 60 s and time out).
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let attempt = || {
+        http.post(rest.url("/rpc/token"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .basic_auth("nobody", Some("guess"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .expect("answered without a refusal delay")
+    };
+    for _ in 0..2 {
+        assert_eq!(attempt().status(), reqwest::StatusCode::UNAUTHORIZED);
+    }
+    for _ in 0..3 {
+        let resp = attempt();
+        assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().contains_key("retry-after"));
+        let body: serde_json::Value = resp.json().unwrap();
+        let description = body["error_description"].as_str().unwrap_or_default();
+        assert!(
+            description.contains("too many failed authentications from this address"),
+            "{body}"
+        );
+    }
+
+    // In SQL, from this connection's address: two failures, then a refusal that waits.
+    let token_sql = "SELECT oauth.auth_token('client_credentials', $1, 'guess')";
+    for i in 0..2 {
+        let err = db.query_one(token_sql, &[&format!("sql-{i}")]).unwrap_err();
+        assert_eq!(
+            db_error(&err).1,
+            "invalid_client: client authentication failed"
+        );
+    }
+    let mut guesser = cluster.connect("app");
+    let guesser_pid: i32 = guesser
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let refused =
+        std::thread::spawn(move || guesser.query_one(token_sql, &[&"sql-refused"]).unwrap_err());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: bool = db
+            .query_one(
+                "SELECT count(*) = 1 FROM pg_stat_activity
+                  WHERE pid = $1 AND state = 'active' AND wait_event_type = 'Extension'",
+                &[&guesser_pid],
+            )
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the refused SQL caller never waited on its latch"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    db.execute("SELECT pg_cancel_backend($1)", &[&guesser_pid])
+        .unwrap();
+    let err = refused.join().unwrap();
+    assert_eq!(db_error(&err).0, "57014", "cancelled while it waited");
+    // Refusals are not failures: two per source were recorded, nothing more.
+    let recorded: i64 = db
+        .query_one("SELECT count(*) FROM oauth.auth_failure", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 4);
+}

@@ -610,7 +610,7 @@ fn main() {
          - **Issuance**: `pgbench -n -c 4 -j 2 -T {seconds}` per scenario, scripts in `bench/issuance/`;\n  scenarios interleaved in each round. The floor inserts into `bench.floor_session`, created\n  `LIKE oauth.session INCLUDING ALL`. Every auth_token call authenticates its client with its\n  secret (warm: verified from the per-backend cache after the first call) and commits a session.\n  The refresh scenario exchanges each client's refresh token for the next.\n\
          - **Verification**: `SELECT count(oauth.auth_verify(t))` over {TOKENS} tokens per format,\n  with `pg_oauth.verify_revocation` on and off, against\n  `SELECT count(hmac(t, 'benchmark-key', 'sha256'))` (pgcrypto) over the same rows.\n\
          - **Cold secret**: 15 fresh connections, each timing its first auth_token (argon2id,\n  m = 19456 KiB, t = 2, p = 1) and then a warm one. argon2's working memory is 2 MiB-aligned\n  and advised for transparent huge pages (used when the setting above is `madvise` or `always`).\n\
-         - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 2 ms; audit rows are `auth_failure` + `client_lockout` rows.\n\
+         - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 10 ms (an argon2 verification holds its slot about 17 ms); audit rows are `auth_failure` + `client_lockout` rows.\n\
          - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n",
         secs = started.elapsed().as_secs_f64() / 60.0,
         pgrst = "12.0.2",
@@ -676,7 +676,7 @@ fn flood(
                         .unwrap()
                         .get(0);
                     peak = peak.max(held);
-                    std::thread::sleep(Duration::from_millis(2));
+                    std::thread::sleep(Duration::from_millis(10));
                 }
                 peak
             })
