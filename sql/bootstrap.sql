@@ -280,6 +280,22 @@ COMMENT ON TABLE oauth.auth_failure IS
 COMMENT ON COLUMN oauth.auth_failure.source IS
     'The caller''s address: the connection''s (local for Unix sockets) or, over PostgREST, the header named by pg_oauth.http_client_address_header.';
 
+-- Requests refused because their source had too many failed authentications in its window
+-- (pg_oauth.source_failure_limit): one row per source and window, however many ids the
+-- source tried, so a flood of invented client ids adds O(1) rows. `refused` is written at
+-- the 1st, 2nd, 4th, 8th ... refusal: at least half the true count.
+CREATE TABLE oauth.source_throttle (
+    source        text NOT NULL,
+    window_start  timestamptz NOT NULL,
+    first_at      timestamptz NOT NULL DEFAULT now(),
+    last_at       timestamptz NOT NULL DEFAULT now(),
+    refused       bigint NOT NULL,
+    PRIMARY KEY (source, window_start)
+);
+
+COMMENT ON TABLE oauth.source_throttle IS
+    'Requests refused per throttled source and window (pg_oauth.source_failure_limit); refused is at least half the true count (written at 1, 2, 4, 8, ... refusals).';
+
 -- Lockout state per (client id, source): failures counted in the current window, and the
 -- end of a lockout. A successful authentication from the source deletes its row; so may a
 -- DBA, to end a lockout early.

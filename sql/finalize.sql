@@ -175,10 +175,15 @@ CREATE VIEW oauth.audit_event AS
     UNION ALL
     SELECT a.at, 'authentication failed', a.client_id, NULL,
            jsonb_build_object('source', a.source, 'reason', a.reason)
-      FROM oauth.auth_failure a;
+      FROM oauth.auth_failure a
+    UNION ALL
+    SELECT t.first_at, 'source throttled', NULL, NULL,
+           jsonb_build_object('source', t.source, 'window_start', t.window_start,
+                              'refused', t.refused, 'last_at', t.last_at)
+      FROM oauth.source_throttle t;
 
 COMMENT ON VIEW oauth.audit_event IS
-    'Audit trail: tokens issued and revoked, refresh grants revoked, failed client authentications (and lockouts).';
+    'Audit trail: tokens issued and revoked, refresh grants revoked, failed client authentications (and lockouts), requests refused per throttled source and window.';
 
 -- Housekeeping: delete what has expired, at most max_rows rows per call (so a scheduled
 -- call has a bounded cost; call again while it returns max_rows). Sessions and refresh
@@ -250,6 +255,13 @@ BEGIN
                             WHERE at < cutoff ORDER BY id LIMIT budget));
     GET DIAGNOSTICS n = ROW_COUNT;
     relation := 'auth_failure'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
+    DELETE FROM oauth.source_throttle
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.source_throttle
+                              WHERE last_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'source_throttle'; deleted := n; RETURN NEXT;
     budget := budget - n;
 
     -- Lockout rows whose lockout and counting window are both over count for nothing.
@@ -395,6 +407,7 @@ GRANT UPDATE (revoked_at, revoked_reason) ON oauth.session TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.refresh_family, oauth.refresh_token TO oauth_admin;
 GRANT UPDATE (revoked_at, revoked_reason) ON oauth.refresh_family TO oauth_admin;
 GRANT SELECT ON oauth.auth_failure, oauth.audit_event TO oauth_admin;
+GRANT SELECT ON oauth.source_throttle TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_lockout TO oauth_admin;
 -- Keys: the admin sees and may delete keys (e.g. a compromised one) but never private parts.
 GRANT SELECT (kid, alg, public_jwk, state, created_at, activated_at, retired_at, expires_at)

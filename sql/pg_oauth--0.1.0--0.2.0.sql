@@ -214,6 +214,13 @@ BEGIN
     relation := 'auth_failure'; deleted := n; RETURN NEXT;
     budget := budget - n;
 
+    DELETE FROM oauth.source_throttle
+     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.source_throttle
+                              WHERE last_at < cutoff LIMIT budget));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    relation := 'source_throttle'; deleted := n; RETURN NEXT;
+    budget := budget - n;
+
     -- Lockout rows whose lockout and counting window are both over count for nothing.
     DELETE FROM oauth.client_lockout
      WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_lockout
@@ -259,3 +266,51 @@ COMMENT ON FUNCTION oauth.audit_dropped_events() IS
 
 REVOKE ALL ON FUNCTION oauth.audit_dropped_events() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.audit_dropped_events() TO oauth_admin;
+
+-- Requests refused per throttled source and window, in the audit trail.
+-- Requests refused because their source had too many failed authentications in its window
+-- (pg_oauth.source_failure_limit): one row per source and window, however many ids the
+-- source tried, so a flood of invented client ids adds O(1) rows. `refused` is written at
+-- the 1st, 2nd, 4th, 8th ... refusal: at least half the true count.
+CREATE TABLE oauth.source_throttle (
+    source        text NOT NULL,
+    window_start  timestamptz NOT NULL,
+    first_at      timestamptz NOT NULL DEFAULT now(),
+    last_at       timestamptz NOT NULL DEFAULT now(),
+    refused       bigint NOT NULL,
+    PRIMARY KEY (source, window_start)
+);
+
+COMMENT ON TABLE oauth.source_throttle IS
+    'Requests refused per throttled source and window (pg_oauth.source_failure_limit); refused is at least half the true count (written at 1, 2, 4, 8, ... refusals).';
+
+GRANT SELECT ON oauth.source_throttle TO oauth_admin;
+
+CREATE OR REPLACE VIEW oauth.audit_event AS
+    SELECT s.issued_at AS at, 'token issued'::text AS event, s.client_id, s.id AS session_id,
+           jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
+                              'role', s.role, 'expires_at', s.expires_at,
+                              'refresh_grant', s.family_id) AS detail
+      FROM oauth.session s
+    UNION ALL
+    SELECT s.revoked_at, 'token revoked', s.client_id, s.id,
+           jsonb_build_object('reason', s.revoked_reason)
+      FROM oauth.session s
+     WHERE s.revoked_at IS NOT NULL
+    UNION ALL
+    SELECT f.revoked_at, 'refresh grant revoked', f.client_id, NULL,
+           jsonb_build_object('refresh_grant', f.id, 'reason', f.revoked_reason)
+      FROM oauth.refresh_family f
+     WHERE f.revoked_at IS NOT NULL
+    UNION ALL
+    SELECT a.at, 'authentication failed', a.client_id, NULL,
+           jsonb_build_object('source', a.source, 'reason', a.reason)
+      FROM oauth.auth_failure a
+    UNION ALL
+    SELECT t.first_at, 'source throttled', NULL, NULL,
+           jsonb_build_object('source', t.source, 'window_start', t.window_start,
+                              'refused', t.refused, 'last_at', t.last_at)
+      FROM oauth.source_throttle t;
+
+COMMENT ON VIEW oauth.audit_event IS
+    'Audit trail: tokens issued and revoked, refresh grants revoked, failed client authentications (and lockouts), requests refused per throttled source and window.';

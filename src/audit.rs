@@ -11,7 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 
-use pgrx::pg_sys::BuiltinOid::{INT4OID, TEXTOID};
+use pgrx::pg_sys::BuiltinOid::{INT4OID, INT8OID, TEXTOID};
 use pgrx::spi::SpiClient;
 use pgrx::{pg_extern, search_path};
 use serde::{Deserialize, Serialize};
@@ -31,13 +31,25 @@ const MAX_SOURCE_CHARS: usize = 100;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Failure {
     pub client_id: String,
+    /// The caller's address, as recorded in the audit trail.
     pub source: String,
+    /// What the lockout counts by (see `group_of`).
+    pub group: String,
     pub reason: String,
     /// How many guesses it counts toward a lockout: one per secret verified (a Basic
     /// header that reads several ways verifies each reading); none for an inactive
     /// client's correct credentials.
     pub guesses: i32,
     pub lockout: Lockout,
+}
+
+/// Requests refused because their source was throttled: one row per source and window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Throttled {
+    pub source: String,
+    /// Seconds since the epoch.
+    pub window_start: i64,
+    pub refused: i64,
 }
 
 /// The lockout settings of the failing request (the worker that records a failure runs
@@ -113,6 +125,23 @@ pub fn source_from_headers(headers: &serde_json::Value) -> Option<String> {
     (!clean.is_empty()).then(|| truncate(&clean, MAX_SOURCE_CHARS))
 }
 
+/// What lockouts and throttles count by: the source, except that an IPv6 address counts by
+/// its /64, the smallest network a site gets (RFC 6177): whoever holds one address holds 2^64
+/// of them. An IPv4-mapped address counts as the IPv4 address.
+fn group_of(source: &str) -> String {
+    match source.parse::<std::net::Ipv6Addr>() {
+        Ok(address) => match address.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = address.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+        Err(_) => source.to_owned(),
+    }
+}
+
 /// Run one request with `source` as its source (HTTP).
 pub fn request<R>(source: Option<String>, f: impl FnOnce() -> R) -> R {
     struct Reset;
@@ -176,6 +205,7 @@ fn paced(refusal: OAuthError) -> OAuthError {
 pub struct Attempt {
     client_id: String,
     source: String,
+    group: String,
     had_failures: bool,
 }
 
@@ -184,8 +214,9 @@ impl Attempt {
     /// work) while that client is locked out for this source.
     pub fn begin(spi: &SpiClient<'_>, client_id: &str) -> Result<Attempt> {
         let source = source(spi)?;
+        let group = group_of(&source);
         let state = if gucs::LOCKOUT_THRESHOLD.get() > 0 {
-            state(spi, client_id, &source)?
+            state(spi, client_id, &group)?
         } else {
             None
         };
@@ -196,15 +227,25 @@ impl Attempt {
             }
         }
         let limit = gucs::SOURCE_FAILURE_LIMIT.get();
-        if limit > 0 {
-            let (failures, left) = sources::failures(&source, now_secs(), window_secs());
-            if failures >= limit as u32 {
-                return Err(paced(OAuthError::source_throttled(left.max(1))));
+        let refused = (limit > 0)
+            .then(|| sources::refuse(&group, now_secs(), window_secs(), limit as u32))
+            .flatten();
+        if let Some(refusal) = refused {
+            // One aggregate row per source and window, written at the 1st, 2nd, 4th, 8th …
+            // refusal: the count is at least half the true one, for O(log n) writes.
+            if refusal.refused.is_power_of_two() {
+                autonomous::defer(autonomous::Action::RecordThrottled(Throttled {
+                    source: group.clone(),
+                    window_start: refusal.window_start,
+                    refused: i64::from(refusal.refused),
+                }));
             }
+            return Err(paced(OAuthError::source_throttled(refusal.left.max(1))));
         }
         Ok(Attempt {
             client_id: client_id.to_owned(),
             source,
+            group,
             had_failures: state.is_some_and(|s| s.failures > 0),
         })
     }
@@ -214,7 +255,7 @@ impl Attempt {
         if self.had_failures {
             CLEAR.execute(
                 spi,
-                &[self.client_id.as_str().into(), self.source.as_str().into()],
+                &[self.client_id.as_str().into(), self.group.as_str().into()],
             )?;
         }
         Ok(())
@@ -227,13 +268,14 @@ impl Attempt {
         let limit = gucs::SOURCE_FAILURE_LIMIT.get();
         if guesses > 0 && limit > 0 {
             // Counted now, in every backend's view: the throttle needs no table write.
-            if sources::count(&self.source, now_secs(), window_secs()) == limit as u32 {
+            if sources::count(&self.group, now_secs(), window_secs()) == limit as u32 {
                 reason.push_str("; the source is throttled for the rest of its window");
             }
         }
         autonomous::defer(autonomous::Action::RecordFailure(Failure {
             client_id: truncate(&self.client_id, MAX_ID_CHARS),
             source: self.source,
+            group: self.group,
             reason,
             guesses,
             lockout: Lockout::current(),
@@ -280,7 +322,7 @@ pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
                 spi,
                 &[
                     failure.client_id.as_str().into(),
-                    failure.source.as_str().into(),
+                    failure.group.as_str().into(),
                     failure.lockout.threshold.into(),
                     failure.lockout.window_secs.into(),
                     failure.lockout.duration_secs.into(),
@@ -304,6 +346,28 @@ pub fn record(spi: &mut SpiClient<'_>, failure: &Failure) -> Result<()> {
     Ok(())
 }
 
+static UPSERT_THROTTLED: Statement = Statement::new(
+    "INSERT INTO oauth.source_throttle AS t (source, window_start, refused)
+     VALUES ($1, pg_catalog.to_timestamp($2::float8), $3)
+     ON CONFLICT (source, window_start) DO UPDATE SET
+         refused = GREATEST(t.refused, EXCLUDED.refused),
+         last_at = GREATEST(t.last_at, EXCLUDED.last_at)",
+    &[TEXTOID, INT8OID, INT8OID],
+);
+
+/// Write (or raise) a throttled source's count of refusals in the current transaction.
+pub fn record_throttled(spi: &mut SpiClient<'_>, throttled: &Throttled) -> Result<()> {
+    UPSERT_THROTTLED.execute(
+        spi,
+        &[
+            throttled.source.as_str().into(),
+            throttled.window_start.into(),
+            throttled.refused.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 /// For oauth.purge_expired: the shortest retention it accepts (pg_oauth.audit_min_retention,
 /// read here because only a loaded library knows the setting is superuser-only).
 #[pg_extern(stable, parallel_safe, security_definer)]
@@ -315,6 +379,17 @@ fn audit_min_retention_secs() -> i32 {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn ipv6_sources_count_by_their_64_prefix() {
+        assert_eq!(group_of("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(group_of("2001:db8:1:2::ffff"), "2001:db8:1:2::/64");
+        assert_eq!(group_of("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+        assert_eq!(group_of("::ffff:192.0.2.7"), "192.0.2.7");
+        for kept in ["192.0.2.7", "local", "fe80::1%eth0", "unknown"] {
+            assert_eq!(group_of(kept), kept);
+        }
+    }
 
     #[test]
     fn long_values_are_cut_at_a_character_boundary() {

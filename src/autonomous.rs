@@ -33,6 +33,8 @@ pub enum Action {
     RevokeFamily { family: [u8; 16], reason: String },
     /// Record a failed client authentication (and count it toward a lockout).
     RecordFailure(crate::audit::Failure),
+    /// Record how many requests a throttled source has been refused in its window.
+    RecordThrottled(crate::audit::Throttled),
 }
 
 thread_local! {
@@ -128,6 +130,7 @@ impl Action {
                 })
             }
             Action::RecordFailure(f) => Action::RecordFailure(f.clone()),
+            Action::RecordThrottled(t) => Action::RecordThrottled(t.clone()),
             Action::RevokeFamily { family, reason } => Action::RevokeFamily {
                 family: *family,
                 reason: reason.clone(),
@@ -240,6 +243,7 @@ fn execute(spi: &mut SpiClient<'_>, action: &Action) -> Result<()> {
             crate::refresh::revoke_family(spi, family, reason)?;
         }
         Action::RecordFailure(failure) => crate::audit::record(spi, failure)?,
+        Action::RecordThrottled(throttled) => crate::audit::record_throttled(spi, throttled)?,
     }
     Ok(())
 }
@@ -252,7 +256,7 @@ fn execute_all(actions: &[Action]) {
         // waits for its rows.
         if actions
             .iter()
-            .all(|a| matches!(a, Action::RecordFailure(_)))
+            .all(|a| matches!(a, Action::RecordFailure(_) | Action::RecordThrottled(_)))
         {
             spi.update("SET LOCAL lock_timeout = '1s'", None, &[])?;
         }

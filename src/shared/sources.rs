@@ -1,7 +1,8 @@
 //! Failed client authentications per source and window, whatever client ids they named:
 //! a caller that rotates ids (unknown ones cost a dummy argon2 each) is throttled all the
 //! same. Counted in shared memory at the moment of the failure, so the throttle applies at
-//! once in every backend, with no table write.
+//! once in every backend, with no table write; so are the refusals of a throttled source,
+//! which the audit trail shows as one aggregate row per source and window (audit.rs).
 
 use super::{bucket_of, key_of, segment};
 
@@ -14,21 +15,40 @@ pub(super) struct Entry {
     /// Start of the counting window, in seconds since the epoch; 0: empty.
     window_start: i64,
     failures: u32,
+    /// Requests refused since the source was throttled, in this window.
+    refused: u32,
 }
 
 pub(super) type Table = [[Entry; WAYS]; BUCKETS];
 
-/// Failures from `source` in its current window, and the seconds until that window ends.
-pub fn failures(source: &str, now: i64, window: i64) -> (u32, i64) {
-    let Some(segment) = segment() else {
-        return (0, 0);
-    };
+/// A request refused because its source is throttled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// When the source's window started (seconds since the epoch).
+    pub window_start: i64,
+    /// Seconds until the window ends (and the throttle with it).
+    pub left: i64,
+    /// Refusals in this window, this one included.
+    pub refused: u32,
+}
+
+/// If `source` has had `limit` failures in its current window, count a refusal.
+pub fn refuse(source: &str, now: i64, window: i64, limit: u32) -> Option<Refusal> {
+    let segment = segment()?;
     let key = key_of(&[source.as_bytes()]);
     segment.locked(|t| {
-        t.sources[bucket_of(&key, BUCKETS)]
-            .iter()
-            .find(|e| e.window_start != 0 && e.key == key && now < e.window_start + window)
-            .map_or((0, 0), |e| (e.failures, e.window_start + window - now))
+        let e = t.sources[bucket_of(&key, BUCKETS)]
+            .iter_mut()
+            .find(|e| e.window_start != 0 && e.key == key && now < e.window_start + window)?;
+        if e.failures < limit {
+            return None;
+        }
+        e.refused = e.refused.saturating_add(1);
+        Some(Refusal {
+            window_start: e.window_start,
+            left: e.window_start + window - now,
+            refused: e.refused,
+        })
     })
 }
 
@@ -51,6 +71,7 @@ pub fn count(source: &str, now: i64, window: i64) -> u32 {
             if !live(e) {
                 e.window_start = now;
                 e.failures = 0;
+                e.refused = 0;
             }
             e.failures = e.failures.saturating_add(1);
             return e.failures;
@@ -62,6 +83,7 @@ pub fn count(source: &str, now: i64, window: i64) -> u32 {
             key,
             window_start: now,
             failures: 1,
+            refused: 0,
         };
         1
     })

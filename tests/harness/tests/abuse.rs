@@ -375,6 +375,26 @@ fn a_source_that_rotates_client_ids_is_throttled() {
     }
     // A proven secret is still served.
     other.query_one(token_sql, &[&"strong", &strong]).unwrap();
+    for i in 7..9 {
+        refusal(&mut other, &format!("unknown-{i}"), "guess");
+    }
+    // However many ids it tried, the throttled source has one aggregate row for its window
+    // (written at the 1st, 2nd and 4th refusal), in the audit trail.
+    let throttled: Vec<(String, i64)> = db
+        .query(
+            "SELECT detail->>'source', (detail->>'refused')::bigint FROM oauth.audit_event
+              WHERE event = 'source throttled'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let failed_from: String = db
+        .query_one("SELECT DISTINCT source FROM oauth.auth_failure", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(throttled, vec![(failed_from, 4)]);
     let rows: Vec<(String, String)> = db
         .query(
             "SELECT client_id, reason FROM oauth.auth_failure ORDER BY id",
@@ -420,28 +440,50 @@ fn refusals_are_paced_for_sql_callers_and_never_hold_an_http_pool_connection() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let attempt = || {
+    let attempt = |from: &str| {
         http.post(rest.url("/rpc/token"))
-            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-for", from)
             .basic_auth("nobody", Some("guess"))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .expect("answered without a refusal delay")
     };
-    for _ in 0..2 {
-        assert_eq!(attempt().status(), reqwest::StatusCode::UNAUTHORIZED);
-    }
-    for _ in 0..3 {
-        let resp = attempt();
+    let description = |resp: reqwest::blocking::Response| -> String {
         assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
-        assert!(resp.headers().contains_key("retry-after"));
         let body: serde_json::Value = resp.json().unwrap();
-        let description = body["error_description"].as_str().unwrap_or_default();
-        assert!(
-            description.contains("too many failed authentications from this address"),
-            "{body}"
+        body["error_description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            description(attempt("203.0.113.7")),
+            "client authentication failed"
         );
     }
+    for _ in 0..3 {
+        let resp = attempt("203.0.113.7");
+        assert!(resp.headers().contains_key("retry-after"));
+        let said = description(resp);
+        assert!(
+            said.contains("too many failed authentications from this address"),
+            "{said}"
+        );
+    }
+    // IPv6 counts by /64: whoever has one address has 2^64 of them.
+    for from in ["2001:db8:5:6::1", "2001:db8:5:6:ffff:1:2:3"] {
+        assert_eq!(description(attempt(from)), "client authentication failed");
+    }
+    let said = description(attempt("2001:db8:5:6:abcd::9"));
+    assert!(
+        said.contains("too many failed authentications from this address"),
+        "{said}"
+    );
+    assert_eq!(
+        description(attempt("2001:db8:5:7::1")),
+        "client authentication failed"
+    );
 
     // In SQL, from this connection's address: two failures, then a refusal that waits.
     let token_sql = "SELECT oauth.auth_token('client_credentials', $1, 'guess')";
@@ -482,10 +524,21 @@ fn refusals_are_paced_for_sql_callers_and_never_hold_an_http_pool_connection() {
         .unwrap();
     let err = refused.join().unwrap();
     assert_eq!(db_error(&err).0, "57014", "cancelled while it waited");
-    // Refusals are not failures: two per source were recorded, nothing more.
-    let recorded: i64 = db
-        .query_one("SELECT count(*) FROM oauth.auth_failure", &[])
+    // Refusals are not failures: two per source were recorded (with their own addresses),
+    // and one for the other /64.
+    let recorded: Vec<String> = db
+        .query("SELECT source FROM oauth.auth_failure ORDER BY id", &[])
         .unwrap()
-        .get(0);
-    assert_eq!(recorded, 4);
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(recorded.len(), 7, "{recorded:?}");
+    assert_eq!(
+        recorded[2..5],
+        [
+            "2001:db8:5:6::1",
+            "2001:db8:5:6:ffff:1:2:3",
+            "2001:db8:5:7::1"
+        ]
+    );
 }

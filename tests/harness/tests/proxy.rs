@@ -228,3 +228,44 @@ fn raw_basic_and_the_callers_address_pass_through_the_proxy() {
         .collect();
     assert_eq!(sources, ["127.0.0.1"]);
 }
+
+/// Over HTTP pg_oauth answers refusals at once, so the recipe bounds their rate per address:
+/// a burst beyond nginx's limit is answered 429 before it reaches PostgREST, and the limit
+/// is per address (another caller is served).
+#[test]
+fn the_recipe_rate_limits_client_authentication_per_address() {
+    let env = start("proxy-rate-limit");
+    let issuer = env.nginx.origin();
+    // Cheap requests (no client authentication is reached), as fast as one connection goes.
+    let statuses: Vec<StatusCode> = (0..300)
+        .map(|_| {
+            env.http
+                .post(format!("{issuer}/token"))
+                .form(&[("grant_type", "password")])
+                .send()
+                .unwrap()
+                .status()
+        })
+        .collect();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    // unsupported_grant_type (400) or no client authentication (401), from pg_oauth.
+    let answered = statuses
+        .iter()
+        .filter(|s| [StatusCode::BAD_REQUEST, StatusCode::UNAUTHORIZED].contains(s))
+        .count();
+    assert_eq!(limited + answered, 300, "{statuses:?}");
+    assert!(answered >= 40, "the burst is served: {answered}");
+    assert!(limited >= 100, "the rest is limited: {limited} of 300");
+    // Discovery is not limited.
+    assert_eq!(
+        env.http
+            .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
