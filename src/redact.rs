@@ -6,9 +6,12 @@
 //! the log. PostgreSQL's answer is `errhidestmt()`; pgrx raises errors for us, so the flag
 //! is set from an `emit_log_hook` instead: for every ERROR raised while a function that
 //! takes secrets runs (ours, or one PostgreSQL raises inside it), the statement and the
-//! CONTEXT lines (which quote PL/pgSQL statements) are left out of the log. The client
-//! still gets the error. README "Security model" lists what this cannot cover
-//! (`log_statement`, `log_min_duration_statement`, errors outside pg_oauth's functions).
+//! CONTEXT lines (which quote PL/pgSQL statements) are left out of the log. So are those of
+//! errors raised before such a function runs (permission denied for it, no function with
+//! those argument types) in a statement that names one. The client still gets the error.
+//! README "Security model" lists what this cannot cover (`log_statement`,
+//! `log_min_duration_statement`, a session that has not loaded pg_oauth yet unless it is in
+//! `session_preload_libraries`, other statements that carry secrets).
 
 use std::cell::Cell;
 
@@ -43,6 +46,36 @@ impl Drop for Sensitive {
     }
 }
 
+/// The functions whose arguments are secrets or tokens (the SQL ones and the HTTP ones).
+const TAKING_SECRETS: [&str; 7] = [
+    "auth_token",
+    "auth_verify",
+    "auth_introspect",
+    "auth_revoke",
+    "http_token",
+    "http_revoke",
+    "http_introspect",
+];
+
+/// Whether the statement being run names one of them (ASCII case-insensitively: SQL
+/// identifiers fold case, and quoted names are these exact ones).
+fn names_a_function_taking_secrets() -> bool {
+    // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement this
+    // backend is running, valid while it runs (and so while its error is emitted).
+    let statement = unsafe {
+        let text = pg_sys::debug_query_string;
+        if text.is_null() {
+            return false;
+        }
+        std::ffi::CStr::from_ptr(text).to_bytes()
+    };
+    TAKING_SECRETS.iter().any(|name| {
+        statement
+            .windows(name.len())
+            .any(|w| w.eq_ignore_ascii_case(name.as_bytes()))
+    })
+}
+
 /// Install the hook (from `_PG_init`, once per backend).
 pub fn init() {
     // SAFETY: _PG_init runs once per backend, before any of our functions; hooks are
@@ -58,7 +91,7 @@ unsafe extern "C-unwind" fn hide_sensitive_statements(edata: *mut pg_sys::ErrorD
     // SAFETY: PostgreSQL passes the ErrorData being emitted.
     unsafe {
         if !edata.is_null() && (*edata).elevel >= pg_sys::PGERROR as i32 {
-            if DEPTH.get() > 0 || PENDING.get() {
+            if DEPTH.get() > 0 || PENDING.get() || names_a_function_taking_secrets() {
                 (*edata).hide_stmt = true;
                 (*edata).hide_ctx = true;
             }

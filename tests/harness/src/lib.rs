@@ -372,11 +372,37 @@ impl Cluster {
     }
 }
 
+/// Client secrets the suites present (to auth_token, over HTTP, in assertions' clients) or
+/// store: none of them may reach any test cluster's server log, whatever the test did.
+const NEVER_LOGGED: &[&str] = &[
+    "verysecret",
+    "opaque-secret",
+    "jwt-secret",
+    "rt-secret",
+    "up-secret",
+    "long-secret",
+    "secret-rs",
+    "q+Xz/9aL0w==",
+    "Kq3vZ8yT1bW6nR4pL0sX9dF2gH7jM5cV-aE_uIoP3kQ",
+];
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop_server("immediate");
+        let log = self.log();
         if std::env::var_os("PG_OAUTH_KEEP_CLUSTER").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        for secret in NEVER_LOGGED {
+            if let Some(line) = log.lines().find(|line| line.contains(secret)) {
+                panic!(
+                    "a client secret reached the server log of {}: {line}",
+                    self.dir.display()
+                );
+            }
         }
     }
 }

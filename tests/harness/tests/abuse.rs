@@ -29,6 +29,9 @@ fn secrets_in_failing_statements_never_reach_the_server_log() {
         "DO $$ BEGIN PERFORM oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L5'); END $$",
         // The trigger refuses an unusable secret: the INSERT carries it.
         "INSERT INTO oauth.client (id, secret) VALUES ('x', repeat('Leaked-Secret-L6', 300))",
+        // Errors raised before pg_oauth's function runs: no EXECUTE right, no such signature.
+        "SET ROLE app_reader; SELECT oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L7')",
+        "SELECT oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L8', 1, 2, 3, 4, 5, 6, 7)",
     ] {
         let err = db.batch_execute(sql).unwrap_err();
         assert!(!db_error(&err).1.is_empty(), "{sql}");
@@ -46,9 +49,27 @@ fn secrets_in_failing_statements_never_reach_the_server_log() {
         "Leaked-Token-L4",
         "Leaked-Secret-L5",
         "Leaked-Secret-L6",
+        "Leaked-Secret-L7",
+        "Leaked-Secret-L8",
     ] {
         assert!(!log.contains(secret), "{secret} in the server log:\n{log}");
     }
+    // A session that has not loaded pg_oauth yet has no hook: session_preload_libraries
+    // loads it at connection, so its first statement is covered too.
+    db.batch_execute("ALTER DATABASE oauth SET session_preload_libraries = 'pg_oauth'")
+        .unwrap();
+    let mut fresh = cluster.connect("oauth");
+    let err = fresh
+        .batch_execute(
+            "SET ROLE app_reader; SELECT oauth.auth_token('client_credentials', 'app', 'Leaked-Secret-L9')",
+        )
+        .unwrap_err();
+    assert!(db_error(&err).1.contains("permission denied"), "{err}");
+    assert!(
+        !cluster.log().contains("Leaked-Secret-L9"),
+        "{}",
+        cluster.log()
+    );
     // The errors themselves are still logged, without their statements.
     assert!(
         log.contains("invalid_client: client authentication failed"),

@@ -85,6 +85,11 @@ fn executable(db: &mut postgres::Client, role: &str) -> BTreeSet<String> {
 fn each_role_reaches_exactly_what_it_should() {
     let cluster = Cluster::start("privileges", &[]);
     let mut db = setup(&cluster);
+    // As README "Security model" advises: the roles below that may not call auth_token fail
+    // before pg_oauth runs, in sessions that have not loaded it; loaded at connection, it
+    // keeps those statements (and their secrets) out of the server log.
+    db.batch_execute("ALTER DATABASE oauth SET session_preload_libraries = 'pg_oauth'")
+        .unwrap();
 
     // Functions: everyone may run the claim helpers and the pre-request hook (they read
     // only the caller's own request), nothing else of pg_oauth's.
