@@ -11,9 +11,10 @@ use base64::Engine;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
+use crate::alg::JwtAlg;
 use crate::error::OAuthError;
 use crate::jwt::{self, Expiry};
-use crate::keys::{self, JwtAlg, Key};
+use crate::keys::{self, Key};
 use crate::scope::{self, Smart};
 use crate::{assertion, http, secret, session};
 

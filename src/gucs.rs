@@ -6,7 +6,7 @@ use std::ffi::CString;
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-use crate::keys::JwtAlg;
+use crate::alg::JwtAlg;
 
 pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static API_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);

@@ -22,50 +22,18 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
+use crate::alg::JwtAlg;
 use crate::cache::{Cache, Fresh, Source};
 use crate::db::{Jsonb, Statement};
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
 use crate::secret::{b64url, random_bytes};
 
-#[allow(clippy::upper_case_acronyms)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PostgresGucEnum)]
-pub enum JwtAlg {
-    ES256,
-    EdDSA,
-    RS256,
-    PS256,
-    HS256,
-}
-
-impl JwtAlg {
-    pub const ALL: [JwtAlg; 5] = [
-        JwtAlg::ES256,
-        JwtAlg::EdDSA,
-        JwtAlg::RS256,
-        JwtAlg::PS256,
-        JwtAlg::HS256,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JwtAlg::ES256 => "ES256",
-            JwtAlg::EdDSA => "EdDSA",
-            JwtAlg::RS256 => "RS256",
-            JwtAlg::PS256 => "PS256",
-            JwtAlg::HS256 => "HS256",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<JwtAlg> {
-        JwtAlg::ALL.into_iter().find(|a| a.as_str() == name)
-    }
-
-    fn rsa_encoding(self) -> &'static dyn RsaEncoding {
-        match self {
-            JwtAlg::PS256 => &signature::RSA_PSS_SHA256,
-            _ => &signature::RSA_PKCS1_SHA256,
-        }
+/// The RSA signature encoding `alg` names (PS256: PSS, RS256: PKCS #1 v1.5).
+fn rsa_encoding(alg: JwtAlg) -> &'static dyn RsaEncoding {
+    match alg {
+        JwtAlg::PS256 => &signature::RSA_PSS_SHA256,
+        _ => &signature::RSA_PKCS1_SHA256,
     }
 }
 
@@ -106,7 +74,7 @@ impl Key {
             Signer::Rsa(kp) => {
                 let mut sig = vec![0u8; kp.public_modulus_len()];
                 kp.sign(
-                    self.alg.rsa_encoding(),
+                    rsa_encoding(self.alg),
                     &SystemRandom::new(),
                     message,
                     &mut sig,

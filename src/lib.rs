@@ -3,6 +3,7 @@
 
 use pgrx::prelude::*;
 
+mod alg;
 mod assertion;
 mod audit;
 mod autonomous;

@@ -3,10 +3,10 @@
 use pgrx::prelude::*;
 use serde_json::{json, Value};
 
+use crate::alg::JwtAlg;
 use crate::db::Jsonb;
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::gucs;
-use crate::keys::JwtAlg;
 
 /// Client authentication methods at the token, revocation and introspection endpoints.
 pub const AUTH_METHODS: [&str; 3] = [
