@@ -85,18 +85,6 @@ CREATE TABLE oauth.client (
         CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
 );
 
-COMMENT ON TABLE oauth.client IS
-    'OAuth clients. Write the secret in plaintext; a trigger stores only its argon2id hash.';
-COMMENT ON COLUMN oauth.client.secret IS
-    'argon2id PHC string of the client secret (plaintext written here is hashed by a trigger).';
-COMMENT ON COLUMN oauth.client.scope IS 'Scopes the client may request; also the default grant.';
-COMMENT ON COLUMN oauth.client.audience IS 'Audiences (aud) the client may request.';
-COMMENT ON COLUMN oauth.client.token_format IS 'opaque (default) or jwt.';
-COMMENT ON COLUMN oauth.client.access_token_expiration IS 'Access token lifetime in seconds.';
-COMMENT ON COLUMN oauth.client.refresh_token IS 'Whether refresh tokens are issued (and the refresh_token grant allowed).';
-COMMENT ON COLUMN oauth.client.refresh_token_expiration IS 'Refresh token lifetime in seconds, from issue or last use.';
-COMMENT ON COLUMN oauth.client.introspect_any IS
-    'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
 -- A client's access: the database role its tokens act as. No row, no role.
 CREATE TABLE oauth.policy (
@@ -105,8 +93,6 @@ CREATE TABLE oauth.policy (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
-COMMENT ON TABLE oauth.policy IS
-    'Access policies: the database role (PostgREST role claim) a client''s tokens act as.';
 
 -- One row per issued access token. No foreign key to oauth.client on purpose: the FK
 -- check would share-lock the client row on every issuance; triggers on oauth.client
@@ -137,9 +123,6 @@ CREATE INDEX session_client_id_idx ON oauth.session (client_id);
 CREATE INDEX session_expires_at_idx ON oauth.session USING brin (expires_at)
     WITH (autosummarize = on);
 
-COMMENT ON TABLE oauth.session IS
-    'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
-COMMENT ON COLUMN oauth.session.token_hash IS 'SHA-256 of the access token; the token itself is never stored.';
 
 -- Signing keys for JWT access tokens, per algorithm: `next` (published, not yet used),
 -- `active` (signs), `retired` (published and accepted until expires_at, when every token
@@ -168,8 +151,6 @@ CREATE TABLE oauth.signing_key (
 CREATE UNIQUE INDEX signing_key_one_active ON oauth.signing_key (alg) WHERE state = 'active';
 CREATE UNIQUE INDEX signing_key_one_next ON oauth.signing_key (alg) WHERE state = 'next';
 
-COMMENT ON TABLE oauth.signing_key IS
-    'JWT signing keys. Rotate with oauth.rotate_signing_key(); private keys are readable by the owner only.';
 
 -- Refresh tokens rotate on every use; all tokens descending from one grant form a family.
 -- Reusing a spent token revokes the whole family and its access tokens (RFC 9700 §4.14).
@@ -200,10 +181,6 @@ CREATE INDEX refresh_token_expires_at_idx ON oauth.refresh_token USING brin (exp
     WITH (autosummarize = on);
 CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
 
-COMMENT ON TABLE oauth.refresh_family IS
-    'Refresh token families (one per grant). Revoke with UPDATE ... SET revoked_at = now().';
-COMMENT ON TABLE oauth.refresh_token IS
-    'Refresh tokens (SHA-256 only). used_at is set when a token is exchanged for its successor.';
 
 -- FHIR resource types that SMART wildcard scopes (system/*.read) expand to. Data, not code:
 -- a DBA adds or removes types (e.g. for R5 or custom resources) with INSERT/DELETE.
@@ -211,8 +188,6 @@ CREATE TABLE oauth.fhir_resource_type (
     name text PRIMARY KEY CONSTRAINT fhir_resource_type_name CHECK (name ~ '^[A-Z][A-Za-z0-9]*$')
 );
 
-COMMENT ON TABLE oauth.fhir_resource_type IS
-    'Resource types SMART wildcard scopes expand to; seeded with the FHIR R4 (4.0.1) resource types.';
 
 INSERT INTO oauth.fhir_resource_type (name) VALUES
     ('Account'), ('ActivityDefinition'), ('AdverseEvent'), ('AllergyIntolerance'),
@@ -275,10 +250,6 @@ CREATE TABLE oauth.auth_failure (
 
 CREATE INDEX auth_failure_client_id_idx ON oauth.auth_failure (client_id, at);
 
-COMMENT ON TABLE oauth.auth_failure IS
-    'Failed client authentications: when, which client id, from where (source), and why.';
-COMMENT ON COLUMN oauth.auth_failure.source IS
-    'The caller''s address: the connection''s (local for Unix sockets) or, over PostgREST, the header named by pg_oauth.http_client_address_header.';
 
 -- Requests refused because their source had too many failed authentications in its window
 -- (pg_oauth.source_failure_limit): one row per source and window, however many ids the
@@ -293,8 +264,6 @@ CREATE TABLE oauth.source_throttle (
     PRIMARY KEY (source, window_start)
 );
 
-COMMENT ON TABLE oauth.source_throttle IS
-    'Requests refused per throttled source and window (pg_oauth.source_failure_limit); refused is at least half the true count (written at 1, 2, 4, 8, ... refusals).';
 
 -- Lockout state per (client id, source): failures counted in the current window, and the
 -- end of a lockout. A successful authentication from the source deletes its row; so may a
@@ -308,6 +277,4 @@ CREATE TABLE oauth.client_lockout (
     PRIMARY KEY (client_id, source)
 );
 
-COMMENT ON TABLE oauth.client_lockout IS
-    'Brute-force lockout per client id and source (see pg_oauth.lockout_*). DELETE a row to end its lockout.';
 

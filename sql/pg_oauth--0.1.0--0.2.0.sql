@@ -4,20 +4,16 @@
 
 -- Introspection over HTTP shows a client only its own tokens unless it is allowed more.
 ALTER TABLE oauth.client ADD COLUMN introspect_any boolean NOT NULL DEFAULT false;
-COMMENT ON COLUMN oauth.client.introspect_any IS
-    'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 GRANT SELECT (introspect_any), INSERT (introspect_any), UPDATE (introspect_any)
     ON oauth.client TO oauth_admin;
 
--- The one rule for policy roles (src/policy.rs), on policy writes and at every issuance;
+-- The one rule for policy roles (src/store/policy.rs), on policy writes and at every issuance;
 -- it now also refuses CREATEROLE, BYPASSRLS, REPLICATION and members of privileged roles.
 CREATE FUNCTION oauth.policy_role_problem(role_name text) RETURNS text
 STRICT STABLE PARALLEL RESTRICTED
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'policy_role_problem_wrapper';
-COMMENT ON FUNCTION oauth.policy_role_problem(text) IS
-    'Why a role may not be a policy role (tokens act as it), or NULL: missing, privileged, or a member of a privileged role.';
 
 CREATE OR REPLACE FUNCTION oauth.policy_check_role() RETURNS trigger
     LANGUAGE plpgsql
@@ -75,8 +71,6 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'http_smart_configuration_wrapper';
 REVOKE ALL ON FUNCTION oauth.auth_smart_configuration(), oauth.http_smart_configuration() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.auth_smart_configuration() TO oauth_app;
-COMMENT ON FUNCTION oauth.auth_smart_configuration() IS
-    'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
 
 -- create_http_endpoints also creates GET /rpc/smart_configuration (run it again to get it).
 CREATE OR REPLACE FUNCTION oauth.create_http_endpoints(
@@ -145,8 +139,6 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'audit_min_retention_secs_wrapper';
 REVOKE ALL ON FUNCTION oauth.audit_min_retention_secs() FROM PUBLIC;
-COMMENT ON FUNCTION oauth.audit_min_retention_secs() IS
-    'Internal (oauth.purge_expired): pg_oauth.audit_min_retention in seconds.';
 CREATE OR REPLACE FUNCTION oauth.purge_expired(max_rows integer DEFAULT 10000,
                                     retention interval DEFAULT '7 days')
 RETURNS TABLE (relation text, deleted bigint)
@@ -261,8 +253,6 @@ CREATE FUNCTION oauth.audit_dropped_events() RETURNS bigint
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
 AS $$ SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM oauth.audit_dropped_seq $$;
-COMMENT ON FUNCTION oauth.audit_dropped_events() IS
-    'How many deferred audit writes (failed authentications, refresh family revocations of failed requests) could not be carried out since installation; see the server log for each.';
 
 REVOKE ALL ON FUNCTION oauth.audit_dropped_events() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.audit_dropped_events() TO oauth_admin;
@@ -281,8 +271,6 @@ CREATE TABLE oauth.source_throttle (
     PRIMARY KEY (source, window_start)
 );
 
-COMMENT ON TABLE oauth.source_throttle IS
-    'Requests refused per throttled source and window (pg_oauth.source_failure_limit); refused is at least half the true count (written at 1, 2, 4, 8, ... refusals).';
 
 GRANT SELECT ON oauth.source_throttle TO oauth_admin;
 
@@ -312,5 +300,237 @@ CREATE OR REPLACE VIEW oauth.audit_event AS
                               'refused', t.refused, 'last_at', t.last_at)
       FROM oauth.source_throttle t;
 
+
+-- create_client takes one argument per column an administrator may write.
+DROP FUNCTION oauth.create_client(text, text[], text[], text, text[], integer, boolean, text);
+CREATE FUNCTION oauth."create_client"(
+	"id" TEXT,
+	"scope" TEXT[] DEFAULT '{}',
+	"grant_types" TEXT[] DEFAULT '{client_credentials}',
+	"token_format" TEXT DEFAULT 'opaque',
+	"audience" TEXT[] DEFAULT '{}',
+	"access_token_expiration" INT DEFAULT 3600,
+	"refresh_token" bool DEFAULT false,
+	"client_type" TEXT DEFAULT NULL,
+	"jwt_alg" TEXT DEFAULT NULL,
+	"refresh_token_expiration" INT DEFAULT 86400,
+	"jwks" jsonb DEFAULT NULL,
+	"active" bool DEFAULT true,
+	"introspect_any" bool DEFAULT false
+) RETURNS TEXT
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_client_wrapper';
+REVOKE ALL ON FUNCTION oauth.create_client FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION oauth.create_client TO oauth_admin;
+
+-- Descriptions: every function, table, view, sequence and column of schema oauth (\df+,
+-- \d+ and \dv+ explain them). Functions marked "Internal" are called by pg_oauth itself
+-- (triggers, constraints, the generated HTTP endpoints); callers should not use them.
+-- The same block ends the upgrade scripts; the upgrade test compares descriptions.
+
+COMMENT ON FUNCTION oauth.auth_token IS
+    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; errors raise with the OAuth error code first in the message.';
+COMMENT ON FUNCTION oauth.auth_verify(text) IS
+    'Verify an access token (opaque or JWT): its claims as jsonb, or an invalid_token error (expired, revoked, unknown, bad signature).';
+COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
+    'Verify an access token as auth_verify(token) does, and require audience to be in its aud (RFC 8707).';
+COMMENT ON FUNCTION oauth.auth_revoke IS
+    'Revoke an access or refresh token (RFC 7009 semantics from SQL): true if a live token was revoked; unknown tokens are not an error.';
+COMMENT ON FUNCTION oauth.auth_introspect IS
+    'Token introspection (RFC 7662): the token''s claims with active = true, or {"active": false}; never raises for a bad token.';
+COMMENT ON FUNCTION oauth.auth_jwks IS
+    'The public JWK Set (RFC 7517) of the signing keys that are published: next, active and retired until they expire.';
+COMMENT ON FUNCTION oauth.auth_metadata IS
+    'Authorization server metadata (RFC 8414) for this database; needs pg_oauth.issuer.';
+COMMENT ON FUNCTION oauth.auth_smart_configuration IS
+    'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
+COMMENT ON FUNCTION oauth.create_client IS
+    'Register a client with a generated secret and return the secret (shown once; only its argon2id hash is stored). One argument per column an administrator may write; client_type is the column type.';
+COMMENT ON FUNCTION oauth.rotate_client_secret IS
+    'Replace a client''s secret with a generated one and return it (once); the previous secret keeps working for grace (default 1 hour).';
+COMMENT ON FUNCTION oauth.ensure_signing_keys IS
+    'Make sure the algorithm (default pg_oauth.default_jwt_alg) has an active and a next signing key; returns the active kid.';
+COMMENT ON FUNCTION oauth.rotate_signing_key IS
+    'Rotate one algorithm''s keys: next becomes active, active is retired (published until its tokens expire), a new next is made; returns the new active kid.';
+COMMENT ON FUNCTION oauth.purge_expired IS
+    'Delete expired sessions, refresh tokens and families, assertion jtis, old failures, throttle and lockout rows: at most max_rows per call, keeping retention (at least pg_oauth.audit_min_retention) of audit trail.';
+COMMENT ON FUNCTION oauth.audit_dropped_events IS
+    'How many deferred audit writes (failed authentications, refresh family revocations of failed requests) could not be carried out since installation; see the server log for each.';
+COMMENT ON FUNCTION oauth.policy_role_problem IS
+    'Why a role may not be a policy role (tokens act as it), or NULL: missing, privileged, or a member of a privileged role.';
+COMMENT ON FUNCTION oauth.create_http_endpoints IS
+    'Create the PostgREST endpoints token, revoke, introspect, jwks, metadata and smart_configuration in api_schema for anon_role, and let authenticator_role run postgrest_pre_config. Run as the owner of pg_oauth.';
+COMMENT ON FUNCTION oauth.postgrest_pre_config IS
+    'PostgREST db-pre-config: sets PostgREST''s jwt-secret to the published JWK Set (plus HS256 secrets while HS256 is in use). Executable by the authenticator role only.';
+COMMENT ON FUNCTION oauth.postgrest_pre_request IS
+    'PostgREST db-pre-request: answers 401 with an RFC 6750 challenge when the request''s token was revoked, deleted or was not issued here.';
+COMMENT ON FUNCTION oauth.claims IS
+    'The current PostgREST request''s JWT claims (request.jwt.claims), for row-level security policies; {} outside a request.';
+COMMENT ON FUNCTION oauth.client_id IS
+    'The client_id claim of the current PostgREST request''s token, for row-level security policies; NULL outside a request.';
+COMMENT ON FUNCTION oauth.has_scope IS
+    'Whether the current PostgREST request''s token grants scope (SMART wildcards and permission letters understood), for row-level security policies.';
+COMMENT ON FUNCTION oauth.has_any_scope IS
+    'Whether the current PostgREST request''s token grants at least one of scopes, for row-level security policies.';
+COMMENT ON FUNCTION oauth.has_all_scopes IS
+    'Whether the current PostgREST request''s token grants every one of scopes, for row-level security policies.';
+COMMENT ON FUNCTION oauth.http_token IS
+    'Internal: the token endpoint behind the generated PostgREST function token (RFC 6749 status codes, headers and error bodies); params are the form fields.';
+COMMENT ON FUNCTION oauth.http_revoke IS
+    'Internal: the revocation endpoint (RFC 7009) behind the generated PostgREST function revoke; params are the form fields.';
+COMMENT ON FUNCTION oauth.http_introspect IS
+    'Internal: the introspection endpoint (RFC 7662) behind the generated PostgREST function introspect; params are the form fields.';
+COMMENT ON FUNCTION oauth.http_jwks IS
+    'Internal: the JWK Set behind the generated PostgREST function jwks, with caching headers.';
+COMMENT ON FUNCTION oauth.http_metadata IS
+    'Internal: RFC 8414 metadata behind the generated PostgREST function metadata, with caching headers.';
+COMMENT ON FUNCTION oauth.http_smart_configuration IS
+    'Internal: the SMART configuration behind the generated PostgREST function smart_configuration, with caching headers.';
+COMMENT ON FUNCTION oauth.http_parameter_names IS
+    'Internal (create_http_endpoints): the OAuth parameters the generated endpoints accept as form fields.';
+COMMENT ON FUNCTION oauth.request_token_problem IS
+    'Internal (postgrest_pre_request): why the current request''s token may not be used, or NULL.';
+COMMENT ON FUNCTION oauth.audit_min_retention_secs IS
+    'Internal (oauth.purge_expired): pg_oauth.audit_min_retention in seconds.';
+COMMENT ON FUNCTION oauth.is_string_or_uri IS
+    'Internal (check constraints): whether value is an RFC 7519 StringOrURI (no '':'' unless it is a URI).';
+COMMENT ON FUNCTION oauth.are_strings_or_uris IS
+    'Internal (check constraints): whether every item is an RFC 7519 StringOrURI.';
+COMMENT ON FUNCTION oauth.client_before_write IS
+    'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes.';
+COMMENT ON FUNCTION oauth.client_close_sessions IS
+    'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them.';
+COMMENT ON FUNCTION oauth.client_ensure_signing_keys IS
+    'Internal (trigger on oauth.client): a client that gets JWTs makes its algorithm''s keys exist, so they are published before they sign.';
+COMMENT ON FUNCTION oauth.refresh_family_revoked IS
+    'Internal (trigger on oauth.refresh_family): revoking a refresh grant revokes every access token issued from it.';
+COMMENT ON FUNCTION oauth.revocation_reason IS
+    'Internal (trigger on oauth.session and oauth.refresh_family): a revocation without a reason records who made it.';
+COMMENT ON FUNCTION oauth.policy_check_role IS
+    'Internal (trigger on oauth.policy): refuses a policy whose role tokens may not act as (see policy_role_problem).';
+COMMENT ON FUNCTION oauth.invalidate_caches IS
+    'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
+
+COMMENT ON TABLE oauth.client IS
+    'OAuth clients. Write the secret in plaintext; a trigger stores only its argon2id hash.';
+COMMENT ON COLUMN oauth.client.id IS 'The client_id: 1 to 255 characters, an RFC 7519 StringOrURI (it becomes the JWT sub).';
+COMMENT ON COLUMN oauth.client.secret IS
+    'argon2id PHC string of the client secret (plaintext written here is hashed by a trigger).';
+COMMENT ON COLUMN oauth.client.previous_secret IS 'argon2id hash of the secret before rotate_client_secret, accepted until previous_secret_expires_at.';
+COMMENT ON COLUMN oauth.client.previous_secret_expires_at IS 'End of the rotation grace period of previous_secret.';
+COMMENT ON COLUMN oauth.client.grant_types IS 'Grants the client may use: client_credentials, refresh_token.';
+COMMENT ON COLUMN oauth.client.scope IS 'Scopes the client may request; also the default grant.';
+COMMENT ON COLUMN oauth.client.audience IS 'Audiences (aud) the client may request.';
+COMMENT ON COLUMN oauth.client.type IS 'NULL, or smart-app: SMART on FHIR scope rules and SMART Backend Services assertion limits apply.';
+COMMENT ON COLUMN oauth.client.token_format IS 'opaque (default) or jwt.';
+COMMENT ON COLUMN oauth.client.jwt_alg IS 'Signing algorithm of this client''s JWTs (ES256, EdDSA, RS256, PS256, HS256); NULL: pg_oauth.default_jwt_alg.';
+COMMENT ON COLUMN oauth.client.access_token_expiration IS 'Access token lifetime in seconds.';
+COMMENT ON COLUMN oauth.client.refresh_token IS 'Whether refresh tokens are issued (and the refresh_token grant allowed).';
+COMMENT ON COLUMN oauth.client.refresh_token_expiration IS 'Refresh token lifetime in seconds, from issue or last use.';
+COMMENT ON COLUMN oauth.client.jwks IS 'The client''s public keys for private_key_jwt (a JWK Set, by value; private members are refused).';
+COMMENT ON COLUMN oauth.client.active IS 'false: the client cannot authenticate, and its tokens were revoked when it was deactivated.';
+COMMENT ON COLUMN oauth.client.created_at IS 'When the client was registered.';
+COMMENT ON COLUMN oauth.client.updated_at IS 'When the client row was last written.';
+COMMENT ON COLUMN oauth.client.introspect_any IS
+    'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
+
+COMMENT ON TABLE oauth.policy IS
+    'Access policies: the database role (PostgREST role claim) a client''s tokens act as.';
+COMMENT ON COLUMN oauth.policy.client_id IS 'The client (deleted with it).';
+COMMENT ON COLUMN oauth.policy.role IS 'The role its tokens act as: must exist, not be privileged nor a member of a privileged role.';
+COMMENT ON COLUMN oauth.policy.created_at IS 'When the policy was written.';
+
+COMMENT ON TABLE oauth.session IS
+    'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
+COMMENT ON COLUMN oauth.session.id IS 'The token''s id (UUIDv7; the JWT jti, and inside an opaque token).';
+COMMENT ON COLUMN oauth.session.client_id IS 'The client it was issued to.';
+COMMENT ON COLUMN oauth.session.token_hash IS 'SHA-256 of the access token; the token itself is never stored.';
+COMMENT ON COLUMN oauth.session.format IS 'opaque or jwt.';
+COMMENT ON COLUMN oauth.session.scope IS 'Scopes granted.';
+COMMENT ON COLUMN oauth.session.audience IS 'Audiences (aud) granted.';
+COMMENT ON COLUMN oauth.session.role IS 'The policy role the token acts as, if any.';
+COMMENT ON COLUMN oauth.session.issued_at IS 'When it was issued.';
+COMMENT ON COLUMN oauth.session.expires_at IS 'When it expires.';
+COMMENT ON COLUMN oauth.session.revoked_at IS 'When it was revoked; NULL while live.';
+COMMENT ON COLUMN oauth.session.family_id IS 'The refresh grant it was issued from, if any (revoking the grant revokes it).';
+COMMENT ON COLUMN oauth.session.revoked_reason IS 'Who or what revoked it: the client, reuse detection, deactivation, or the role that updated revoked_at.';
+
+COMMENT ON TABLE oauth.signing_key IS
+    'JWT signing keys. Rotate with oauth.rotate_signing_key(); private keys are readable by the owner only.';
+COMMENT ON COLUMN oauth.signing_key.kid IS 'Key id: the RFC 7638 thumbprint of the public key (random for HS256).';
+COMMENT ON COLUMN oauth.signing_key.alg IS 'ES256, EdDSA, RS256, PS256 or HS256.';
+COMMENT ON COLUMN oauth.signing_key.private_key IS 'PKCS#8 DER private key (HS256: the 256-bit secret). Owner only.';
+COMMENT ON COLUMN oauth.signing_key.public_jwk IS 'The public JWK as published (NULL for HS256).';
+COMMENT ON COLUMN oauth.signing_key.state IS 'next (published, not yet signing), active (signs) or retired (published until expires_at).';
+COMMENT ON COLUMN oauth.signing_key.created_at IS 'When the key was made.';
+COMMENT ON COLUMN oauth.signing_key.activated_at IS 'When it started signing.';
+COMMENT ON COLUMN oauth.signing_key.retired_at IS 'When it stopped signing.';
+COMMENT ON COLUMN oauth.signing_key.expires_at IS 'When every token it signed has expired: it is no longer published or accepted.';
+
+COMMENT ON TABLE oauth.refresh_family IS
+    'Refresh token families (one per grant). Revoke with UPDATE ... SET revoked_at = now().';
+COMMENT ON COLUMN oauth.refresh_family.id IS 'The grant''s id (UUIDv7).';
+COMMENT ON COLUMN oauth.refresh_family.client_id IS 'The client it was granted to.';
+COMMENT ON COLUMN oauth.refresh_family.created_at IS 'When the grant was made.';
+COMMENT ON COLUMN oauth.refresh_family.revoked_at IS 'When it was revoked (with its access tokens); NULL while live.';
+COMMENT ON COLUMN oauth.refresh_family.revoked_reason IS 'Why: reuse of a spent token, the client, deactivation, or the role that revoked it.';
+
+COMMENT ON TABLE oauth.refresh_token IS
+    'Refresh tokens (SHA-256 only). used_at is set when a token is exchanged for its successor.';
+COMMENT ON COLUMN oauth.refresh_token.id IS 'The token''s id (UUIDv7).';
+COMMENT ON COLUMN oauth.refresh_token.family_id IS 'Its grant.';
+COMMENT ON COLUMN oauth.refresh_token.client_id IS 'The client it was issued to.';
+COMMENT ON COLUMN oauth.refresh_token.token_hash IS 'SHA-256 of the refresh token; the token itself is never stored.';
+COMMENT ON COLUMN oauth.refresh_token.scope IS 'Scopes of the grant (a refresh may narrow them).';
+COMMENT ON COLUMN oauth.refresh_token.audience IS 'Audiences of the grant (a refresh may narrow them).';
+COMMENT ON COLUMN oauth.refresh_token.issued_at IS 'When it was issued.';
+COMMENT ON COLUMN oauth.refresh_token.expires_at IS 'When it expires.';
+COMMENT ON COLUMN oauth.refresh_token.used_at IS 'When it was exchanged; using it again revokes its grant.';
+
+COMMENT ON TABLE oauth.fhir_resource_type IS
+    'Resource types SMART wildcard scopes expand to; seeded with the FHIR R4 (4.0.1) resource types.';
+COMMENT ON COLUMN oauth.fhir_resource_type.name IS 'A FHIR resource type name, e.g. Patient.';
+
+COMMENT ON TABLE oauth.client_assertion_jti IS
+    'jti values of client assertions already used (RFC 7523 §3: no replay while they could be accepted).';
+COMMENT ON COLUMN oauth.client_assertion_jti.client_id IS 'The assertion''s issuer (the client).';
+COMMENT ON COLUMN oauth.client_assertion_jti.jti IS 'The assertion''s jti.';
+COMMENT ON COLUMN oauth.client_assertion_jti.expires_at IS 'Until when the assertion could be accepted (exp plus leeway); purged after.';
+
+COMMENT ON TABLE oauth.auth_failure IS
+    'Failed client authentications: when, which client id, from where (source), and why.';
+COMMENT ON COLUMN oauth.auth_failure.id IS 'Sequence number.';
+COMMENT ON COLUMN oauth.auth_failure.at IS 'When it failed.';
+COMMENT ON COLUMN oauth.auth_failure.client_id IS 'The client id as presented (unknown ids too), cut to 255 characters.';
+COMMENT ON COLUMN oauth.auth_failure.source IS
+    'The caller''s address: the connection''s (local for Unix sockets) or, over PostgREST, the header named by pg_oauth.http_client_address_header.';
+COMMENT ON COLUMN oauth.auth_failure.reason IS 'Why (unknown client, wrong secret, ...), and the lockout it caused; never the secret or assertion.';
+
+COMMENT ON TABLE oauth.source_throttle IS
+    'Requests refused per throttled source and window (pg_oauth.source_failure_limit); refused is at least half the true count (written at 1, 2, 4, 8, ... refusals).';
+COMMENT ON COLUMN oauth.source_throttle.source IS 'The source: an address, or an IPv6 /64.';
+COMMENT ON COLUMN oauth.source_throttle.window_start IS 'Start of the counting window (pg_oauth.lockout_window).';
+COMMENT ON COLUMN oauth.source_throttle.first_at IS 'When the first refusal was recorded.';
+COMMENT ON COLUMN oauth.source_throttle.last_at IS 'When the count was last raised.';
+COMMENT ON COLUMN oauth.source_throttle.refused IS 'Requests refused in the window: at least half the true count.';
+
+COMMENT ON TABLE oauth.client_lockout IS
+    'Brute-force lockout per client id and source (see pg_oauth.lockout_*). DELETE a row to end its lockout.';
+COMMENT ON COLUMN oauth.client_lockout.client_id IS 'The client id as presented.';
+COMMENT ON COLUMN oauth.client_lockout.source IS 'The source: an address, or an IPv6 /64.';
+COMMENT ON COLUMN oauth.client_lockout.failures IS 'Failed guesses counted in the current window.';
+COMMENT ON COLUMN oauth.client_lockout.window_start IS 'Start of the current counting window.';
+COMMENT ON COLUMN oauth.client_lockout.locked_until IS 'End of the lockout, if the threshold was reached.';
+
 COMMENT ON VIEW oauth.audit_event IS
     'Audit trail: tokens issued and revoked, refresh grants revoked, failed client authentications (and lockouts), requests refused per throttled source and window.';
+COMMENT ON COLUMN oauth.audit_event.at IS 'When it happened.';
+COMMENT ON COLUMN oauth.audit_event.event IS 'token issued, token revoked, refresh grant revoked, authentication failed or source throttled.';
+COMMENT ON COLUMN oauth.audit_event.client_id IS 'The client concerned, if any.';
+COMMENT ON COLUMN oauth.audit_event.session_id IS 'The access token''s session, for token events.';
+COMMENT ON COLUMN oauth.audit_event.detail IS 'The rest, as jsonb (never token material).';
+
+COMMENT ON SEQUENCE oauth.audit_dropped_seq IS
+    'Counts deferred audit writes that could not be carried out (see audit_dropped_events).';

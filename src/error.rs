@@ -171,7 +171,9 @@ impl OAuthError {
         }
     }
 
-    /// Raise this error as a PostgreSQL ERROR. Never returns.
+    /// Raise this error as a PostgreSQL ERROR. Never returns. The report's location is
+    /// the caller's (its file and line in the server log), not this function's.
+    #[track_caller]
     pub fn raise(self) -> ! {
         let mut report = ErrorReport::new(self.sqlstate(), self.to_string(), "pg_oauth");
         if let Some(hint) = self.hint() {
@@ -188,6 +190,7 @@ pub trait OrRaise<T> {
 }
 
 impl<T> OrRaise<T> for Result<T> {
+    #[track_caller]
     fn or_raise(self) -> T {
         match self {
             Ok(value) => value,
@@ -200,5 +203,17 @@ impl<T> OrRaise<T> for Result<T> {
 impl From<pgrx::spi::SpiError> for OAuthError {
     fn from(err: pgrx::spi::SpiError) -> Self {
         OAuthError::ServerError(format!("database access failed: {err}"))
+    }
+}
+
+/// A value quoted for an error description, shortened so a hostile 1 MB input does not
+/// become a 1 MB error message.
+pub fn quoted(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        format!("\"{value}\"")
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("\"{head}...\"")
     }
 }

@@ -11,12 +11,16 @@ use base64::Engine;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::alg::JwtAlg;
+use crate::api::http;
+use crate::authn::assertion;
+use crate::crypto::alg::JwtAlg;
+use crate::crypto::secret;
 use crate::error::OAuthError;
-use crate::jwt::{self, Expiry};
-use crate::keys::{self, Key};
-use crate::scope::{self, Smart};
-use crate::{assertion, http, secret, session};
+use crate::grant::scope::{self, Smart};
+use crate::jose::jwt::{self, Expiry};
+use crate::jose::keys::{self, Key};
+use crate::pg::backend;
+use crate::store::session;
 
 fn cases() -> u32 {
     std::env::var("PG_OAUTH_FUZZ_CASES")
@@ -161,7 +165,7 @@ fn fuzz_scope_patterns_against_a_reference() {
     let pattern = "a*".repeat(30) + "b";
     assert!(!scope::glob_matches(
         &pattern,
-        &"a".repeat(scope::MAX_SCOPE_BYTES)
+        &"a".repeat(crate::grant::MAX_LIST_BYTES)
     ));
 }
 
@@ -249,7 +253,7 @@ fn apply(token: &str, edits: &[Edit]) -> String {
 
 #[test]
 fn fuzz_jwt_verification() {
-    let now = crate::db::now_micros() / 1_000_000;
+    let now = backend::now_micros() / 1_000_000;
     let keys: Vec<(String, Rc<Key>)> = [JwtAlg::ES256, JwtAlg::EdDSA, JwtAlg::HS256]
         .into_iter()
         .map(key)

@@ -3,30 +3,18 @@
 
 use pgrx::prelude::*;
 
-mod alg;
-mod assertion;
-mod audit;
-mod autonomous;
-mod cache;
-mod claims;
-mod client;
-mod db;
+// Dependencies run one way: api -> flow -> {authn, grant} -> {store, jose} -> {pg, config,
+// crypto} -> error (`python3 ../shared/tools/modcycles.py src` finds none running back).
+mod api;
+mod authn;
+mod config;
+mod crypto;
 mod error;
-mod fresh;
-mod gucs;
-mod http;
-mod jwt;
-mod keys;
-mod limits;
-mod metadata;
-mod policy;
-mod redact;
-mod refresh;
-mod scope;
-mod secret;
-mod session;
-mod shared;
-mod token;
+mod flow;
+mod grant;
+mod jose;
+mod pg;
+mod store;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
@@ -41,8 +29,8 @@ pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    gucs::init();
-    redact::init();
+    config::gucs::init();
+    pg::redact::init();
 }
 
 /// Required by `cargo pgrx test`.

@@ -16,6 +16,57 @@ mod tests {
         .unwrap();
     }
 
+    /// An error names the place that raised it (the SQL function's file), not error.rs for
+    /// all: `raise` and `or_raise` pass their caller's location on.
+    #[pg_test]
+    fn errors_report_the_location_that_raised_them() {
+        let file = PgTryBuilder::new(|| {
+            Spi::run("SELECT oauth.auth_token('no_such_grant')").unwrap();
+            None
+        })
+        .catch_others(|e| match e {
+            pg_sys::panic::CaughtError::PostgresError(r)
+            | pg_sys::panic::CaughtError::ErrorReport(r) => Some(r.file().to_owned()),
+            pg_sys::panic::CaughtError::RustPanic { ereport, .. } => {
+                Some(ereport.file().to_owned())
+            }
+        })
+        .execute();
+        // PostgreSQL keeps the file's base name (errstart); the old location was error.rs.
+        assert_eq!(file.as_deref(), Some("token.rs"));
+    }
+
+    /// The algorithms and grant types the code knows are exactly those the tables accept:
+    /// the lists live in the code (JwtAlg::ALL, metadata::GRANT_TYPES) and in the CHECK
+    /// constraints, and this keeps them one list.
+    #[pg_test]
+    fn check_constraints_accept_exactly_what_the_code_knows() {
+        let quoted_in = |constraint: &str| -> std::collections::BTreeSet<String> {
+            let def = Spi::get_one_with_args::<String>(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = $1",
+                &[constraint.into()],
+            )
+            .unwrap()
+            .unwrap();
+            def.split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect()
+        };
+        let algs: std::collections::BTreeSet<String> = crate::crypto::alg::JwtAlg::ALL
+            .iter()
+            .map(|a| a.as_str().to_owned())
+            .collect();
+        assert_eq!(quoted_in("jwt_alg_supported"), algs);
+        assert_eq!(quoted_in("signing_key_alg_supported"), algs);
+        let grants: std::collections::BTreeSet<String> = crate::flow::metadata::GRANT_TYPES
+            .iter()
+            .map(|g| (*g).to_owned())
+            .collect();
+        assert_eq!(quoted_in("grant_types_supported"), grants);
+    }
+
     #[pg_test]
     fn secret_is_hashed_on_insert_and_update() {
         setup_client("c1", "", "");
@@ -36,7 +87,7 @@ mod tests {
 
     #[pg_test]
     fn imported_phc_string_is_kept() {
-        let phc = crate::secret::hash("imported").unwrap();
+        let phc = crate::crypto::secret::hash("imported").unwrap();
         Spi::run_with_args(
             "INSERT INTO oauth.client (id, secret) VALUES ('imp', $1)",
             &[phc.as_str().into()],

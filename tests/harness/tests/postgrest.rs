@@ -189,7 +189,7 @@ fn oauth2_client_gets_tokens_postgrest_accepts_and_revocation_is_honoured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
     assert_eq!(
         header(&headers, "www-authenticate"),
-        Some("Bearer error=\"invalid_token\", error_description=\"the access token has been revoked\"")
+        Some("Bearer error=\"invalid_token\", error_description=\"access token has been revoked\"")
     );
     assert_eq!(err["code"], "invalid_token");
     // ...and only that token: the other one still works.
@@ -707,7 +707,7 @@ fn tokens_minted_around_a_live_session_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
     assert_eq!(
         header(&headers, "www-authenticate"),
-        Some("Bearer error=\"invalid_token\", error_description=\"the access token is unknown\"")
+        Some("Bearer error=\"invalid_token\", error_description=\"unknown access token\"")
     );
     let refused = db
         .query_one("SELECT oauth.auth_verify($1)", &[&forged])

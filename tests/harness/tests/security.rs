@@ -125,7 +125,7 @@ fn each_role_reaches_exactly_what_it_should() {
         .cloned()
         .chain(
             [
-                "oauth.create_client(text,text[],text[],text,text[],integer,boolean,text)",
+                "oauth.create_client(text,text[],text[],text,text[],integer,boolean,text,text,integer,jsonb,boolean,boolean)",
                 "oauth.rotate_client_secret(text,interval)",
                 "oauth.rotate_signing_key(text)",
                 "oauth.ensure_signing_keys(text)",

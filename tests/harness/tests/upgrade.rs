@@ -109,7 +109,44 @@ fn fingerprint(db: &mut postgres::Client) -> Vec<String> {
       UNION ALL
       SELECT 'config dump ' || coalesce(extconfig::regclass[]::text, '')
         FROM pg_extension WHERE extname = 'pg_oauth'
+      UNION ALL
+      SELECT 'description ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' '
+             || md5(d.description)
+        FROM pg_description d
+       WHERE (d.classoid = 'pg_proc'::regclass
+              AND d.objoid IN (SELECT oid FROM pg_proc WHERE pronamespace = 'oauth'::regnamespace))
+          OR (d.classoid = 'pg_class'::regclass
+              AND d.objoid IN (SELECT oid FROM pg_class WHERE relnamespace = 'oauth'::regnamespace))
       ) AS f(line) ORDER BY 1";
+    db.query(sql, &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// Functions, tables, views, sequences and columns of schema oauth with no description
+/// (`\df+` and `\d+` would explain nothing).
+fn undescribed(db: &mut postgres::Client) -> Vec<String> {
+    let sql = "
+      SELECT what FROM (
+        SELECT 'function ' || p.oid::regprocedure::text
+          FROM pg_proc p
+         WHERE p.pronamespace = 'oauth'::regnamespace AND obj_description(p.oid, 'pg_proc') IS NULL
+        UNION ALL
+        SELECT 'relation ' || c.relname
+          FROM pg_class c
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v', 'S')
+           AND obj_description(c.oid, 'pg_class') IS NULL
+           -- an identity column's sequence is the column's business
+           AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                              AND d.objid = c.oid AND d.deptype = 'i')
+        UNION ALL
+        SELECT 'column ' || c.relname || '.' || a.attname
+          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v')
+           AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL
+      ) AS u(what) ORDER BY 1";
     db.query(sql, &[])
         .unwrap()
         .iter()
@@ -206,6 +243,12 @@ fn every_release_upgrades_to_the_current_schema_and_keeps_its_data() {
     let mut fresh = cluster.create_db_with("fresh", &issuer);
     let expected = fingerprint(&mut fresh);
     assert!(expected.len() > 100, "the fingerprint covers too little");
+    assert_eq!(
+        undescribed(&mut fresh),
+        Vec::<String>::new(),
+        "objects of schema oauth without a COMMENT (add one to the block at the end of \
+         sql/finalize.sql and of the upgrade scripts)"
+    );
 
     let ext = extension_dir();
     for (i, (version, frozen)) in releases.iter().enumerate() {

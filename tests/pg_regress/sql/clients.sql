@@ -38,6 +38,18 @@ SELECT length(:'secret') AS secret_length, :'secret' ~ '^[A-Za-z0-9_-]+$' AS url
 SELECT secret <> :'secret' AS stored_hashed FROM oauth.client WHERE id = 'generated';
 SELECT oauth.auth_token('client_credentials', 'generated', :'secret') ->> 'scope' AS scope;
 
+-- create_client sets every column an administrator may write (client_type is the column
+-- type), each by name.
+SELECT length(oauth.create_client('every-column', scope => '{read}',
+    grant_types => '{client_credentials,refresh_token}', token_format => 'opaque',
+    audience => '{https://api.example}', access_token_expiration => 600, refresh_token => true,
+    client_type => 'smart-app', jwt_alg => 'ES256', refresh_token_expiration => 7200,
+    jwks => '{"keys": []}', active => false, introspect_any => true)) > 40 AS created;
+SELECT scope, grant_types, token_format, audience, access_token_expiration, refresh_token, type,
+       jwt_alg, refresh_token_expiration, jwks, active, introspect_any
+  FROM oauth.client WHERE id = 'every-column';
+DELETE FROM oauth.client WHERE id = 'every-column';
+
 -- Policies: the role must exist and must not be a superuser.
 INSERT INTO oauth.policy (client_id, role) VALUES ('defaults', 'no_such_role');
 INSERT INTO oauth.policy (client_id, role) VALUES ('defaults', current_user);

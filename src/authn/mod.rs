@@ -1,0 +1,6 @@
+//! Client authentication: secrets (Basic or form), private_key_jwt assertions, and the
+//! lockout and throttling that bound guessing.
+
+pub mod assertion;
+pub mod attempts;
+pub mod credentials;

@@ -1,0 +1,267 @@
+//! Server settings (`pg_oauth.*`). All are superuser-set (PGC_SUSET) so an
+//! application role cannot change what its own tokens claim or how they are checked;
+//! set them with `ALTER DATABASE ... SET` or in postgresql.conf.
+
+use std::ffi::CString;
+
+use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
+
+use crate::crypto::alg::JwtAlg;
+
+pub static ISSUER: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static API_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DEFAULT_AUDIENCE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static DEFAULT_JWT_ALG: GucSetting<JwtAlg> = GucSetting::<JwtAlg>::new(JwtAlg::ES256);
+pub static LEEWAY: GucSetting<i32> = GucSetting::<i32>::new(30);
+pub static VERIFY_REVOCATION: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static LOCKOUT_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(10);
+pub static LOCKOUT_WINDOW: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static LOCKOUT_DURATION: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static SOURCE_FAILURE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static HTTP_CLIENT_ADDRESS_HEADER: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static SCOPES_SUPPORTED: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static CLIENT_ASSERTION_MAX_LIFETIME: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub static ENDPOINT_PREFIX: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"/rpc"));
+pub static SMART_EXPAND_WILDCARDS: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static ARGON2_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(0);
+pub static ARGON2_WAIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
+pub static REFUSAL_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
+
+pub fn init() {
+    init_tokens();
+    init_abuse();
+    init_argon2();
+    init_endpoints();
+}
+
+/// What tokens say and how they are checked.
+fn init_tokens() {
+    GucRegistry::define_string_guc(
+        c"pg_oauth.issuer",
+        c"Issuer identifier: the `iss` claim and the RFC 8414 `issuer`.",
+        c"Required for JWT access tokens. Usually the public https base URL of the API.",
+        &ISSUER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.default_audience",
+        c"Audience for tokens whose request names none and whose client lists none.",
+        c"When unset, the issuer is the audience.",
+        &DEFAULT_AUDIENCE,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"pg_oauth.default_jwt_alg",
+        c"Signing algorithm for JWT clients whose jwt_alg is NULL.",
+        c"",
+        &DEFAULT_JWT_ALG,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.leeway",
+        c"Clock skew in seconds tolerated when checking JWT exp, nbf and iat.",
+        c"",
+        &LEEWAY,
+        0,
+        300,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.verify_revocation",
+        c"Whether auth_verify checks that a JWT's session is still open.",
+        c"Off makes JWT verification signature-only: revoked JWTs stay valid until they expire.",
+        &VERIFY_REVOCATION,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.client_assertion_max_lifetime",
+        c"Longest a client assertion (private_key_jwt) may live, in seconds from now.",
+        c"SMART Backend Services clients (type smart-app) are held to 300 s whatever this says.",
+        &CLIENT_ASSERTION_MAX_LIFETIME,
+        60,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.smart_expand_wildcards",
+        c"Whether a SMART client's system/*.<perm> scope is granted as one scope per FHIR resource type.",
+        c"On (as Aidbox does): explicit scopes, about 40 bytes per resource type in every JWT. Off: the wildcard itself, which has_all_scopes and resource servers that know SMART wildcards accept.",
+        &SMART_EXPAND_WILDCARDS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// Lockouts, throttling and refusals; the audit trail's retention.
+fn init_abuse() {
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_threshold",
+        c"Failed client authentications from one source that lock the client out there.",
+        c"Counted per client id and source within pg_oauth.lockout_window; 0 disables lockout (failures are still recorded).",
+        &LOCKOUT_THRESHOLD,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_window",
+        c"Seconds over which failed client authentications are counted toward a lockout.",
+        c"",
+        &LOCKOUT_WINDOW,
+        1,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.lockout_duration",
+        c"Seconds a client stays locked out for a source after too many failures from it.",
+        c"",
+        &LOCKOUT_DURATION,
+        1,
+        86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.source_failure_limit",
+        c"Failed client authentications from one source, whatever client ids they name, that throttle it for the rest of pg_oauth.lockout_window.",
+        c"Counted cluster-wide in shared memory; a throttled source gets no secret verified, except proven ones (32+ characters, verified before). 0: off.",
+        &SOURCE_FAILURE_LIMIT,
+        0,
+        1_000_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.refusal_delay",
+        c"How long an SQL caller's attempt refused by a lockout or a throttled source waits before its error.",
+        c"As auth_delay does for logins: a connection that keeps guessing gets at most 1000/delay answers a second and spends no CPU meanwhile. Not applied over HTTP, where it would hold a shared pool connection.",
+        &REFUSAL_DELAY,
+        0,
+        10_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.audit_min_retention",
+        c"Shortest retention oauth.purge_expired accepts for the audit trail, in seconds.",
+        c"Whoever may run purge_expired still cannot erase recent sessions and failures with it.",
+        &AUDIT_MIN_RETENTION,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// The cluster-wide bound on argon2 work (pg/limits.rs).
+fn init_argon2() {
+    GucRegistry::define_int_guc(
+        c"pg_oauth.argon2_concurrency",
+        c"Most argon2 secret hashes or verifications running at once in the cluster (0: half the CPUs, at least 1).",
+        c"Each takes about 17 ms of CPU and 19 MiB. Verifications beyond it wait pg_oauth.argon2_wait, then answer temporarily_unavailable; clients whose secret a backend verified before never wait.",
+        &ARGON2_CONCURRENCY,
+        0,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.argon2_wait",
+        c"How long a secret verification waits for an argon2 slot before answering temporarily_unavailable.",
+        c"",
+        &ARGON2_WAIT,
+        0,
+        60_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+}
+
+/// What the HTTP endpoints and the published metadata say.
+fn init_endpoints() {
+    GucRegistry::define_string_guc(
+        c"pg_oauth.api_url",
+        c"Public base URL under which PostgREST serves /rpc/token and the other endpoints.",
+        c"Endpoints in the metadata are <api_url><endpoint_prefix>/<name>. Defaults to the issuer.",
+        &API_URL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_client_address_header",
+        c"Request header (e.g. x-forwarded-for) that carries the caller's address over PostgREST.",
+        c"Set it only when a proxy you run sets that header; the last address in it is used. Unset: the connection's address (PostgREST's).",
+        &HTTP_CLIENT_ADDRESS_HEADER,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.endpoint_prefix",
+        c"Path between api_url and an endpoint's name in the published metadata (default /rpc).",
+        c"PostgREST serves /rpc/token; a proxy in front may serve /token instead: set '' (see examples/nginx).",
+        &ENDPOINT_PREFIX,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.scopes_supported",
+        c"Scopes the metadata publishes as scopes_supported (space-separated).",
+        c"Unset: the metadata has no scopes_supported (RFC 8414 makes it optional; the clients' scopes are not listed to anonymous callers).",
+        &SCOPES_SUPPORTED,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// A string setting as an owned value, with empty treated as unset.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+pub fn issuer() -> Option<String> {
+    string(&ISSUER)
+}
+
+/// Run `f` with the issuer, read in place (no copy: this is on the verification path).
+pub fn with_issuer<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
+    // SAFETY: the GUC machinery owns the string and does not change it while we run.
+    let raw = unsafe { *ISSUER.as_ptr() };
+    let issuer = (!raw.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_str().ok())
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    f(issuer)
+}
+
+/// `<api_url or issuer><endpoint_prefix>/<name>`, the public URL of an endpoint.
+pub fn endpoint(name: &str) -> Option<String> {
+    let base = string(&API_URL).or_else(issuer)?;
+    let prefix = ENDPOINT_PREFIX
+        .get()
+        .and_then(|s| s.into_string().ok())
+        .unwrap_or_default();
+    let prefix = prefix.trim().trim_matches('/');
+    let base = base.trim_end_matches('/');
+    Some(if prefix.is_empty() {
+        format!("{base}/{name}")
+    } else {
+        format!("{base}/{prefix}/{name}")
+    })
+}

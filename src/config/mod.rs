@@ -1,0 +1,3 @@
+//! Server settings.
+
+pub mod gucs;

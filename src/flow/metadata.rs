@@ -1,0 +1,101 @@
+//! RFC 8414 authorization server metadata.
+
+use pgrx::prelude::*;
+use serde_json::{json, Value};
+
+use crate::config::gucs;
+use crate::crypto::alg::JwtAlg;
+use crate::error::{OAuthError, OrRaise, Result};
+use crate::pg::jsonb::Jsonb;
+
+/// Client authentication methods at the token, revocation and introspection endpoints.
+pub const AUTH_METHODS: [&str; 3] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+];
+
+/// Grant types at the token endpoint.
+pub const GRANT_TYPES: [&str; 2] = ["client_credentials", "refresh_token"];
+
+pub fn metadata() -> Result<Value> {
+    let issuer = gucs::issuer().ok_or_else(|| {
+        OAuthError::ServerError("pg_oauth.issuer must be set to publish metadata".into())
+    })?;
+    let endpoint = |name: &str| gucs::endpoint(name).unwrap_or_default();
+    let algs: Vec<&str> = JwtAlg::ALL.iter().map(|a| a.as_str()).collect();
+    let assertion_algs = crate::authn::assertion::algorithm_names();
+    let mut metadata = json!({
+        "issuer": issuer,
+        "token_endpoint": endpoint("token"),
+        "jwks_uri": endpoint("jwks"),
+        "revocation_endpoint": endpoint("revoke"),
+        "introspection_endpoint": endpoint("introspect"),
+        "grant_types_supported": GRANT_TYPES,
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        // Not registered by RFC 8414: the algorithms JWT access tokens may be signed with.
+        "access_token_signing_alg_values_supported": algs,
+    });
+    add_scopes_supported(&mut metadata);
+    Ok(metadata)
+}
+
+/// Opt-in (pg_oauth.scopes_supported): what the DBA chooses to publish, never a dump of
+/// every client's scopes to anonymous callers.
+fn add_scopes_supported(document: &mut Value) {
+    if let Some(scopes) = gucs::string(&gucs::SCOPES_SUPPORTED) {
+        let scopes: Vec<&str> = scopes.split_whitespace().collect();
+        document["scopes_supported"] = json!(scopes);
+    }
+}
+
+/// SMART App Launch 2.x `.well-known/smart-configuration`, for SMART Backend Services
+/// clients: the token endpoint, how clients authenticate (`private_key_jwt` is SMART's
+/// client-confidential-asymmetric, a secret its -symmetric) and the scope syntaxes taken.
+/// No `issuer`: SMART publishes one only with `sso-openid-connect`, which this is not.
+pub fn smart_configuration() -> Result<Value> {
+    let endpoint = |name: &str| {
+        gucs::endpoint(name).ok_or_else(|| {
+            OAuthError::ServerError(
+                "pg_oauth.issuer must be set to publish the SMART configuration".into(),
+            )
+        })
+    };
+    let mut configuration = json!({
+        "token_endpoint": endpoint("token")?,
+        "jwks_uri": endpoint("jwks")?,
+        "revocation_endpoint": endpoint("revoke")?,
+        "introspection_endpoint": endpoint("introspect")?,
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": crate::authn::assertion::algorithm_names(),
+        "capabilities": [
+            "client-confidential-asymmetric",
+            "client-confidential-symmetric",
+            "permission-v1",
+            "permission-v2",
+        ],
+    });
+    add_scopes_supported(&mut configuration);
+    Ok(configuration)
+}
+
+/// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_metadata() -> Jsonb {
+    Jsonb(metadata().or_raise())
+}
+
+/// SMART App Launch 2.x configuration for this database (requires pg_oauth.issuer).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_smart_configuration() -> Jsonb {
+    Jsonb(smart_configuration().or_raise())
+}

@@ -1,0 +1,78 @@
+//! This backend and its clock: whether it may write (primary or standby), who logged in,
+//! the time, and waits on its latch.
+
+use pgrx::pg_sys;
+
+/// Writes need the primary: on a hot standby say so plainly (rather than failing later
+/// with "cannot execute INSERT in a read-only transaction").
+pub fn require_primary(what: &str) -> crate::error::Result<()> {
+    // SAFETY: reads a flag in shared memory.
+    if unsafe { pg_sys::RecoveryInProgress() } {
+        return Err(crate::error::OAuthError::ServerError(format!(
+            "this server is a read-only standby; {what} on the primary (verification and introspection work here)"
+        )));
+    }
+    Ok(())
+}
+
+/// The session user's name (who logged in, whatever role a function runs as).
+pub fn session_user() -> String {
+    // SAFETY: the session user exists for the whole session; the name is palloc'd.
+    unsafe {
+        let name = pg_sys::GetUserNameFromId(pg_sys::GetSessionUserId(), true);
+        if name.is_null() {
+            return "?".into();
+        }
+        std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// Microseconds since the Unix epoch, from the system clock.
+pub fn now_micros() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("system clock before 1970");
+    now.as_micros() as i64
+}
+
+const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
+
+pub fn timestamptz(unix_micros: i64) -> pgrx::datum::TimestampWithTimeZone {
+    pgrx::datum::TimestampWithTimeZone::try_from(unix_micros - PG_EPOCH_OFFSET_MICROS)
+        .expect("timestamp in range")
+}
+
+pub fn unix_seconds(ts: pgrx::datum::TimestampWithTimeZone) -> i64 {
+    let pg: pg_sys::TimestampTz = ts.into();
+    (pg + PG_EPOCH_OFFSET_MICROS).div_euclid(1_000_000)
+}
+
+/// Sleep on the latch for up to `ms` milliseconds (no CPU; interrupts and postmaster death
+/// end it): a latch set by someone else (a worker we wait for, sinval catch-up) wakes it early.
+pub fn sleep_ms(ms: i64) {
+    // SAFETY: a latch wait with a timeout, as PostgreSQL's own waits do.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+}
+
+/// Sleep on the latch for the whole of `ms` milliseconds, however often the latch is set.
+pub fn pause_ms(ms: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms.max(0) as u64);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        sleep_ms(left.as_millis().max(1) as i64);
+    }
+}

@@ -1,0 +1,229 @@
+//! State shared by every backend of the cluster, without shared_preload_libraries: one
+//! dynamic shared memory segment, created by the first backend that needs it, pinned until
+//! the server stops, and found by the others through `pg_dynshmem/pg_oauth_shared` (its
+//! handle and a random nonce; PostgreSQL's own directory for DSM state, which base backups
+//! skip). A restart forgets it all. Two tables live in it:
+//!
+//! - proofs.rs: proofs of verified secrets (8192, 8-way buckets, least recently used
+//!   evicted), so that a client that knows its secret is not locked out by guessers;
+//! - sources.rs: failed authentications per source and window (4096, 4-way), so that
+//!   rotating client ids does not escape throttling.
+//!
+//! About 770 KB. Every access runs under one spinlock, for a few dozen instructions over
+//! plain memory: nothing under it can raise an error or sleep.
+
+use std::cell::{Cell, UnsafeCell};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use aws_lc_rs::{digest, rand};
+use pgrx::pg_sys;
+
+use crate::pg::limits;
+
+pub mod proofs;
+pub mod sources;
+
+const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
+/// Changes with the tables' layout: a library with another layout makes its own segment.
+const LAYOUT: u32 = 2;
+const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
+/// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
+const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
+
+#[repr(C)]
+struct Segment {
+    magic: u64,
+    layout: u32,
+    lock: AtomicU32,
+    nonce: [u8; 16],
+    /// The proofs' HMAC key: it exists only here.
+    hmac_key: [u8; 32],
+    clock: AtomicU64,
+    proofs: UnsafeCell<proofs::Table>,
+    sources: UnsafeCell<sources::Table>,
+}
+
+/// The tables, borrowed under the lock.
+struct Tables<'a> {
+    proofs: &'a mut proofs::Table,
+    sources: &'a mut sources::Table,
+    /// A fresh value of the segment's clock (for least-recently-used eviction).
+    tick: u64,
+}
+
+thread_local! {
+    static SEGMENT: Cell<*mut Segment> = const { Cell::new(std::ptr::null_mut()) };
+    /// The segment could not be created here (no DSM slot left): shared state is off in
+    /// this backend, which then works as if nothing were shared.
+    static UNAVAILABLE: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Segment {
+    /// Run `f` on the tables under the segment's spinlock.
+    fn locked<R>(&self, f: impl FnOnce(Tables<'_>) -> R) -> R {
+        let mut spins = 0u32;
+        while self
+            .lock
+            .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins.is_multiple_of(64) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        // SAFETY: the spinlock gives this process exclusive access to the tables.
+        let result = f(unsafe {
+            Tables {
+                proofs: &mut *self.proofs.get(),
+                sources: &mut *self.sources.get(),
+                tick,
+            }
+        });
+        self.lock.store(0, Ordering::Release);
+        result
+    }
+}
+
+/// SHA-256 over this database's oid and `parts` (each followed by a 0 byte).
+fn key_of(parts: &[&[u8]]) -> [u8; 32] {
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    // SAFETY: reading this backend's database oid.
+    ctx.update(&unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes());
+    for part in parts {
+        ctx.update(part);
+        ctx.update(&[0]);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
+}
+
+/// The bucket of `key` among `buckets`.
+fn bucket_of(key: &[u8; 32], buckets: usize) -> usize {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&key[..8]);
+    (u64::from_le_bytes(first) % buckets as u64) as usize
+}
+
+/// This backend's mapping of the cluster's segment, attached or created on first use.
+fn segment() -> Option<&'static Segment> {
+    let cached = SEGMENT.get();
+    if !cached.is_null() {
+        // SAFETY: a pinned mapping stays valid for the life of this process.
+        return Some(unsafe { &*cached });
+    }
+    if UNAVAILABLE.get() {
+        return None;
+    }
+    let Some(found) = attach().or_else(create) else {
+        UNAVAILABLE.set(true);
+        return None;
+    };
+    SEGMENT.set(found);
+    // SAFETY: as above.
+    Some(unsafe { &*found })
+}
+
+/// (handle, nonce) from the registry file.
+fn registered() -> Option<(pg_sys::dsm_handle, [u8; 16])> {
+    let mut bytes = [0u8; 24];
+    std::fs::File::open(REGISTRY)
+        .ok()?
+        .read_exact(&mut bytes)
+        .ok()?;
+    let (handle, rest) = bytes.split_at(4);
+    let (layout, nonce) = rest.split_at(4);
+    if u32::from_le_bytes(layout.try_into().ok()?) != LAYOUT {
+        return None;
+    }
+    Some((
+        u32::from_le_bytes(handle.try_into().ok()?),
+        nonce.try_into().ok()?,
+    ))
+}
+
+/// Attach to the registered segment, if it still exists and is ours.
+fn attach() -> Option<*mut Segment> {
+    let (handle, nonce) = registered()?;
+    // SAFETY: dsm_attach returns NULL for a handle that no longer exists (e.g. after a
+    // restart); a segment that does exist is checked for size, magic, layout and nonce
+    // before use, and detached if it is not ours.
+    unsafe {
+        let seg = pg_sys::dsm_attach(handle);
+        if seg.is_null() {
+            return None;
+        }
+        let base = pg_sys::dsm_segment_address(seg) as *mut Segment;
+        let ours = pg_sys::dsm_segment_map_length(seg) >= std::mem::size_of::<Segment>()
+            && (*base).magic == MAGIC
+            && (*base).layout == LAYOUT
+            && (*base).nonce == nonce;
+        if !ours {
+            pg_sys::dsm_detach(seg);
+            return None;
+        }
+        pg_sys::dsm_pin_mapping(seg);
+        Some(base)
+    }
+}
+
+/// Create and register the segment, under a cluster-wide lock so that only one backend
+/// does (the others wait, then attach to it).
+fn create() -> Option<*mut Segment> {
+    let tag = limits::cluster_tag(u32::MAX);
+    // SAFETY: a transaction-level lock on a tag of our own, waited for; released below or
+    // by the resource owner on error.
+    unsafe {
+        pg_sys::LockAcquire(&tag, pg_sys::ExclusiveLock as i32, false, false);
+    }
+    let made = attach().or_else(|| {
+        // SAFETY: a fresh segment, zeroed and initialised before it is registered;
+        // pinned so that it outlives this backend, and its mapping so that it outlives
+        // the current resource owner.
+        unsafe {
+            let seg = pg_sys::dsm_create(
+                std::mem::size_of::<Segment>(),
+                DSM_CREATE_NULL_IF_MAXSEGMENTS,
+            );
+            if seg.is_null() {
+                return None;
+            }
+            let base = pg_sys::dsm_segment_address(seg) as *mut Segment;
+            std::ptr::write_bytes(base as *mut u8, 0, std::mem::size_of::<Segment>());
+            let mut nonce = [0u8; 16];
+            let mut hmac_key = [0u8; 32];
+            rand::fill(&mut nonce).ok()?;
+            rand::fill(&mut hmac_key).ok()?;
+            (*base).nonce = nonce;
+            (*base).hmac_key = hmac_key;
+            (*base).layout = LAYOUT;
+            (*base).magic = MAGIC;
+            pg_sys::dsm_pin_segment(seg);
+            pg_sys::dsm_pin_mapping(seg);
+            let handle = pg_sys::dsm_segment_handle(seg);
+            publish(handle, &nonce).ok()?;
+            Some(base)
+        }
+    });
+    // SAFETY: releases the lock taken above.
+    unsafe {
+        pg_sys::LockRelease(&tag, pg_sys::ExclusiveLock as i32, false);
+    }
+    made
+}
+
+/// Write the registry file atomically (a reader sees the old or the new one, whole).
+fn publish(handle: pg_sys::dsm_handle, nonce: &[u8; 16]) -> std::io::Result<()> {
+    let temp = format!("{REGISTRY}.{}", std::process::id());
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(&handle.to_le_bytes())?;
+    file.write_all(&LAYOUT.to_le_bytes())?;
+    file.write_all(nonce)?;
+    file.sync_all()?;
+    std::fs::rename(&temp, REGISTRY)
+}

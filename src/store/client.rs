@@ -1,0 +1,322 @@
+//! OAuth clients: loading a client with its policy (cached per backend), the trigger that
+//! keeps secrets write-only, and `oauth.create_client`. Authenticating one is
+//! authn/credentials.rs.
+
+use pgrx::pg_sys::BuiltinOid::TEXTOID;
+use std::rc::Rc;
+
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::crypto::secret;
+use crate::error::{OAuthError, OrRaise, Result};
+use crate::pg::backend;
+use crate::pg::cache::{self, Cache, Fresh, Source};
+use crate::pg::db::Statement;
+use crate::pg::limits;
+use crate::pg::redact;
+use crate::pg::shmem::proofs;
+use crate::store::policy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    Opaque,
+    Jwt,
+}
+
+impl TokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Opaque => "opaque",
+            TokenFormat::Jwt => "jwt",
+        }
+    }
+}
+
+/// A client row joined with its policy, as the token endpoint needs it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub secret: Option<String>,
+    /// The previous secret and, in Unix microseconds, the end of its grace period.
+    previous_secret: Option<(String, i64)>,
+    pub grant_types: Vec<String>,
+    pub scope: Vec<String>,
+    pub audience: Vec<String>,
+    /// `type = 'smart-app'`: SMART on FHIR scope rules apply.
+    pub smart: bool,
+    pub token_format: TokenFormat,
+    pub jwt_alg: Option<String>,
+    pub access_token_expiration: i32,
+    pub refresh_token: bool,
+    pub refresh_token_expiration: i32,
+    pub active: bool,
+    /// The client's registered public keys (private_key_jwt).
+    pub jwks: Option<serde_json::Value>,
+    /// May introspect tokens issued to other clients (a resource server).
+    pub introspect_any: bool,
+    /// The policy's role, if any, and why it may not be used (see policy.rs).
+    pub role: Option<String>,
+    pub role_problem: Option<String>,
+}
+
+macro_rules! load_client {
+    ($introspect_any:literal) => {
+        concat!(
+            "SELECT c.secret, c.previous_secret,
+                    c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format,
+                    c.jwt_alg, c.access_token_expiration, c.refresh_token,
+                    c.refresh_token_expiration, c.active, p.role::text,
+                    c.previous_secret_expires_at, c.jwks, ",
+            $introspect_any,
+            "  FROM oauth.client c
+               LEFT JOIN oauth.policy p ON p.client_id = c.id
+              WHERE c.id = $1"
+        )
+    };
+}
+
+static LOAD_CLIENT: Statement = Statement::new(load_client!("c.introspect_any"), &[TEXTOID]);
+/// The same against the 0.1.0 schema, which a newly installed library meets until
+/// `ALTER EXTENSION pg_oauth UPDATE` (no `introspect_any` column yet).
+static LOAD_CLIENT_0_1: Statement = Statement::new(load_client!("false"), &[TEXTOID]);
+
+/// Bound on cached clients per backend.
+const CACHE_CAPACITY: usize = 10_000;
+
+thread_local! {
+    /// Clients as loaded (see cache.rs: dropped on any change to oauth.client, oauth.policy
+    /// or a role). Unknown ids are not kept.
+    static CLIENTS: Cache<String, Option<Rc<Client>>> =
+        Cache::new(Source::Clients, CACHE_CAPACITY, Option::is_some);
+}
+
+/// Load a client by id; `None` when there is no such client.
+pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Rc<Client>>> {
+    CLIENTS.with(|cache| {
+        cache.get(client_id, |fresh| {
+            Ok(load_from_table(spi, fresh, client_id)?.map(Rc::new))
+        })
+    })
+}
+
+fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Result<Option<Client>> {
+    let statement = if cache::client_has_column(c"introspect_any") {
+        &LOAD_CLIENT
+    } else {
+        &LOAD_CLIENT_0_1
+    };
+    let mut rows = statement.query_fresh(spi, fresh, &[client_id.into()], |row| {
+        let previous: Option<String> = row.get(2)?;
+        let previous_until = row
+            .get::<TimestampWithTimeZone>(14)?
+            .map(|ts| backend::unix_seconds(ts) * 1_000_000);
+        Ok(Client {
+            id: client_id.to_owned(),
+            secret: row.get(1)?,
+            previous_secret: previous.zip(previous_until),
+            grant_types: row.get(3)?.unwrap_or_default(),
+            scope: row.get(4)?.unwrap_or_default(),
+            audience: row.get(5)?.unwrap_or_default(),
+            smart: row.get(6)?.unwrap_or(false),
+            token_format: match row.get::<String>(7)?.as_deref() {
+                Some("jwt") => TokenFormat::Jwt,
+                _ => TokenFormat::Opaque,
+            },
+            jwt_alg: row.get(8)?,
+            access_token_expiration: row.get(9)?.unwrap_or(3600),
+            refresh_token: row.get(10)?.unwrap_or(false),
+            refresh_token_expiration: row.get(11)?.unwrap_or(86400),
+            active: row.get(12)?.unwrap_or(false),
+            role: row.get(13)?,
+            role_problem: None,
+            jwks: row.get::<pgrx::JsonB>(15)?.map(|j| j.0),
+            introspect_any: row.get(16)?.unwrap_or(false),
+        })
+    })?;
+    let Some(mut client) = rows.pop() else {
+        return Ok(None);
+    };
+    if let Some(role) = &client.role {
+        client.role_problem = policy::role_problem(spi, fresh, role)?;
+    }
+    Ok(Some(client))
+}
+
+impl Client {
+    /// The previous secret, while its rotation grace period lasts.
+    pub fn previous_secret(&self) -> Option<&str> {
+        self.previous_secret
+            .as_ref()
+            .filter(|(_, until)| *until > backend::now_micros())
+            .map(|(hash, _)| hash.as_str())
+    }
+
+    pub fn has_grant(&self, grant: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant)
+    }
+
+    /// Refresh tokens are on when `refresh_token` is true (Aidbox's switch) or the
+    /// `refresh_token` grant is listed (RFC 7591's spelling); either enables both.
+    pub fn refresh_enabled(&self) -> bool {
+        self.refresh_token || self.has_grant("refresh_token")
+    }
+}
+
+/// BEFORE INSERT OR UPDATE on oauth.client: secrets are write-only. Plaintext is replaced
+/// by its argon2id hash before the row reaches the table (and so the WAL); an argon2 PHC
+/// string is kept as is, for imports. A plain UPDATE of the secret ends a rotation grace.
+#[pg_trigger]
+fn client_before_write<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let _sensitive = redact::sensitive();
+    let mut new = trigger
+        .new()
+        .expect("client_before_write is a row-level INSERT/UPDATE trigger")
+        .into_owned();
+    let old = trigger.old();
+
+    let secret: Option<String> = new.get_by_name("secret")?;
+    let old_secret: Option<String> = match &old {
+        Some(old) => old.get_by_name("secret")?,
+        None => None,
+    };
+    if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
+        match secret::classify(&plain) {
+            secret::SecretValue::Plaintext => {
+                let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
+                let hashed = secret::hash(&plain).or_raise();
+                // Proven from the start: the client is never locked out by guessers, not
+                // even before its first request (a rolled-back write leaves a proof for a
+                // hash that never exists, which matches nothing).
+                if let Some(id) = new.get_by_name::<String>("id")? {
+                    proofs::remember(&id, &hashed, &plain);
+                }
+                new.set_by_name("secret", hashed)?;
+            }
+            secret::SecretValue::Argon2Hash => {}
+            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+                "the secret looks like an argon2 hash to import, but {why}"
+            ))
+            .raise(),
+        }
+        if let Some(old) = &old {
+            // rotate_client_secret sets previous_secret itself; any other change of the
+            // secret ends a grace period at once.
+            let previous: Option<String> = new.get_by_name("previous_secret")?;
+            let old_previous: Option<String> = old.get_by_name("previous_secret")?;
+            if previous == old_previous {
+                new.set_by_name("previous_secret", None::<String>)?;
+                new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
+            }
+        }
+    }
+    let previous: Option<String> = new.get_by_name("previous_secret")?;
+    if let Some(previous) = previous {
+        if !secret::is_argon2_phc(&previous) {
+            new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
+        }
+    }
+
+    if let Some(old) = &old {
+        let old_id: Option<String> = old.get_by_name("id")?;
+        let new_id: Option<String> = new.get_by_name("id")?;
+        if old_id != new_id {
+            OAuthError::InvalidRequest(
+                "a client id cannot be changed; create a new client instead".into(),
+            )
+            .raise();
+        }
+        new.set_by_name("updated_at", backend::timestamptz(backend::now_micros()))?;
+    }
+    Ok(Some(new))
+}
+
+/// Replace a client's secret with a generated one and return it (once). The previous
+/// secret keeps working for `grace`; an UPDATE of `secret` ends that grace at once.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_client_secret(
+    client_id: &str,
+    grace: default!(pgrx::datum::Interval, "'1 hour'"),
+) -> String {
+    let _sensitive = redact::sensitive();
+    let secret = secret::generate();
+    let rotated = Spi::connect_mut(|spi| -> Result<bool> {
+        let table = spi.update(
+            "UPDATE oauth.client
+                SET previous_secret = secret,
+                    previous_secret_expires_at = pg_catalog.now() + $2,
+                    secret = $3
+              WHERE id = $1 AND secret IS NOT NULL AND $2 >= interval '0'
+              RETURNING 1",
+            None,
+            &[client_id.into(), grace.into(), secret.as_str().into()],
+        )?;
+        Ok(!table.is_empty())
+    })
+    .or_raise();
+    if !rotated {
+        OAuthError::InvalidRequest(format!(
+            "no client {} with a secret to rotate (and the grace period must not be negative)",
+            crate::error::quoted(client_id)
+        ))
+        .raise();
+    }
+    secret
+}
+
+/// Register a client with a generated secret and return the secret. This is the only
+/// time the secret is visible: only its hash is stored. One argument per column an
+/// administrator may write (`client_type` is the column `type`), defaulted as the column is.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // one per optional client setting, all defaulted in SQL
+fn create_client(
+    id: &str,
+    scope: default!(Vec<String>, "'{}'"),
+    grant_types: default!(Vec<String>, "'{client_credentials}'"),
+    token_format: default!(&str, "'opaque'"),
+    audience: default!(Vec<String>, "'{}'"),
+    access_token_expiration: default!(i32, 3600),
+    refresh_token: default!(bool, false),
+    client_type: default!(Option<&str>, "NULL"),
+    jwt_alg: default!(Option<&str>, "NULL"),
+    refresh_token_expiration: default!(i32, 86400),
+    jwks: default!(Option<pgrx::JsonB>, "NULL"),
+    active: default!(bool, true),
+    introspect_any: default!(bool, false),
+) -> String {
+    let _sensitive = redact::sensitive();
+    let secret = secret::generate();
+    Spi::connect_mut(|spi| {
+        spi.update(
+            "INSERT INTO oauth.client (id, secret, scope, grant_types, token_format, audience,
+                                       access_token_expiration, refresh_token, type, jwt_alg,
+                                       refresh_token_expiration, jwks, active, introspect_any)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            None,
+            &[
+                id.into(),
+                secret.as_str().into(),
+                scope.into(),
+                grant_types.into(),
+                token_format.into(),
+                audience.into(),
+                access_token_expiration.into(),
+                refresh_token.into(),
+                client_type.into(),
+                jwt_alg.into(),
+                refresh_token_expiration.into(),
+                jwks.into(),
+                active.into(),
+                introspect_any.into(),
+            ],
+        )
+        .map(|_| ())
+    })
+    .map_err(OAuthError::from)
+    .or_raise();
+    secret
+}

@@ -1,0 +1,65 @@
+//! Policy roles: the one rule for which database roles tokens may act as.
+//!
+//! Checked when a policy is written (the `policy_check_role` trigger calls
+//! `oauth.policy_role_problem`) and again whenever a client is loaded for issuance, under
+//! the same fresh snapshot as the client (a role can gain a privilege or a membership
+//! later; those changes invalidate the client cache, see cache.rs). The rule reads only
+//! pg_catalog, so it also holds against an older pg_oauth schema before
+//! `ALTER EXTENSION pg_oauth UPDATE`.
+
+use pgrx::pg_sys::BuiltinOid::TEXTOID;
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::error::{OrRaise, Result};
+use crate::pg::cache::Fresh;
+use crate::pg::db::Statement;
+
+/// Why a role may not be used, or NULL. Refused: a missing role; one that is, or is a
+/// member (through any chain) of, a role with SUPERUSER, CREATEROLE (superuser-equivalent
+/// before PostgreSQL 16), BYPASSRLS or REPLICATION; and members of the predefined roles that
+/// reach the server's files, programs or all data.
+static ROLE_PROBLEM: Statement = Statement::new(
+    "SELECT CASE
+        WHEN r.oid IS NULL THEN pg_catalog.format('role \"%s\" does not exist', $1)
+        ELSE (SELECT CASE WHEN m.oid = r.oid
+                          THEN pg_catalog.format('role \"%s\" %s', $1, m.what)
+                          ELSE pg_catalog.format('role \"%s\" is a member of \"%s\", which %s',
+                                                 $1, m.rolname, m.what)
+                     END
+                FROM (SELECT p.oid, p.rolname,
+                             CASE WHEN p.rolsuper THEN 'is a superuser'
+                                  WHEN p.rolcreaterole THEN 'has CREATEROLE'
+                                  WHEN p.rolbypassrls THEN 'has BYPASSRLS'
+                                  WHEN p.rolreplication THEN 'has REPLICATION'
+                                  ELSE 'reaches the server''s files, programs or all data'
+                             END AS what
+                        FROM pg_catalog.pg_roles p
+                       WHERE (p.rolsuper OR p.rolcreaterole OR p.rolbypassrls OR p.rolreplication
+                              OR p.rolname IN ('pg_execute_server_program', 'pg_read_server_files',
+                                               'pg_write_server_files', 'pg_read_all_data',
+                                               'pg_write_all_data'))
+                         AND (p.oid = r.oid OR pg_catalog.pg_has_role(r.oid, p.oid, 'MEMBER'))
+                       ORDER BY p.oid <> r.oid, p.rolname
+                       LIMIT 1) AS m)
+     END
+       FROM (SELECT) AS one
+       LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
+    &[TEXTOID],
+);
+
+/// Why `role` may not be a policy role, or `None`.
+pub fn role_problem(spi: &SpiClient<'_>, fresh: &Fresh, role: &str) -> Result<Option<String>> {
+    let rows = ROLE_PROBLEM.query_fresh(spi, fresh, &[role.into()], |row| row.get::<String>(1))?;
+    Ok(rows.into_iter().next().flatten())
+}
+
+/// Why `role_name` may not be a policy role (tokens act as it), or NULL: it does not exist,
+/// is privileged (SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION), or is a member of a
+/// privileged role or of a predefined role that reaches the server's files, programs or
+/// all data.
+#[pg_extern(stable, strict, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn policy_role_problem(role_name: &str) -> Option<String> {
+    Spi::connect(|spi| role_problem(spi, &Fresh::take(), role_name)).or_raise()
+}

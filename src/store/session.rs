@@ -1,0 +1,332 @@
+//! Sessions: one row in oauth.session per issued access token, holding its claims and
+//! only a SHA-256 of the token. Opaque tokens carry their session id, so a lookup is one
+//! primary-key probe followed by a constant-time hash comparison.
+
+use aws_lc_rs::{constant_time, digest};
+use pgrx::datum::Uuid;
+use pgrx::pg_sys;
+use pgrx::pg_sys::BuiltinOid::{BYTEAOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+use pgrx::prelude::*;
+use pgrx::spi::SpiClient;
+
+use crate::crypto::secret;
+use crate::error::{OAuthError, Result};
+use crate::pg::backend;
+use crate::pg::cache::Fresh;
+use crate::pg::db::Statement;
+use crate::store::client::TokenFormat;
+
+pub type SessionId = [u8; 16];
+
+pub fn sha256(token: &str) -> [u8; 32] {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+pub fn uuid_string(id: &SessionId) -> String {
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+}
+
+/// An opaque token: base64url of the 16-byte session id and 32 random bytes (256 bits).
+pub fn opaque_token(id: &SessionId) -> String {
+    let mut raw = [0u8; 48];
+    raw[..16].copy_from_slice(id);
+    raw[16..].copy_from_slice(&secret::random_bytes::<32>());
+    secret::b64url(&raw)
+}
+
+/// The session id inside an opaque token, or `None` if it is not shaped like one.
+pub fn opaque_token_id(token: &str) -> Option<SessionId> {
+    use base64::Engine;
+    if token.len() != 64 {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    raw.get(..16)?.try_into().ok()
+}
+
+pub struct NewSession<'a> {
+    pub id: SessionId,
+    pub client_id: &'a str,
+    pub token: &'a str,
+    pub format: TokenFormat,
+    pub scope: &'a [String],
+    pub audience: &'a [String],
+    pub role: Option<&'a str>,
+    /// Microseconds since the Unix epoch.
+    pub issued_at_us: i64,
+    pub expires_at_us: i64,
+    pub family_id: Option<SessionId>,
+}
+
+static INSERT_SESSION: Statement = Statement::new(
+    "INSERT INTO oauth.session
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID],
+);
+
+pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
+    INSERT_SESSION.execute(
+        spi,
+        &[
+            Uuid::from_bytes(s.id).into(),
+            s.client_id.into(),
+            sha256(s.token).to_vec().into(),
+            s.format.as_str().into(),
+            s.scope.to_vec().into(),
+            s.audience.to_vec().into(),
+            s.role.into(),
+            backend::timestamptz(s.issued_at_us).into(),
+            backend::timestamptz(s.expires_at_us).into(),
+            s.family_id.map(Uuid::from_bytes).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// A stored session, with times in Unix seconds.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: SessionId,
+    pub client_id: String,
+    pub token_hash: Vec<u8>,
+    pub scope: Vec<String>,
+    pub audience: Vec<String>,
+    pub role: Option<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    pub revoked: bool,
+}
+
+static LOAD_SESSION: Statement = Statement::new(
+    "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
+            revoked_at IS NOT NULL
+       FROM oauth.session WHERE id = $1",
+    &[UUIDOID],
+);
+
+/// A session by id, read under a fresh snapshot (a revocation committed before this call
+/// is seen, and so is a session this transaction just created).
+pub fn load(spi: &SpiClient<'_>, id: &SessionId) -> Result<Option<Session>> {
+    let fresh = Fresh::take();
+    let mut rows =
+        LOAD_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
+            let ts = |n| -> Result<i64> {
+                Ok(row
+                    .get::<pgrx::datum::TimestampWithTimeZone>(n)?
+                    .map(backend::unix_seconds)
+                    .unwrap_or(0))
+            };
+            Ok(Session {
+                id: *id,
+                client_id: row.get(1)?.unwrap_or_default(),
+                token_hash: row.get(2)?.unwrap_or_default(),
+                scope: row.get(3)?.unwrap_or_default(),
+                audience: row.get(4)?.unwrap_or_default(),
+                role: row.get(5)?,
+                issued_at: ts(6)?,
+                expires_at: ts(7)?,
+                revoked: row.get(8)?.unwrap_or(true),
+            })
+        })?;
+    Ok(rows.pop())
+}
+
+/// Whether `token` is the one its session was issued for (constant time).
+fn hash_matches(stored: &[u8], token: &str) -> bool {
+    constant_time::verify_slices_are_equal(stored, &sha256(token)).is_ok()
+}
+
+/// The session of an opaque token, whatever its state: it must exist and match the
+/// token's hash (compared in constant time).
+pub fn find_opaque(spi: &SpiClient<'_>, token: &str) -> Result<Option<Session>> {
+    let Some(id) = opaque_token_id(token) else {
+        return Ok(None);
+    };
+    Ok(load(spi, &id)?.filter(|s| hash_matches(&s.token_hash, token)))
+}
+
+/// The live session of an opaque token.
+pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now: i64) -> Result<Session> {
+    if opaque_token_id(token).is_none() {
+        return Err(OAuthError::InvalidToken("malformed access token".into()));
+    }
+    let session = find_opaque(spi, token)?
+        .ok_or_else(|| OAuthError::InvalidToken("unknown access token".into()))?;
+    check_live(&session, now)?;
+    Ok(session)
+}
+
+/// What the revocation probe found for a JWT's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// No session with this id, or one issued for another token (a forgery around a live
+    /// jti): either way not a token of ours.
+    Unknown,
+    Revoked,
+    Open,
+}
+
+/// Why a token whose session was revoked or is unknown may not be used: the one wording
+/// for auth_verify (opaque and JWT) and PostgREST's pre-request check.
+pub const REVOKED: &str = "access token has been revoked";
+pub const UNKNOWN: &str = "unknown access token";
+
+impl Probe {
+    /// The revocation check of a JWT: Ok while its session is open.
+    pub fn check(self) -> Result<()> {
+        match self {
+            Probe::Open => Ok(()),
+            Probe::Revoked => Err(OAuthError::InvalidToken(REVOKED.into())),
+            Probe::Unknown => Err(OAuthError::InvalidToken(UNKNOWN.into())),
+        }
+    }
+
+    fn of(found: Option<(bool, Vec<u8>)>, token: &str) -> Probe {
+        match found {
+            Some((_, hash)) if !hash_matches(&hash, token) => Probe::Unknown,
+            Some((true, _)) => Probe::Open,
+            Some((false, _)) => Probe::Revoked,
+            None => Probe::Unknown,
+        }
+    }
+}
+
+static PROBE_SESSION: Statement = Statement::new(
+    "SELECT revoked_at IS NULL, token_hash FROM oauth.session WHERE id = $1",
+    &[UUIDOID],
+);
+
+/// The JWT revocation check: the session `id` exists, was issued for exactly `token` (its
+/// SHA-256 equals the stored hash, so a token minted around a live jti is refused), and is
+/// not revoked. Reads under a fresh snapshot. Runs for every verified JWT, so it probes the
+/// primary key directly — no SPI, no executor — where it can, else through SPI.
+pub fn probe(id: &SessionId, token: &str) -> Result<Probe> {
+    let fresh = Fresh::take();
+    if let Some(found) = probe_index(id, &fresh) {
+        return Ok(Probe::of(found, token));
+    }
+    let found = crate::pg::db::with_safe_search_path(|| {
+        Spi::connect(|spi| {
+            PROBE_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
+                Ok((
+                    row.get::<bool>(1)?.unwrap_or(false),
+                    row.get::<Vec<u8>>(2)?.unwrap_or_default(),
+                ))
+            })
+        })
+    })?;
+    Ok(Probe::of(found.into_iter().next(), token))
+}
+
+/// (open, token hash) of session `id` by a direct primary-key probe; `None` when the probe
+/// cannot run here (then use SPI), `Some(None)` when there is no such session.
+#[allow(clippy::option_option)]
+fn probe_index(id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>> {
+    let rel = crate::pg::cache::session_rel()?;
+    // SAFETY: the standard index-scan sequence (as in systable scans): relations opened and
+    // closed with AccessShareLock, a slot of the table's type, a registered snapshot, and a
+    // uuid key compared with uuid_eq; the hash is copied out before the slot is dropped and
+    // everything is released before return.
+    unsafe {
+        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+        let heap = pg_sys::table_open(rel.table, lock);
+        let index = pg_sys::index_open(rel.primary_key, lock);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        // A uuid datum is a pointer to its 16 bytes (pg_uuid_t).
+        let uuid: SessionId = *id;
+        pg_sys::ScanKeyInit(
+            &mut key,
+            1,
+            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
+            pg_sys::Oid::from(pg_sys::F_UUID_EQ),
+            pg_sys::Datum::from(uuid.as_ptr()),
+        );
+        // PostgreSQL 18 added an instrumentation argument (NULL: none).
+        #[cfg(not(feature = "pg18"))]
+        let scan = pg_sys::index_beginscan(heap, index, fresh.snapshot(), 1, 0);
+        #[cfg(feature = "pg18")]
+        let scan =
+            pg_sys::index_beginscan(heap, index, fresh.snapshot(), std::ptr::null_mut(), 1, 0);
+        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let found =
+            pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+        let row = found.then(|| {
+            let last = i32::from(rel.revoked_at.max(rel.token_hash));
+            if last > i32::from((*slot).tts_nvalid) {
+                pg_sys::slot_getsomeattrs_int(slot, last);
+            }
+            let open = *(*slot).tts_isnull.add(rel.revoked_at as usize - 1);
+            let at = rel.token_hash as usize - 1;
+            let hash = if *(*slot).tts_isnull.add(at) {
+                Vec::new()
+            } else {
+                Vec::<u8>::from_datum(*(*slot).tts_values.add(at), false).unwrap_or_default()
+            };
+            (open, hash)
+        });
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::index_close(index, lock);
+        pg_sys::table_close(heap, lock);
+        Some(row)
+    }
+}
+
+pub fn check_live(session: &Session, now: i64) -> Result<()> {
+    if session.revoked {
+        return Err(OAuthError::InvalidToken(REVOKED.into()));
+    }
+    if now >= session.expires_at {
+        return Err(OAuthError::InvalidToken("access token has expired".into()));
+    }
+    Ok(())
+}
+
+static REVOKE_SESSION: Statement = Statement::new(
+    "UPDATE oauth.session SET revoked_at = pg_catalog.clock_timestamp(), revoked_reason = $2
+      WHERE id = $1 AND revoked_at IS NULL",
+    &[UUIDOID, TEXTOID],
+);
+
+/// Close a session, saying why; returns whether it was open.
+pub fn revoke(spi: &mut SpiClient<'_>, id: &SessionId, reason: &str) -> Result<bool> {
+    let table = REVOKE_SESSION.execute(spi, &[Uuid::from_bytes(*id).into(), reason.into()])?;
+    Ok(!table.is_empty())
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_uuidv7_and_time_ordered() {
+        let a = crate::store::new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = crate::store::new_id();
+        let ua = uuid::Uuid::from_bytes(a);
+        assert_eq!(ua.get_version_num(), 7);
+        assert_eq!(ua.get_variant(), uuid::Variant::RFC4122);
+        assert!(a[..6] < b[..6], "later ids sort later");
+        assert_ne!(a[6..], b[6..]);
+        let (secs, _) = ua.get_timestamp().unwrap().to_unix();
+        let now = backend::now_micros() as u64 / 1_000_000;
+        assert!(now.abs_diff(secs) <= 1);
+    }
+
+    #[test]
+    fn opaque_tokens_carry_their_session_id() {
+        let id = crate::store::new_id();
+        let token = opaque_token(&id);
+        assert_eq!(token.len(), 64);
+        assert_eq!(opaque_token_id(&token), Some(id));
+        assert_eq!(opaque_token_id("short"), None);
+        assert_ne!(opaque_token(&id), token, "256 fresh random bits each time");
+    }
+}
