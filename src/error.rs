@@ -36,7 +36,7 @@ pub enum OAuthError {
     #[error("temporarily_unavailable: the server is busy; try again in {retry_after_secs} s")]
     TemporarilyUnavailable { retry_after_secs: i64 },
     /// invalid_client, refused before any credential check: too many failures from this
-    /// source (see audit.rs).
+    /// source (see authn/attempts.rs).
     #[error("invalid_client: {description}")]
     LockedOut {
         description: String,

@@ -16,8 +16,8 @@ mod tests {
         .unwrap();
     }
 
-    /// An error names the place that raised it (the SQL function's file), not error.rs for
-    /// all: `raise` and `or_raise` pass their caller's location on.
+    /// An error names the place that raised it (api/sql.rs, where auth_token raises), not
+    /// error.rs for all: `raise` and `or_raise` pass their caller's location on.
     #[pg_test]
     fn errors_report_the_location_that_raised_them() {
         let file = PgTryBuilder::new(|| {
@@ -33,7 +33,7 @@ mod tests {
         })
         .execute();
         // PostgreSQL keeps the file's base name (errstart); the old location was error.rs.
-        assert_eq!(file.as_deref(), Some("token.rs"));
+        assert_eq!(file.as_deref(), Some("sql.rs"));
     }
 
     /// The algorithms and grant types the code knows are exactly those the tables accept:

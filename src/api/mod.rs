@@ -1,4 +1,9 @@
-//! The SQL surface that PostgREST serves over HTTP. Depends on everything below it; nothing
-//! depends on it.
+//! The SQL surface, and nothing else: every `#[pg_extern]` and `#[pg_trigger]` lives here,
+//! as a thin wrapper over the layers below. Depends on everything below it; nothing depends
+//! on it.
 
-pub mod http;
+mod admin;
+pub mod postgrest;
+mod rls;
+mod sql;
+mod triggers;

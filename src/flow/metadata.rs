@@ -1,12 +1,10 @@
 //! RFC 8414 authorization server metadata.
 
-use pgrx::prelude::*;
 use serde_json::{json, Value};
 
 use crate::config::gucs;
 use crate::crypto::alg::JwtAlg;
-use crate::error::{OAuthError, OrRaise, Result};
-use crate::pg::jsonb::Jsonb;
+use crate::error::{OAuthError, Result};
 
 /// Client authentication methods at the token, revocation and introspection endpoints.
 pub const AUTH_METHODS: [&str; 3] = [
@@ -84,18 +82,4 @@ pub fn smart_configuration() -> Result<Value> {
     });
     add_scopes_supported(&mut configuration);
     Ok(configuration)
-}
-
-/// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
-#[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn auth_metadata() -> Jsonb {
-    Jsonb(metadata().or_raise())
-}
-
-/// SMART App Launch 2.x configuration for this database (requires pg_oauth.issuer).
-#[pg_extern(stable, parallel_restricted, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn auth_smart_configuration() -> Jsonb {
-    Jsonb(smart_configuration().or_raise())
 }

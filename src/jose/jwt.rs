@@ -1,5 +1,12 @@
 //! JWT access tokens (RFC 9068) in JWS compact serialization: signing with a cached key
 //! and strict verification.
+//!
+//! Hand-written rather than jsonwebtoken's `encode`/`decode` (which client assertions use):
+//! a header byte-identical to one of our keys' is recognized without parsing (keys.rs), the
+//! claims are built and read once as a map, and every rule RFC 9068 adds (`typ` at+jwt, the
+//! key's own `alg`, no `crit`, integer time claims, a `jti`) is checked here, in one place.
+//! Measured: HS256 verification 3.1 µs signature only (BENCHMARKS.md). The parser is
+//! fuzzed: no input panics, no modification of a valid token verifies (src/fuzz.rs).
 
 use std::rc::Rc;
 

@@ -18,17 +18,15 @@ use aws_lc_rs::signature::{
     self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, ParsedPublicKey, RsaEncoding, RsaKeyPair,
 };
 use pgrx::pg_sys::BuiltinOid::{BYTEAOID, INT4OID, JSONBOID, TEXTOID};
-use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Value};
 
 use crate::config::gucs;
 use crate::crypto::alg::JwtAlg;
 use crate::crypto::secret::{b64url, random_bytes};
-use crate::error::{OAuthError, OrRaise, Result};
+use crate::error::{OAuthError, Result};
 use crate::pg::cache::{Cache, Fresh, Source};
 use crate::pg::db::Statement;
-use crate::pg::jsonb::Jsonb;
 
 /// The RSA signature encoding `alg` names (PS256: PSS, RS256: PKCS #1 v1.5).
 fn rsa_encoding(alg: JwtAlg) -> &'static dyn RsaEncoding {
@@ -350,34 +348,18 @@ pub fn alg_for(client_alg: Option<&str>) -> JwtAlg {
         .unwrap_or_else(|| gucs::DEFAULT_JWT_ALG.get())
 }
 
-fn alg_or_default(alg: Option<&str>) -> Result<JwtAlg> {
+/// The algorithm a SQL caller names, or `pg_oauth.default_jwt_alg`.
+pub fn alg_or_default(alg: Option<&str>) -> Result<JwtAlg> {
     match alg {
         None => Ok(gucs::DEFAULT_JWT_ALG.get()),
         Some(name) => JwtAlg::parse(name).ok_or_else(|| {
             OAuthError::InvalidRequest(format!(
-                "unsupported signing algorithm {}; use ES256, EdDSA, RS256, PS256 or HS256",
-                crate::error::quoted(name)
+                "unsupported signing algorithm {}; use one of {}",
+                crate::error::quoted(name),
+                JwtAlg::ALL.map(JwtAlg::as_str).join(", ")
             ))
         }),
     }
-}
-
-/// Create the active and next keys of `alg` now rather than on first use (so a verifier
-/// such as PostgREST can have them before the first token). Idempotent; returns the
-/// active kid.
-#[pg_extern(volatile, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn ensure_signing_keys(alg: default!(Option<&str>, "NULL")) -> String {
-    let alg = alg_or_default(alg).or_raise();
-    Spi::connect_mut(|spi| -> Result<String> {
-        ensure_keys(spi, alg)?;
-        let kid = ACTIVE_KID
-            .query(spi, &[alg.as_str().into()])?
-            .first()
-            .get::<String>(1)?;
-        kid.ok_or_else(|| OAuthError::ServerError("no active key".into()))
-    })
-    .or_raise()
 }
 
 static ACTIVE_KID: Statement = Statement::new(
@@ -403,27 +385,6 @@ static PROMOTE_NEXT: Statement = Statement::new(
       RETURNING kid",
     &[TEXTOID],
 );
-
-/// Rotate the keys of one algorithm: next becomes active, active is retired (published
-/// until every token it signed has expired), and a new next key is generated.
-#[pg_extern(volatile, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
-    let alg = alg_or_default(alg).or_raise();
-    Spi::connect_mut(|spi| -> Result<String> {
-        ensure_keys(spi, alg)?;
-        LOCK_ALG.execute(spi, &[alg.as_str().into()])?;
-        RETIRE_ACTIVE.execute(spi, &[alg.as_str().into(), gucs::LEEWAY.get().into()])?;
-        let kid = PROMOTE_NEXT
-            .execute(spi, &[alg.as_str().into()])?
-            .first()
-            .get::<String>(1)?
-            .ok_or_else(|| OAuthError::ServerError("no next key to promote".into()))?;
-        insert_key(spi, alg, "next")?;
-        Ok(kid)
-    })
-    .or_raise()
-}
 
 static PUBLISHED: Statement = Statement::new(
     "SELECT public_jwk FROM oauth.signing_key
@@ -461,12 +422,30 @@ pub fn jwks_for_postgrest(spi: &SpiClient<'_>) -> Result<Value> {
     Ok(set)
 }
 
-/// The RFC 7517 JWK Set of the public keys that sign, will sign, or signed tokens that
-/// are still valid. Private parts and HS256 keys are never included.
-#[pg_extern(stable, parallel_safe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn auth_jwks() -> Jsonb {
-    Jsonb(Spi::connect(jwks).or_raise())
+/// Make sure `alg` has an active and a next key; returns the active key's kid.
+pub fn ensure(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<String> {
+    ensure_keys(spi, alg)?;
+    let kid = ACTIVE_KID
+        .query(spi, &[alg.as_str().into()])?
+        .first()
+        .get::<String>(1)?;
+    kid.ok_or_else(|| OAuthError::ServerError("no active key".into()))
+}
+
+/// Rotate the keys of one algorithm: next becomes active, active is retired (published
+/// until every token it signed has expired), and a new next key is generated. Returns the
+/// new active kid.
+pub fn rotate(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<String> {
+    ensure_keys(spi, alg)?;
+    LOCK_ALG.execute(spi, &[alg.as_str().into()])?;
+    RETIRE_ACTIVE.execute(spi, &[alg.as_str().into(), gucs::LEEWAY.get().into()])?;
+    let kid = PROMOTE_NEXT
+        .execute(spi, &[alg.as_str().into()])?
+        .first()
+        .get::<String>(1)?
+        .ok_or_else(|| OAuthError::ServerError("no next key to promote".into()))?;
+    insert_key(spi, alg, "next")?;
+    Ok(kid)
 }
 
 #[cfg(test)]

@@ -272,19 +272,3 @@ pub fn accept_invalidations() {
     // SAFETY: the same call PostgreSQL makes at transaction start and on lock acquisition.
     unsafe { pg_sys::AcceptInvalidationMessages() };
 }
-
-/// AFTER ... FOR EACH STATEMENT on the cached tables: invalidate every backend's caches at
-/// commit; for oauth.signing_key also tell PostgREST (channel `pgrst`) to reload its config,
-/// i.e. re-read the keys through `oauth.postgrest_pre_config()`.
-#[pg_trigger]
-fn invalidate_caches<'a>(
-    trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
-    let relid = trigger.relid().expect("a table trigger");
-    // SAFETY: queues an invalidation message for this relation; delivered at commit.
-    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
-    if trigger.table_name().is_ok_and(|t| t == "signing_key") {
-        Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload config')").expect("NOTIFY pgrst");
-    }
-    Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
-}

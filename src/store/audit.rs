@@ -12,7 +12,7 @@
 
 use pgrx::pg_sys::BuiltinOid::{INT4OID, INT8OID, TEXTOID};
 use pgrx::spi::SpiClient;
-use pgrx::{pg_extern, search_path};
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::gucs;
@@ -202,14 +202,6 @@ pub fn record_throttled(spi: &mut SpiClient<'_>, throttled: &Throttled) -> Resul
         ],
     )?;
     Ok(())
-}
-
-/// For oauth.purge_expired: the shortest retention it accepts (pg_oauth.audit_min_retention,
-/// read here because only a loaded library knows the setting is superuser-only).
-#[pg_extern(stable, parallel_safe, security_definer)]
-#[search_path(pg_catalog, pg_temp)]
-fn audit_min_retention_secs() -> i32 {
-    gucs::AUDIT_MIN_RETENTION.get()
 }
 
 #[cfg(test)]

@@ -8,10 +8,9 @@
 //! `ALTER EXTENSION pg_oauth UPDATE`.
 
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
-use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::error::{OrRaise, Result};
+use crate::error::Result;
 use crate::pg::cache::Fresh;
 use crate::pg::db::Statement;
 
@@ -52,14 +51,4 @@ static ROLE_PROBLEM: Statement = Statement::new(
 pub fn role_problem(spi: &SpiClient<'_>, fresh: &Fresh, role: &str) -> Result<Option<String>> {
     let rows = ROLE_PROBLEM.query_fresh(spi, fresh, &[role.into()], |row| row.get::<String>(1))?;
     Ok(rows.into_iter().next().flatten())
-}
-
-/// Why `role_name` may not be a policy role (tokens act as it), or NULL: it does not exist,
-/// is privileged (SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION), or is a member of a
-/// privileged role or of a predefined role that reaches the server's files, programs or
-/// all data.
-#[pg_extern(stable, strict, parallel_restricted)]
-#[search_path(pg_catalog, pg_temp)]
-fn policy_role_problem(role_name: &str) -> Option<String> {
-    Spi::connect(|spi| role_problem(spi, &Fresh::take(), role_name)).or_raise()
 }

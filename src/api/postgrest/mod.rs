@@ -15,10 +15,9 @@ use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 pub mod basic;
-mod rls;
 
+use super::rls::request_claims;
 use basic::basic_credentials;
-use rls::request_claims;
 
 use crate::authn::attempts;
 use crate::authn::credentials;

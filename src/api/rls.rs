@@ -4,7 +4,7 @@
 use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
-use super::request_setting;
+use super::postgrest::request_setting;
 use crate::grant::scope;
 use crate::pg::jsonb::Jsonb;
 

@@ -35,7 +35,7 @@ pub fn form_urldecode(value: &str) -> Option<String> {
 /// @badgateway/oauth2-client) send them raw, and the two readings differ when the text
 /// holds `+` or `%` (any base64 secret) or a client id holds `:` (URIs). So the raw text
 /// split at its first `:` and, for ids with colons, at its last `:` are readings too: at
-/// most three, each verified like a secret of its own (client.rs counts each as a guess).
+/// most three, each verified like a secret of its own (authn/credentials.rs counts each as a guess).
 pub fn basic_credentials(header: Option<&str>) -> Result<Option<Vec<(String, String)>>> {
     let Some(header) = header.map(str::trim) else {
         return Ok(None);

@@ -1,0 +1,137 @@
+//! The SQL API administrators call (granted to `oauth_admin`): clients, signing keys,
+//! policy roles; and the one setting `oauth.purge_expired` reads.
+
+use pgrx::prelude::*;
+
+use crate::config::gucs;
+use crate::crypto::secret;
+use crate::error::{OAuthError, OrRaise, Result};
+use crate::jose::keys;
+use crate::pg::cache::Fresh;
+use crate::pg::redact;
+use crate::store::policy;
+
+/// Replace a client's secret with a generated one and return it (once). The previous
+/// secret keeps working for `grace`; an UPDATE of `secret` ends that grace at once.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_client_secret(
+    client_id: &str,
+    grace: default!(pgrx::datum::Interval, "'1 hour'"),
+) -> String {
+    let _sensitive = redact::sensitive();
+    let secret = secret::generate();
+    let rotated = Spi::connect_mut(|spi| -> Result<bool> {
+        let table = spi.update(
+            "UPDATE oauth.client
+                SET previous_secret = secret,
+                    previous_secret_expires_at = pg_catalog.now() + $2,
+                    secret = $3
+              WHERE id = $1 AND secret IS NOT NULL AND $2 >= interval '0'
+              RETURNING 1",
+            None,
+            &[client_id.into(), grace.into(), secret.as_str().into()],
+        )?;
+        Ok(!table.is_empty())
+    })
+    .or_raise();
+    if !rotated {
+        OAuthError::InvalidRequest(format!(
+            "no client {} with a secret to rotate (and the grace period must not be negative)",
+            crate::error::quoted(client_id)
+        ))
+        .raise();
+    }
+    secret
+}
+
+/// Register a client with a generated secret and return the secret. This is the only
+/// time the secret is visible: only its hash is stored. One argument per column an
+/// administrator may write (`client_type` is the column `type`), defaulted as the column is.
+#[pg_extern(volatile)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // one per optional client setting, all defaulted in SQL
+fn create_client(
+    id: &str,
+    scope: default!(Vec<String>, "'{}'"),
+    grant_types: default!(Vec<String>, "'{client_credentials}'"),
+    token_format: default!(&str, "'opaque'"),
+    audience: default!(Vec<String>, "'{}'"),
+    access_token_expiration: default!(i32, 3600),
+    refresh_token: default!(bool, false),
+    client_type: default!(Option<&str>, "NULL"),
+    jwt_alg: default!(Option<&str>, "NULL"),
+    refresh_token_expiration: default!(i32, 86400),
+    jwks: default!(Option<pgrx::JsonB>, "NULL"),
+    active: default!(bool, true),
+    introspect_any: default!(bool, false),
+) -> String {
+    let _sensitive = redact::sensitive();
+    let secret = secret::generate();
+    Spi::connect_mut(|spi| {
+        spi.update(
+            "INSERT INTO oauth.client (id, secret, scope, grant_types, token_format, audience,
+                                       access_token_expiration, refresh_token, type, jwt_alg,
+                                       refresh_token_expiration, jwks, active, introspect_any)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            None,
+            &[
+                id.into(),
+                secret.as_str().into(),
+                scope.into(),
+                grant_types.into(),
+                token_format.into(),
+                audience.into(),
+                access_token_expiration.into(),
+                refresh_token.into(),
+                client_type.into(),
+                jwt_alg.into(),
+                refresh_token_expiration.into(),
+                jwks.into(),
+                active.into(),
+                introspect_any.into(),
+            ],
+        )
+        .map(|_| ())
+    })
+    .map_err(OAuthError::from)
+    .or_raise();
+    secret
+}
+
+/// Create the active and next keys of `alg` now rather than on first use (so a verifier
+/// such as PostgREST can have them before the first token). Idempotent; returns the
+/// active kid.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn ensure_signing_keys(alg: default!(Option<&str>, "NULL")) -> String {
+    let alg = keys::alg_or_default(alg).or_raise();
+    Spi::connect_mut(|spi| keys::ensure(spi, alg)).or_raise()
+}
+
+/// Rotate the keys of one algorithm: next becomes active, active is retired (published
+/// until every token it signed has expired), and a new next key is generated.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
+    let alg = keys::alg_or_default(alg).or_raise();
+    Spi::connect_mut(|spi| keys::rotate(spi, alg)).or_raise()
+}
+
+/// Why `role_name` may not be a policy role (tokens act as it), or NULL: it does not exist,
+/// is privileged (SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION), or is a member of a
+/// privileged role or of a predefined role that reaches the server's files, programs or
+/// all data.
+#[pg_extern(stable, strict, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn policy_role_problem(role_name: &str) -> Option<String> {
+    Spi::connect(|spi| policy::role_problem(spi, &Fresh::take(), role_name)).or_raise()
+}
+
+/// For oauth.purge_expired: the shortest retention it accepts (pg_oauth.audit_min_retention,
+/// read here because only a loaded library knows the setting is superuser-only).
+#[pg_extern(stable, parallel_safe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn audit_min_retention_secs() -> i32 {
+    gucs::AUDIT_MIN_RETENTION.get()
+}

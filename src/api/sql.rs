@@ -1,0 +1,116 @@
+//! The SQL API applications call (granted to `oauth_app`): tokens, verification,
+//! revocation, introspection, the JWK Set and metadata. Thin wrappers: the flows are in
+//! flow/, and each raises its OAuth error at this boundary.
+
+use pgrx::prelude::*;
+
+use crate::error::OrRaise;
+use crate::flow::metadata;
+use crate::flow::token::{self, TokenRequest};
+use crate::jose::keys;
+use crate::pg::backend;
+use crate::pg::jsonb::Jsonb;
+use crate::pg::redact;
+use crate::store::deferred;
+
+/// The client credentials grant (RFC 6749 §4.4) and the refresh token grant (§6): returns
+/// the RFC 6749 §5.1 response as jsonb. Errors are raised with the OAuth error code first
+/// in the message and a SQLSTATE per code (see README).
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521 token request parameter
+fn auth_token(
+    grant_type: Option<&str>,
+    client_id: default!(Option<&str>, "NULL"),
+    client_secret: default!(Option<&str>, "NULL"),
+    scope: default!(Option<&str>, "NULL"),
+    audience: default!(Option<&str>, "NULL"),
+    refresh_token: default!(Option<&str>, "NULL"),
+    client_assertion_type: default!(Option<&str>, "NULL"),
+    client_assertion: default!(Option<&str>, "NULL"),
+) -> Jsonb {
+    let _sensitive = redact::sensitive();
+    let req = TokenRequest {
+        grant_type,
+        client_id,
+        client_secret,
+        other_readings: &[],
+        scope,
+        audience,
+        refresh_token,
+        client_assertion_type,
+        client_assertion,
+    };
+    Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| token::issue(spi, &req))).or_raise())
+}
+
+/// Verify an access token; returns its claims or raises invalid_token.
+///
+/// Parallel restricted: parallel workers may not see the pg_oauth.* settings (a worker
+/// defines them only when it first loads the library, inside the parallel operation).
+/// No `SET search_path` clause, unlike every other SECURITY DEFINER function here: this is
+/// the per-request hot path, its fast path runs no SQL at all, and each fallback that does
+/// runs under `db::with_safe_search_path` (see `verify`).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+fn auth_verify(token: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
+    Jsonb::object(token::verify(token.unwrap_or(""), None).or_raise())
+}
+
+/// Verify an access token and that `audience` is one of its audiences (see auth_verify).
+#[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
+fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
+    Jsonb::object(token::verify(token.unwrap_or(""), Some(audience.unwrap_or(""))).or_raise())
+}
+
+/// Revoke an access or refresh token (RFC 7009). Idempotent; unknown tokens are not an
+/// error. Returns true when this call revoked something live.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_revoke(token: Option<&str>) -> bool {
+    let _sensitive = redact::sensitive();
+    let Some(token) = token else { return false };
+    Spi::connect_mut(|spi| match token::find(spi, token)? {
+        Some(found) => {
+            let reason = format!(
+                "revoked with oauth.auth_revoke() by {}",
+                backend::session_user()
+            );
+            token::revoke_found(spi, &found, &reason)
+        }
+        None => Ok(false),
+    })
+    .or_raise()
+}
+
+/// RFC 7662 token introspection. Never raises for bad tokens: `{"active": false}`.
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_introspect(token: Option<&str>) -> Jsonb {
+    let _sensitive = redact::sensitive();
+    let token = token.unwrap_or("");
+    Jsonb(Spi::connect(|spi| token::introspect(spi, token, None)))
+}
+
+/// RFC 8414 authorization server metadata for this database (requires pg_oauth.issuer).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_metadata() -> Jsonb {
+    Jsonb(metadata::metadata().or_raise())
+}
+
+/// SMART App Launch 2.x configuration for this database (requires pg_oauth.issuer).
+#[pg_extern(stable, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_smart_configuration() -> Jsonb {
+    Jsonb(metadata::smart_configuration().or_raise())
+}
+
+/// The RFC 7517 JWK Set of the public keys that sign, will sign, or signed tokens that
+/// are still valid. Private parts and HS256 keys are never included.
+#[pg_extern(stable, parallel_safe, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_jwks() -> Jsonb {
+    Jsonb(Spi::connect(keys::jwks).or_raise())
+}

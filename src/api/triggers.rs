@@ -1,0 +1,97 @@
+//! Trigger functions: secrets stay write-only (client_before_write), and a change to a
+//! cached table invalidates every backend's caches (invalidate_caches).
+
+use pgrx::prelude::*;
+
+use crate::crypto::secret;
+use crate::error::{OAuthError, OrRaise};
+use crate::pg::backend;
+use crate::pg::limits;
+use crate::pg::redact;
+use crate::pg::shmem::proofs;
+
+/// BEFORE INSERT OR UPDATE on oauth.client: secrets are write-only. Plaintext is replaced
+/// by its argon2id hash before the row reaches the table (and so the WAL); an argon2 PHC
+/// string is kept as is, for imports. A plain UPDATE of the secret ends a rotation grace.
+#[pg_trigger]
+fn client_before_write<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let _sensitive = redact::sensitive();
+    let mut new = trigger
+        .new()
+        .expect("client_before_write is a row-level INSERT/UPDATE trigger")
+        .into_owned();
+    let old = trigger.old();
+
+    let secret: Option<String> = new.get_by_name("secret")?;
+    let old_secret: Option<String> = match &old {
+        Some(old) => old.get_by_name("secret")?,
+        None => None,
+    };
+    if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
+        match secret::classify(&plain) {
+            secret::SecretValue::Plaintext => {
+                let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
+                let hashed = secret::hash(&plain).or_raise();
+                // Proven from the start: the client is never locked out by guessers, not
+                // even before its first request (a rolled-back write leaves a proof for a
+                // hash that never exists, which matches nothing).
+                if let Some(id) = new.get_by_name::<String>("id")? {
+                    proofs::remember(&id, &hashed, &plain);
+                }
+                new.set_by_name("secret", hashed)?;
+            }
+            secret::SecretValue::Argon2Hash => {}
+            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+                "the secret looks like an argon2 hash to import, but {why}"
+            ))
+            .raise(),
+        }
+        if let Some(old) = &old {
+            // rotate_client_secret sets previous_secret itself; any other change of the
+            // secret ends a grace period at once.
+            let previous: Option<String> = new.get_by_name("previous_secret")?;
+            let old_previous: Option<String> = old.get_by_name("previous_secret")?;
+            if previous == old_previous {
+                new.set_by_name("previous_secret", None::<String>)?;
+                new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
+            }
+        }
+    }
+    let previous: Option<String> = new.get_by_name("previous_secret")?;
+    if let Some(previous) = previous {
+        if !secret::is_argon2_phc(&previous) {
+            new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
+        }
+    }
+
+    if let Some(old) = &old {
+        let old_id: Option<String> = old.get_by_name("id")?;
+        let new_id: Option<String> = new.get_by_name("id")?;
+        if old_id != new_id {
+            OAuthError::InvalidRequest(
+                "a client id cannot be changed; create a new client instead".into(),
+            )
+            .raise();
+        }
+        new.set_by_name("updated_at", backend::timestamptz(backend::now_micros()))?;
+    }
+    Ok(Some(new))
+}
+
+/// AFTER ... FOR EACH STATEMENT on the cached tables: invalidate every backend's caches at
+/// commit; for oauth.signing_key also tell PostgREST (channel `pgrst`) to reload its config,
+/// i.e. re-read the keys through `oauth.postgrest_pre_config()`.
+#[pg_trigger]
+fn invalidate_caches<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    let relid = trigger.relid().expect("a table trigger");
+    // SAFETY: queues an invalidation message for this relation; delivered at commit.
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+    if trigger.table_name().is_ok_and(|t| t == "signing_key") {
+        Spi::run("SELECT pg_catalog.pg_notify('pgrst', 'reload config')").expect("NOTIFY pgrst");
+    }
+    Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
+}
