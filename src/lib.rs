@@ -24,7 +24,14 @@ mod fuzz;
 
 ::pgrx::pg_module_magic!(name, version);
 
+// The SQL files, by concern: bootstrap first, finalize last, the tables in between (no
+// function needs a table to be created; the audit view needs the token tables).
 pgrx::extension_sql_file!("../sql/bootstrap.sql", bootstrap);
+pgrx::extension_sql_file!("../sql/clients.sql", name = "clients");
+pgrx::extension_sql_file!("../sql/tokens.sql", name = "tokens");
+pgrx::extension_sql_file!("../sql/smart.sql", name = "smart");
+pgrx::extension_sql_file!("../sql/audit.sql", name = "audit", requires = ["tokens"]);
+pgrx::extension_sql_file!("../sql/http.sql", name = "http");
 pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 
 #[pg_guard]

@@ -1,0 +1,64 @@
+-- Clients and their policies (the role a client's tokens act as).
+
+CREATE TABLE oauth.client (
+    id                          text PRIMARY KEY,
+    secret                      text,
+    previous_secret             text,
+    previous_secret_expires_at  timestamptz,
+    grant_types                 text[] NOT NULL DEFAULT '{client_credentials}',
+    scope                       text[] NOT NULL DEFAULT '{}',
+    audience                    text[] NOT NULL DEFAULT '{}',
+    type                        text,
+    token_format                text NOT NULL DEFAULT 'opaque',
+    jwt_alg                     text,
+    access_token_expiration     integer NOT NULL DEFAULT 3600,
+    refresh_token               boolean NOT NULL DEFAULT false,
+    refresh_token_expiration    integer NOT NULL DEFAULT 86400,
+    jwks                        jsonb,
+    active                      boolean NOT NULL DEFAULT true,
+    created_at                  timestamptz NOT NULL DEFAULT now(),
+    updated_at                  timestamptz NOT NULL DEFAULT now(),
+    introspect_any              boolean NOT NULL DEFAULT false,
+
+    CONSTRAINT client_id_valid
+        CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),
+    CONSTRAINT client_id_string_or_uri
+        CHECK (oauth.is_string_or_uri(id)),
+    CONSTRAINT grant_types_supported
+        CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token']),
+    CONSTRAINT scope_tokens_valid
+        -- RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+        -- (joined with newlines, which no token may contain; NULL elements become empty)
+        CHECK (cardinality(scope) = 0
+               OR array_to_string(scope, E'\n', '') ~ '^[\x21\x23-\x5b\x5d-\x7e]+(\n[\x21\x23-\x5b\x5d-\x7e]+)*$'),
+    CONSTRAINT audience_values_valid
+        CHECK (cardinality(audience) = 0
+               OR (array_to_string(audience, E'\n', '') ~ '^[\x21-\x7e]+(\n[\x21-\x7e]+)*$'
+                   AND oauth.are_strings_or_uris(audience))),
+    CONSTRAINT type_supported
+        CHECK (type IS NULL OR type = 'smart-app'),
+    CONSTRAINT token_format_supported
+        CHECK (token_format IN ('opaque', 'jwt')),
+    CONSTRAINT jwt_alg_supported
+        CHECK (jwt_alg IS NULL OR jwt_alg IN ('ES256', 'EdDSA', 'RS256', 'PS256', 'HS256')),
+    CONSTRAINT access_token_expiration_positive
+        CHECK (access_token_expiration > 0),
+    CONSTRAINT refresh_token_expiration_positive
+        CHECK (refresh_token_expiration > 0),
+    CONSTRAINT jwks_is_jwk_set
+        CHECK (jwks IS NULL OR jsonb_typeof(jwks -> 'keys') = 'array'),
+    -- Only public keys: a private member (or a symmetric key) must never be stored here.
+    CONSTRAINT jwks_public_only
+        CHECK (jwks IS NULL OR NOT jsonb_path_exists(jwks,
+            '$.keys[*] ? (exists(@.d) || exists(@.p) || exists(@.q) || exists(@.k) || @.kty == "oct")')),
+    CONSTRAINT previous_secret_has_expiry
+        CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
+);
+
+
+-- A client's access: the database role its tokens act as. No row, no role.
+CREATE TABLE oauth.policy (
+    client_id   text PRIMARY KEY REFERENCES oauth.client (id) ON DELETE CASCADE,
+    role        name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,88 @@
+-- Issued tokens: access token sessions, signing keys, refresh token families.
+
+-- One row per issued access token. No foreign key to oauth.client on purpose: the FK
+-- check would share-lock the client row on every issuance; triggers on oauth.client
+-- close sessions instead.
+CREATE TABLE oauth.session (
+    id          uuid NOT NULL,
+    client_id   text NOT NULL,
+    token_hash  bytea NOT NULL,
+    -- 'opaque' or 'jwt'; written only by pg_oauth (a CHECK here would be re-evaluated
+    -- from its stored form on every single-row insert: ~15% of an issuance).
+    format      text NOT NULL,
+    scope       text[] NOT NULL,
+    audience    text[] NOT NULL,
+    role        text,
+    issued_at   timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    family_id   uuid,
+    -- Who or what revoked it (the client, reuse detection, deactivation, an administrator).
+    revoked_reason text,
+    -- revoked_at is included so the JWT revocation check can be an index-only probe.
+    PRIMARY KEY (id) INCLUDE (revoked_at)
+);
+
+CREATE INDEX session_client_id_idx ON oauth.session (client_id);
+-- For oauth.purge_expired(): sessions arrive in expiry order (nearly), so a BRIN index finds
+-- the expired ones at almost no cost to issuance (a B-tree would add a write per token).
+CREATE INDEX session_expires_at_idx ON oauth.session USING brin (expires_at)
+    WITH (autosummarize = on);
+
+
+-- Signing keys for JWT access tokens, per algorithm: `next` (published, not yet used),
+-- `active` (signs), `retired` (published and accepted until expires_at, when every token
+-- it signed has expired). private_key is PKCS#8 DER (HS256: the raw 256-bit secret).
+CREATE TABLE oauth.signing_key (
+    kid           text PRIMARY KEY,
+    alg           text NOT NULL,
+    private_key   bytea NOT NULL,
+    public_jwk    jsonb,
+    state         text NOT NULL,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    activated_at  timestamptz,
+    retired_at    timestamptz,
+    expires_at    timestamptz,
+
+    CONSTRAINT signing_key_alg_supported
+        CHECK (alg IN ('ES256', 'EdDSA', 'RS256', 'PS256', 'HS256')),
+    CONSTRAINT signing_key_state_valid
+        CHECK (state IN ('next', 'active', 'retired')),
+    CONSTRAINT signing_key_public_jwk
+        CHECK ((alg = 'HS256') = (public_jwk IS NULL)),
+    CONSTRAINT signing_key_retired_expires
+        CHECK ((state = 'retired') = (expires_at IS NOT NULL))
+);
+
+CREATE UNIQUE INDEX signing_key_one_active ON oauth.signing_key (alg) WHERE state = 'active';
+CREATE UNIQUE INDEX signing_key_one_next ON oauth.signing_key (alg) WHERE state = 'next';
+
+
+-- Refresh tokens rotate on every use; all tokens descending from one grant form a family.
+-- Reusing a spent token revokes the whole family and its access tokens (RFC 9700 §4.14).
+CREATE TABLE oauth.refresh_family (
+    id          uuid PRIMARY KEY,
+    client_id   text NOT NULL,
+    created_at  timestamptz NOT NULL,
+    revoked_at  timestamptz,
+    revoked_reason text
+);
+
+CREATE INDEX refresh_family_client_id_idx ON oauth.refresh_family (client_id);
+
+CREATE TABLE oauth.refresh_token (
+    id          uuid PRIMARY KEY,
+    family_id   uuid NOT NULL REFERENCES oauth.refresh_family (id) ON DELETE CASCADE,
+    client_id   text NOT NULL,
+    token_hash  bytea NOT NULL,
+    scope       text[] NOT NULL,
+    audience    text[] NOT NULL,
+    issued_at   timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    used_at     timestamptz
+);
+
+CREATE INDEX refresh_token_family_id_idx ON oauth.refresh_token (family_id);
+CREATE INDEX refresh_token_expires_at_idx ON oauth.refresh_token USING brin (expires_at)
+    WITH (autosummarize = on);
+CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
