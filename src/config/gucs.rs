@@ -29,12 +29,20 @@ pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400)
 pub static ARGON2_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static ARGON2_WAIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static REFUSAL_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static HTTP_LISTEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static HTTP_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub static HTTP_DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static HTTP_MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static HTTP_MAX_BODY: GucSetting<i32> = GucSetting::<i32>::new(65_536);
+pub static HTTP_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 pub fn init() {
     init_tokens();
     init_abuse();
     init_argon2();
     init_endpoints();
+    init_listener();
 }
 
 /// What tokens say and how they are checked.
@@ -264,4 +272,71 @@ pub fn endpoint(name: &str) -> Option<String> {
     } else {
         format!("{base}/{prefix}/{name}")
     })
+}
+
+/// pg_oauth's own HTTP listener (api/listener): off unless pg_oauth is in
+/// shared_preload_libraries and http_listen is set. Its settings are read at server start,
+/// so they exist only then (PostgreSQL refuses postmaster settings from a library loaded
+/// later, as pg_stat_statements' are).
+fn init_listener() {
+    // SAFETY: a flag the postmaster sets while it loads shared_preload_libraries.
+    if !unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_listen",
+        c"Address and port pg_oauth's own HTTP listener serves the OAuth endpoints on (e.g. 127.0.0.1:8080); empty: off.",
+        c"Needs pg_oauth in shared_preload_libraries. Serves POST /token, /revoke, /introspect and GET /jwks, /.well-known/oauth-authorization-server, /.well-known/smart-configuration.",
+        &HTTP_LISTEN,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.http_workers",
+        c"Background workers of the HTTP listener; each owns a database connection and accepts on the same port.",
+        c"",
+        &HTTP_WORKERS,
+        1,
+        64,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_database",
+        c"Database the HTTP listener's workers connect to (pg_oauth must be created there).",
+        c"",
+        &HTTP_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.http_max_connections",
+        c"Open connections each HTTP listener worker keeps at most; more wait in the kernel's accept queue.",
+        c"",
+        &HTTP_MAX_CONNECTIONS,
+        1,
+        100_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.http_max_body",
+        c"Largest request body the HTTP listener reads, in bytes; larger ones are answered 413.",
+        c"",
+        &HTTP_MAX_BODY,
+        1024,
+        1_048_576,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.http_timeout",
+        c"How long the HTTP listener waits for a request's headers and body, and keeps an idle connection.",
+        c"",
+        &HTTP_TIMEOUT,
+        100,
+        600_000,
+        GucContext::Postmaster,
+        GucFlags::UNIT_MS,
+    );
 }

@@ -75,7 +75,29 @@ fn authorization() -> Option<String> {
 /// from the configured proxy header, else from PostgREST's connection.
 fn in_request<R>(f: impl FnOnce() -> R) -> R {
     deferred::clear_deferred();
-    attempts::request(attempts::source_from_headers(&request_headers()), f)
+    let source = PEER
+        .with_borrow(Clone::clone)
+        .or_else(|| attempts::source_from_headers(&request_headers()));
+    attempts::request(source, f)
+}
+
+thread_local! {
+    /// The socket peer of a request pg_oauth's own listener received (api/listener); set only
+    /// by that worker's main thread, never from SQL, so no caller can choose its source.
+    static PEER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` (an endpoint called by the listener) with `peer` as the request's source.
+pub fn with_peer<R>(peer: String, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            PEER.set(None);
+        }
+    }
+    PEER.set(Some(peer));
+    let _reset = Reset;
+    f()
 }
 
 /// RFC 6749 §3.2: the token endpoint takes POST only (PostgREST would run a GET too).

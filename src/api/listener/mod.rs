@@ -1,0 +1,71 @@
+//! pg_oauth's own HTTP listener: the OAuth endpoints served by background workers of the
+//! database server, without PostgREST.
+//!
+//! Opt-in: `shared_preload_libraries = 'pg_oauth'` and `pg_oauth.http_listen =
+//! 'host:port'`. `pg_oauth.http_workers` workers each connect to `pg_oauth.http_database`
+//! and accept on the same port (SO_REUSEPORT: the kernel spreads connections). In each
+//! worker, HTTP runs on a helper thread (server.rs) that never calls into PostgreSQL; the
+//! worker's main thread runs each request in its own transaction through the very
+//! functions PostgREST calls (`oauth.http_token`, ...), so both transports give the same
+//! answers (worker.rs). The request's source, for lockouts and the audit trail, is the
+//! socket peer.
+
+mod server;
+mod worker;
+
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::pg_sys;
+
+use crate::config::gucs;
+
+/// What a path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Token,
+    Revoke,
+    Introspect,
+    Jwks,
+    Metadata,
+    SmartConfiguration,
+}
+
+impl Endpoint {
+    /// The standard paths (RFC 8414 §3 for the metadata, SMART App Launch for its
+    /// configuration); publish them with `pg_oauth.endpoint_prefix = ''`.
+    fn route(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/token" => Endpoint::Token,
+            "/revoke" => Endpoint::Revoke,
+            "/introspect" => Endpoint::Introspect,
+            "/jwks" => Endpoint::Jwks,
+            "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
+            "/.well-known/smart-configuration" | "/smart_configuration" => {
+                Endpoint::SmartConfiguration
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// From _PG_init: register the listener's workers when pg_oauth is being preloaded and
+/// `pg_oauth.http_listen` is set.
+pub fn register() {
+    // SAFETY: a flag the postmaster sets while it loads shared_preload_libraries (the
+    // listener's settings exist only then: config/gucs.rs).
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    if gucs::string(&gucs::HTTP_LISTEN).is_none() {
+        return;
+    }
+    for i in 0..gucs::HTTP_WORKERS.get() {
+        BackgroundWorkerBuilder::new(&format!("pg_oauth http listener {i}"))
+            .set_type("pg_oauth http listener")
+            .set_library("pg_oauth")
+            .set_function("pg_oauth_http_main")
+            .enable_spi_access()
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(std::time::Duration::from_secs(1)))
+            .load();
+    }
+}

@@ -1,0 +1,233 @@
+//! pg_oauth's own HTTP listener (`pg_oauth.http_listen`, background workers of the database
+//! server): no PostgREST runs. A client that knows only the issuer discovers the endpoints
+//! (RFC 8414) and uses them with a real OAuth library (the `oauth2` crate).
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, TokenIntrospectionResponse,
+    TokenResponse, TokenUrl,
+};
+use pg_oauth_harness::{free_port, json, postgres, Cluster};
+use reqwest::blocking::Client as Http;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn url(metadata: &Value, name: &str) -> String {
+    metadata[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} in {metadata}"))
+        .to_owned()
+}
+
+#[test]
+fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let listen = format!("'127.0.0.1:{port}'");
+    let issuer_setting = format!("'{issuer}'");
+    let mut cluster = Cluster::start(
+        "listener",
+        &[
+            ("shared_preload_libraries", "'pg_oauth'"),
+            ("pg_oauth.http_listen", &listen),
+            ("pg_oauth.http_workers", "2"),
+            ("pg_oauth.issuer", &issuer_setting),
+            ("pg_oauth.endpoint_prefix", "''"),
+        ],
+    );
+    let mut db = cluster.connect("postgres");
+    db.batch_execute(
+        "CREATE EXTENSION pg_oauth;
+         INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('listener-client', 'a-long-enough-secret-for-the-listener', '{read,write}', 'jwt');",
+    )
+    .unwrap();
+    let http = Http::new();
+
+    // Discovery at the standard path of the issuer's origin.
+    let metadata: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    for (name, path) in [
+        ("token_endpoint", "/token"),
+        ("jwks_uri", "/jwks"),
+        ("revocation_endpoint", "/revoke"),
+        ("introspection_endpoint", "/introspect"),
+    ] {
+        assert_eq!(url(&metadata, name), format!("{issuer}{path}"));
+    }
+    let jwks: Value = http
+        .get(url(&metadata, "jwks_uri"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
+
+    let client = BasicClient::new(ClientId::new("listener-client".into()))
+        .set_client_secret(ClientSecret::new(
+            "a-long-enough-secret-for-the-listener".into(),
+        ))
+        .set_auth_type(AuthType::BasicAuth)
+        .set_token_uri(TokenUrl::new(url(&metadata, "token_endpoint")).unwrap())
+        .set_introspection_url(
+            IntrospectionUrl::new(url(&metadata, "introspection_endpoint")).unwrap(),
+        );
+    let token = client
+        .exchange_client_credentials()
+        .request(&http)
+        .unwrap_or_else(|e| panic!("token from the listener: {e:?}"));
+    let access = token.access_token().secret().clone();
+    let verified = json(&mut db, "SELECT oauth.auth_verify($1)", &[&access]);
+    assert_eq!(verified["client_id"], "listener-client");
+    assert_eq!(verified["iss"], issuer.as_str());
+
+    let introspection = client
+        .introspect(&AccessToken::new(access.clone()))
+        .request(&http)
+        .unwrap();
+    assert!(introspection.active());
+    // The oauth2 crate revokes over https only (the listener speaks plain HTTP: TLS is a
+    // proxy's here), so the RFC 7009 request is made by hand.
+    let revoked = http
+        .post(url(&metadata, "revocation_endpoint"))
+        .basic_auth(
+            "listener-client",
+            Some("a-long-enough-secret-for-the-listener"),
+        )
+        .form(&[("token", access.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::OK);
+    let introspection = client
+        .introspect(&AccessToken::new(access.clone()))
+        .request(&http)
+        .unwrap();
+    assert!(!introspection.active());
+    assert!(db
+        .query_one("SELECT oauth.auth_verify($1)", &[&access])
+        .is_err());
+
+    // RFC 6749 answers from the same handler PostgREST uses: a wrong secret is a 401 with a
+    // Basic challenge, recorded with the socket peer as its source; GET is refused.
+    let refused = http
+        .post(url(&metadata, "token_endpoint"))
+        .basic_auth("listener-client", Some("wrong"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(refused.headers().contains_key("www-authenticate"));
+    let source: String = db
+        .query_one(
+            "SELECT source FROM oauth.auth_failure WHERE client_id = 'listener-client'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(source, "127.0.0.1");
+    let get = http.get(url(&metadata, "token_endpoint")).send().unwrap();
+    assert_eq!(get.status(), StatusCode::BAD_REQUEST);
+    let unknown = http.get(format!("{issuer}/nothing-here")).send().unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    let too_large = http
+        .post(url(&metadata, "token_endpoint"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 100_000])
+        .send()
+        .unwrap();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Hostile connections do not starve the others: hundreds of idle and half-sent requests
+    // are open while a client is served; a request line that is not HTTP gets 400.
+    use std::io::{Read, Write};
+    let address = format!("127.0.0.1:{port}");
+    let mut idle: Vec<std::net::TcpStream> = (0..300)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&address).unwrap();
+            if i % 2 == 0 {
+                s.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Le")
+                    .unwrap();
+            }
+            s
+        })
+        .collect();
+    let served = http.get(url(&metadata, "jwks_uri")).send().unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let mut garbage = std::net::TcpStream::connect(&address).unwrap();
+    garbage
+        .write_all(b"\x00\xff not http at all\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = garbage.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    idle.clear();
+
+    // A worker that crashes (SIGKILL) is started again, and the listener answers again.
+    let pid: i32 = db
+        .query_one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_oauth http listener' LIMIT 1",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    drop(db);
+    std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    // Back means: the postmaster's crash restart is over, two new workers run, and they answer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let connection = format!(
+        "host=127.0.0.1 port={} dbname=postgres user=postgres",
+        cluster.port
+    );
+    loop {
+        let new_workers = postgres::Client::connect(&connection, postgres::NoTls)
+            .and_then(|mut db| {
+                db.query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE backend_type = 'pg_oauth http listener' AND pid <> $1",
+                    &[&pid],
+                )
+            })
+            .map(|row| row.get::<_, i64>(0))
+            .unwrap_or(0);
+        let answers = new_workers == 2
+            && http
+                .get(url(&metadata, "jwks_uri"))
+                .timeout(std::time::Duration::from_secs(2))
+                .send()
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+        if answers {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener did not come back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // SIGTERM (a fast shutdown) ends both workers cleanly.
+    cluster.stop_server("fast");
+    let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap();
+    let since_restart = log
+        .rsplit("all server processes terminated")
+        .next()
+        .unwrap();
+    for said in [
+        "pg_oauth: HTTP listener on",
+        "pg_oauth: HTTP listener stopping",
+    ] {
+        assert_eq!(since_restart.matches(said).count(), 2, "{said}: {log}");
+    }
+}
