@@ -80,10 +80,8 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
                 Ok(job) => job,
                 Err(mpsc::TryRecvError::Empty) => break,
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    // Exit code 1: the postmaster starts the worker again.
                     warning!("pg_oauth: the HTTP listener's thread ended; restarting the worker");
-                    // SAFETY: a normal process exit, outside any transaction.
-                    unsafe { pg_sys::proc_exit(1) };
+                    exit_for_restart()
                 }
             };
             let reply = in_transaction(&job).unwrap_or_else(|| Reply {
@@ -95,6 +93,14 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
         }
     }
     log!("pg_oauth: HTTP listener stopping");
+}
+
+/// Exit code 1: the postmaster starts the worker again.
+#[allow(unreachable_code)] // proc_exit is `-> !` in some versions' bindings, not in others
+fn exit_for_restart() -> ! {
+    // SAFETY: a normal process exit, outside any transaction.
+    unsafe { pg_sys::proc_exit(1) };
+    unreachable!("proc_exit does not return")
 }
 
 /// Answer `job` in a transaction of its own; None (after a LOG line) when it failed.
