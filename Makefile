@@ -70,13 +70,15 @@ bench:
 	cargo run -q $(HARNESS) --bin bench
 
 ## Long runs (not part of `make test`, which runs short ones): >1.5 million fuzzed parser
-## inputs plus 20,000 rounds of random SQL/HTTP input, and a 60 s eight-connection soak.
+## inputs, 20,000 rounds of random SQL/HTTP input, 1,000,000 fuzzed requests to the listener,
+## and a 60 s eight-connection soak.
 fuzz: setup install-dev
 ifeq ($(shell id -u),0)
 	mkdir -p $(PGRX_TEST_DATA) && chown postgres:postgres $(PGRX_TEST_DATA)
 endif
 	PG_OAUTH_FUZZ_CASES=220000 cargo pgrx test $(FEATURES) fuzz $(PGRX_TEST_FLAGS)
 	PG_OAUTH_FUZZ_SQL_CASES=20000 cargo test $(HARNESS) --test fuzz_sql -- --nocapture
+	PG_OAUTH_HTTP_FUZZ_REQUESTS=1000000 cargo test $(HARNESS) --test listener_fuzz -- --nocapture
 
 soak: setup install-dev
 	PG_OAUTH_SOAK_SECONDS=60 cargo test $(HARNESS) --test soak -- --nocapture

@@ -11,7 +11,7 @@ use base64::Engine;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::api::postgrest;
+use crate::api::http;
 use crate::authn::assertion;
 use crate::crypto::alg::JwtAlg;
 use crate::crypto::secret;
@@ -71,20 +71,16 @@ fn fuzz_basic_credentials() {
     runner()
         .run(&(text(), text(), text()), |(header, id, secret)| {
             // Anything: Ok(None), Ok(Some) or invalid_client, never a panic.
-            match postgrest::basic::basic_credentials(Some(&header)) {
+            match http::basic::basic_credentials(Some(&header)) {
                 Ok(_) => {}
                 Err(e) => prop_assert!(matches!(e, OAuthError::InvalidClient(_))),
             }
-            let _ = postgrest::basic::basic_credentials(Some(&format!(
-                "Basic {}",
-                b64(header.as_bytes())
-            )));
+            let _ =
+                http::basic::basic_credentials(Some(&format!("Basic {}", b64(header.as_bytes()))));
             // What a client encodes per RFC 6749 §2.3.1 comes back exactly.
             let encoded = format!("{}:{}", form_urlencode(&id), form_urlencode(&secret));
-            let parsed = postgrest::basic::basic_credentials(Some(&format!(
-                "Basic {}",
-                b64(encoded.as_bytes())
-            )));
+            let parsed =
+                http::basic::basic_credentials(Some(&format!("Basic {}", b64(encoded.as_bytes()))));
             prop_assert_eq!(
                 parsed.map(|r| r.and_then(|r| r.into_iter().next())),
                 Ok(Some((id.clone(), secret.clone())))
@@ -92,10 +88,8 @@ fn fuzz_basic_credentials() {
             // Sent raw (no form-encoding), an id without colons is one of the readings.
             if !id.contains(':') && !id.is_empty() {
                 let raw = format!("{id}:{secret}");
-                let readings = postgrest::basic::basic_credentials(Some(&format!(
-                    "Basic {}",
-                    b64(raw.as_bytes())
-                )));
+                let readings =
+                    http::basic::basic_credentials(Some(&format!("Basic {}", b64(raw.as_bytes()))));
                 let readings = readings.unwrap().unwrap();
                 prop_assert!(readings.len() <= 3);
                 prop_assert!(readings.contains(&(id, secret)));
@@ -109,9 +103,9 @@ fn fuzz_basic_credentials() {
 fn fuzz_form_urldecode() {
     runner()
         .run(&text(), |value| {
-            let _ = postgrest::basic::form_urldecode(&value);
+            let _ = http::basic::form_urldecode(&value);
             prop_assert_eq!(
-                postgrest::basic::form_urldecode(&form_urlencode(&value)),
+                http::basic::form_urldecode(&form_urlencode(&value)),
                 Some(value)
             );
             Ok(())

@@ -6,6 +6,8 @@ import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
 
+import PgAdapter, { connect } from './pg_adapter.js';
+
 const host = '127.0.0.1';
 const port = Number(process.env.PORT || 3901);
 const issuer = `http://${host}:${port}`;
@@ -15,8 +17,13 @@ const issuer = `http://${host}:${port}`;
 const jwk = generateKeyPairSync('rsa', { modulusLength: 2048 })
   .privateKey.export({ format: 'jwk' });
 
+// DATABASE_URL set: tokens are committed to PostgreSQL (pg_adapter.js), each before its
+// response. Unset: the library's default in-memory adapter.
+const databaseUrl = process.env.DATABASE_URL;
+if (databaseUrl) await connect(databaseUrl, Number(process.env.PG_POOL || 16));
+
 const provider = new Provider(issuer, {
-  // No `adapter`: the default in-memory adapter stores the issued tokens.
+  ...(databaseUrl ? { adapter: PgAdapter } : {}),
   clients: [{
     client_id: 'bench-client',
     client_secret: 'benchsecret',
@@ -53,5 +60,5 @@ provider.proxy = false;
 const tokenEndpoint = provider.urlFor('token');
 
 createServer(provider.callback()).listen(port, host, () => {
-  console.log(`listening ${issuer} token_endpoint=${tokenEndpoint}`);
+  console.log(`listening ${issuer} token_endpoint=${tokenEndpoint} adapter=${databaseUrl ? 'postgresql' : 'memory'}`);
 });

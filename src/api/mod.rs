@@ -3,6 +3,7 @@
 //! on it.
 
 mod admin;
+pub mod http;
 pub mod listener;
 pub mod postgrest;
 mod rls;

@@ -33,9 +33,13 @@ pub static HTTP_LISTEN: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 pub static HTTP_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static HTTP_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
-pub static HTTP_MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub static HTTP_MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub static HTTP_MAX_BODY: GucSetting<i32> = GucSetting::<i32>::new(65_536);
 pub static HTTP_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static HTTP_TRUSTED_PROXIES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(None);
+pub static HTTP_TLS_CERT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static HTTP_TLS_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 pub fn init() {
     init_tokens();
@@ -309,34 +313,63 @@ fn init_listener() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    init_listener_limits();
+}
+
+/// The listener's reloadable settings.
+fn init_listener_limits() {
     GucRegistry::define_int_guc(
         c"pg_oauth.http_max_connections",
         c"Open connections each HTTP listener worker keeps at most; more wait in the kernel's accept queue.",
-        c"",
+        c"Reloadable. Idle connections close after pg_oauth.http_timeout.",
         &HTTP_MAX_CONNECTIONS,
         1,
         100_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pg_oauth.http_max_body",
         c"Largest request body the HTTP listener reads, in bytes; larger ones are answered 413.",
-        c"",
+        c"Reloadable.",
         &HTTP_MAX_BODY,
         1024,
         1_048_576,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"pg_oauth.http_timeout",
         c"How long the HTTP listener waits for a request's headers and body, and keeps an idle connection.",
-        c"",
+        c"Reloadable (new connections). A connection is closed after 30 times this in any case.",
         &HTTP_TIMEOUT,
         100,
         600_000,
-        GucContext::Postmaster,
+        GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_trusted_proxies",
+        c"Peer addresses (comma-separated) whose pg_oauth.http_client_address_header the HTTP listener believes.",
+        c"A proxy in front of the listener (e.g. 127.0.0.1): its requests count by the address in that header, every other peer by its own. Empty: the socket peer, always. Reloadable.",
+        &HTTP_TRUSTED_PROXIES,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_tls_cert",
+        c"PEM file with the HTTP listener's TLS certificate chain (leaf first); empty: plain HTTP.",
+        c"Set with pg_oauth.http_tls_key. Reloadable: a renewed certificate applies to new connections.",
+        &HTTP_TLS_CERT,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_tls_key",
+        c"PEM file with the private key of pg_oauth.http_tls_cert.",
+        c"Readable by the database server's user only. Reloadable.",
+        &HTTP_TLS_KEY,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
     );
 }

@@ -5,46 +5,33 @@
 //! 'host:port'`. `pg_oauth.http_workers` workers each connect to `pg_oauth.http_database`
 //! and accept on the same port (SO_REUSEPORT: the kernel spreads connections). In each
 //! worker, HTTP runs on a helper thread (server.rs) that never calls into PostgreSQL; the
-//! worker's main thread runs each request in its own transaction through the very
-//! functions PostgREST calls (`oauth.http_token`, ...), so both transports give the same
-//! answers (worker.rs). The request's source, for lockouts and the audit trail, is the
-//! socket peer.
+//! worker's main thread answers the requests through the same handler PostgREST's
+//! functions call (api/http), so both transports give the same answers (worker.rs). The
+//! request's source, for lockouts and the audit trail, is the socket peer.
 
 mod server;
+mod tls;
 mod worker;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::pg_sys;
 
+use super::http::Endpoint;
 use crate::config::gucs;
 
-/// What a path serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    Token,
-    Revoke,
-    Introspect,
-    Jwks,
-    Metadata,
-    SmartConfiguration,
-}
-
-impl Endpoint {
-    /// The standard paths (RFC 8414 §3 for the metadata, SMART App Launch for its
-    /// configuration); publish them with `pg_oauth.endpoint_prefix = ''`.
-    fn route(path: &str) -> Option<Endpoint> {
-        Some(match path {
-            "/token" => Endpoint::Token,
-            "/revoke" => Endpoint::Revoke,
-            "/introspect" => Endpoint::Introspect,
-            "/jwks" => Endpoint::Jwks,
-            "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
-            "/.well-known/smart-configuration" | "/smart_configuration" => {
-                Endpoint::SmartConfiguration
-            }
-            _ => return None,
-        })
-    }
+/// The standard paths (RFC 8414 §3 for the metadata, SMART App Launch for its
+/// configuration), and PostgREST's names for the two documents; publish them with
+/// `pg_oauth.endpoint_prefix = ''`.
+fn route(path: &str) -> Option<Endpoint> {
+    Some(match path {
+        "/token" => Endpoint::Token,
+        "/revoke" => Endpoint::Revoke,
+        "/introspect" => Endpoint::Introspect,
+        "/jwks" => Endpoint::Jwks,
+        "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
+        "/.well-known/smart-configuration" | "/smart_configuration" => Endpoint::SmartConfiguration,
+        _ => return None,
+    })
 }
 
 /// From _PG_init: register the listener's workers when pg_oauth is being preloaded and

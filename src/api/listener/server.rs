@@ -3,8 +3,9 @@
 //! becomes a [`Job`] sent to the worker's main thread, which answers through a oneshot.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,34 +15,77 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::ServerConfig;
 use serde_json::{Map, Value};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{oneshot, Notify};
+use tokio_rustls::TlsAcceptor;
 
-use super::Endpoint;
-use crate::api::postgrest::basic::form_urldecode;
+use super::route;
+use crate::api::http::basic::form_urldecode;
+use crate::api::http::{self, Endpoint, Reply};
 
 /// One request for the worker's main thread.
 pub(super) struct Job {
     pub endpoint: Endpoint,
-    pub method: String,
-    /// Lower-case names, as PostgREST gives them in `request.headers`.
-    pub headers: Map<String, Value>,
+    pub request: http::Request,
     pub params: Value,
-    pub peer: SocketAddr,
     pub reply: oneshot::Sender<Reply>,
 }
 
-/// The answer: status, headers, JSON body.
-pub(super) struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+/// The reloadable settings: the worker's main thread stores them (at start and after
+/// each SIGHUP), the HTTP thread reads them for each connection and request.
+#[derive(Default)]
+pub(super) struct Limits {
+    max_connections: AtomicUsize,
+    max_body: AtomicUsize,
+    timeout_ms: AtomicU64,
+    /// TLS for new connections; None: plain HTTP.
+    tls: RwLock<Option<Arc<ServerConfig>>>,
 }
 
-pub(super) struct Limits {
-    pub max_connections: usize,
-    pub max_body: usize,
-    pub timeout: Duration,
+impl Limits {
+    pub fn set(&self, max_connections: usize, max_body: usize, timeout: Duration) {
+        self.max_connections
+            .store(max_connections, Ordering::Relaxed);
+        self.max_body.store(max_body, Ordering::Relaxed);
+        self.timeout_ms
+            .store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_tls(&self, tls: Option<Arc<ServerConfig>>) {
+        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+    }
+
+    fn tls(&self) -> Option<Arc<ServerConfig>> {
+        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// Open connections, and a signal when one closes.
+#[derive(Default)]
+struct Open {
+    count: AtomicUsize,
+    closed: Notify,
+}
+
+/// Raise this process's soft limit on open files to its hard limit: each connection is a
+/// descriptor, and the soft limit is often 1024. PostgreSQL's own files are bounded by
+/// max_files_per_process, whatever the limit.
+fn raise_descriptor_limit() {
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 /// Listen on `address` (SO_REUSEPORT, so every worker of the listener binds it), say so on
@@ -51,9 +95,10 @@ pub(super) fn serve(
     address: SocketAddr,
     jobs: mpsc::Sender<Job>,
     wake: Arc<dyn Fn() + Send + Sync>,
-    limits: Limits,
+    limits: Arc<Limits>,
     ready: mpsc::Sender<Result<(), String>>,
 ) {
+    raise_descriptor_limit();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -76,10 +121,15 @@ pub(super) fn serve(
                 return;
             }
         };
-        let slots = Arc::new(Semaphore::new(limits.max_connections));
-        let limits = Arc::new(limits);
+        let open = Arc::new(Open::default());
         loop {
-            let permit = slots.clone().acquire_owned().await.expect("never closed");
+            // At the limit, accept nothing until a connection closes: the rest wait in the
+            // kernel's queue. Idle connections close after the timeout, so it drains.
+            while open.count.load(Ordering::Relaxed)
+                >= limits.max_connections.load(Ordering::Relaxed)
+            {
+                let _ = tokio::time::timeout(Duration::from_secs(1), open.closed.notified()).await;
+            }
             let (stream, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 // Out of descriptors and the like: back off instead of spinning.
@@ -89,23 +139,46 @@ pub(super) fn serve(
                 }
             };
             let _ = stream.set_nodelay(true);
-            let (jobs, wake, limits) = (jobs.clone(), wake.clone(), limits.clone());
-            let timeout = limits.timeout;
+            open.count.fetch_add(1, Ordering::Relaxed);
+            let (jobs, wake, limits, open) =
+                (jobs.clone(), wake.clone(), limits.clone(), open.clone());
+            let (timeout, tls) = (limits.timeout(), limits.tls());
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     answer(req, peer, jobs.clone(), wake.clone(), limits.clone())
                 });
-                let connection = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(timeout)
-                    .max_buf_size(16 * 1024)
-                    .serve_connection(TokioIo::new(stream), service);
-                // A whole connection, including idle keep-alive time, is bounded too.
-                let _ = tokio::time::timeout(timeout * 30, connection).await;
-                drop(permit);
+                match tls {
+                    // The handshake is bounded by the timeout as a request's headers are.
+                    Some(config) => {
+                        let handshake = TlsAcceptor::from(config).accept(stream);
+                        if let Ok(Ok(stream)) = tokio::time::timeout(timeout, handshake).await {
+                            serve_connection(stream, service, timeout).await;
+                        }
+                    }
+                    None => serve_connection(stream, service, timeout).await,
+                }
+                open.count.fetch_sub(1, Ordering::Relaxed);
+                open.closed.notify_one();
             });
         }
     })
+}
+
+/// HTTP/1.1 on one connection (plain or TLS) until it closes or its time is up.
+async fn serve_connection<I, S>(io: I, service: S, timeout: Duration)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        // Also bounds the wait for the next request on an idle connection.
+        .header_read_timeout(timeout)
+        .max_buf_size(16 * 1024)
+        .serve_connection(TokioIo::new(io), service);
+    // A whole connection, including its keep-alive time, is bounded too.
+    let _ = tokio::time::timeout(timeout * 30, connection).await;
 }
 
 fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -137,7 +210,7 @@ async fn answer(
     wake: Arc<dyn Fn() + Send + Sync>,
     limits: Arc<Limits>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let Some(endpoint) = Endpoint::route(req.uri().path()) else {
+    let Some(endpoint) = route(req.uri().path()) else {
         return Ok(json_reply(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -163,16 +236,16 @@ async fn answer(
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_ascii_lowercase();
-    let body = match Limited::new(req.into_body(), limits.max_body)
-        .collect()
-        .await
-    {
-        Ok(body) => body.to_bytes(),
-        Err(_) => {
+    // A body sent slowly is bounded by the timeout as headers are.
+    let max_body = limits.max_body.load(Ordering::Relaxed);
+    let body = Limited::new(req.into_body(), max_body).collect();
+    let body = match tokio::time::timeout(limits.timeout(), body).await {
+        Ok(Ok(body)) => body.to_bytes(),
+        Ok(Err(_)) | Err(_) => {
             return Ok(json_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
-                "the request body is too large or was cut off",
+                "the request body is too large, was cut off or came too slowly",
             ))
         }
     };
@@ -186,10 +259,12 @@ async fn answer(
     let (reply, answered) = oneshot::channel();
     let job = Job {
         endpoint,
-        method,
-        headers,
+        request: http::Request {
+            method: Some(method),
+            headers,
+            peer: Some(peer.ip().to_string()),
+        },
         params,
-        peer,
         reply,
     };
     if jobs.send(job).is_err() {
@@ -213,7 +288,7 @@ async fn answer(
         response = response.header(name.as_str(), value.as_str());
     }
     Ok(response
-        .body(Full::new(Bytes::from(reply.body)))
+        .body(Full::new(Bytes::from(reply.body.to_string())))
         .unwrap_or_else(|_| {
             json_reply(
                 StatusCode::INTERNAL_SERVER_ERROR,

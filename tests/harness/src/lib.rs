@@ -733,3 +733,63 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// xorshift64*: reproducible random input for the fuzz tests (from a seed they print).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+    /// A string: printable, unicode, grammar characters, or long.
+    pub fn text(&mut self) -> String {
+        let len = match self.below(10) {
+            0 => 0,
+            1 => 1000 + self.below(10_000),
+            _ => self.below(40),
+        };
+        let alphabets: [&[char]; 4] = [
+            &[
+                'a', 'Z', '0', ' ', '.', ':', '%', '+', '/', '*', '?', '=', '-', '_', '\'', '"',
+                '\\', ';', '$', '{', '}',
+            ],
+            &[
+                'é', 'ß', 'я', '中', '🔑', '\u{202e}', '\u{301}', '\u{fffd}', '\t', '\n', '\u{7f}',
+            ],
+            &['A', 'B', 'e', 'y', 'J', '9', '-', '_', '.'],
+            &[
+                's', 'y', 't', 'e', 'm', '/', '*', '.', 'r', 'c', 'u', 'd', 'P', 'a', 'i', 'n', 't',
+            ],
+        ];
+        let alphabet = *self.pick(&alphabets);
+        (0..len).map(|_| *self.pick(alphabet)).collect()
+    }
+    /// A valid token with a few characters changed, inserted or removed.
+    pub fn mutate(&mut self, token: &str) -> String {
+        let mut chars: Vec<char> = token.chars().collect();
+        for _ in 0..1 + self.below(3) {
+            let at = self.below(chars.len().max(1));
+            match self.below(3) {
+                0 if !chars.is_empty() => chars[at] = *self.pick(&['A', '-', '_', '.', 'z', '0']),
+                1 => chars.insert(at, *self.pick(&['A', '.', '=', '%'])),
+                _ if !chars.is_empty() => {
+                    chars.remove(at);
+                }
+                _ => {}
+            }
+        }
+        chars.into_iter().collect()
+    }
+}

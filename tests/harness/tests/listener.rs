@@ -231,3 +231,208 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
         assert_eq!(since_restart.matches(said).count(), 2, "{said}: {log}");
     }
 }
+
+/// `npm ci` in tests/clients/`name` unless its node_modules is there: the exact versions
+/// of package-lock.json, from the npm registry.
+fn node_client(name: &str) -> std::path::PathBuf {
+    let dir = pg_oauth_harness::repo_root()
+        .join("tests/clients")
+        .join(name);
+    if !dir.join("node_modules").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(status.success(), "npm ci in {}", dir.display());
+    }
+    dir
+}
+
+#[test]
+fn a_discovery_based_client_knows_only_the_issuer() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let listen = format!("'127.0.0.1:{port}'");
+    let issuer_setting = format!("'{issuer}'");
+    let cluster = Cluster::start(
+        "listener-discovery",
+        &[
+            ("shared_preload_libraries", "'pg_oauth'"),
+            ("pg_oauth.http_listen", &listen),
+            ("pg_oauth.issuer", &issuer_setting),
+            ("pg_oauth.endpoint_prefix", "''"),
+        ],
+    );
+    let mut db = cluster.connect("postgres");
+    db.batch_execute(
+        "CREATE EXTENSION pg_oauth;
+         INSERT INTO oauth.client (id, secret, scope)
+         VALUES ('discovering-client', 'a-long-enough-secret-for-the-listener', '{read,write}');",
+    )
+    .unwrap();
+    // panva's openid-client (Node.js): Issuer.discover, then grant, introspect, revoke.
+    let dir = node_client("openid-client");
+    let out = std::process::Command::new("node")
+        .arg("client.mjs")
+        .args([
+            issuer.as_str(),
+            "discovering-client",
+            "a-long-enough-secret-for-the-listener",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "openid-client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["issuer"], issuer.as_str());
+    assert_eq!(seen["token_endpoint"], format!("{issuer}/token"));
+    // The library normalises the type to lower case (RFC 6749 §7.1: case-insensitive).
+    assert!(seen["token_type"]
+        .as_str()
+        .is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+    assert_eq!(seen["scope"], "read");
+    assert_eq!(seen["active_before"], true);
+    assert_eq!(seen["client_id_before"], "discovering-client");
+    assert_eq!(seen["active_after"], false);
+    // The token it was given is the database's: revoked there too.
+    let access = seen["access_token"].as_str().unwrap();
+    let refused = db
+        .query_one("SELECT oauth.auth_verify($1)", &[&access])
+        .unwrap_err();
+    let (_, message) = pg_oauth_harness::db_error(&refused);
+    assert!(message.contains("revoked"), "{message}");
+}
+
+/// A certificate and key the server's user can read, in `dir`.
+fn server_certificate(dir: &std::path::Path) -> (String, String) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (crt, key) = pg_oauth_harness::self_signed_certificate(dir);
+    if pg_oauth_harness::is_root() {
+        for file in [&crt, &key] {
+            std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(file)
+                .status()
+                .unwrap();
+        }
+    }
+    (crt.display().to_string(), key.display().to_string())
+}
+
+fn trusting(crt: &str) -> Http {
+    let pem = std::fs::read(crt).unwrap();
+    Http::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .tls_built_in_root_certs(false)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn over_tls_a_stock_client_revokes_too_and_a_renewed_certificate_applies_on_reload() {
+    let port = free_port();
+    let issuer = format!("https://localhost:{port}");
+    let certs = std::env::temp_dir().join(format!("pg_oauth-listener-tls-{}", std::process::id()));
+    let (crt, key) = server_certificate(&certs.join("first"));
+    let (listen, issuer_setting) = (format!("'127.0.0.1:{port}'"), format!("'{issuer}'"));
+    let (crt_setting, key_setting) = (format!("'{crt}'"), format!("'{key}'"));
+    let cluster = Cluster::start(
+        "listener-tls",
+        &[
+            ("shared_preload_libraries", "'pg_oauth'"),
+            ("pg_oauth.http_listen", &listen),
+            ("pg_oauth.http_tls_cert", &crt_setting),
+            ("pg_oauth.http_tls_key", &key_setting),
+            ("pg_oauth.issuer", &issuer_setting),
+            ("pg_oauth.endpoint_prefix", "''"),
+        ],
+    );
+    let mut db = cluster.connect("postgres");
+    db.batch_execute(
+        "CREATE EXTENSION pg_oauth;
+         INSERT INTO oauth.client (id, secret, scope)
+         VALUES ('tls-client', 'a-long-enough-secret-for-the-listener', '{read}');",
+    )
+    .unwrap();
+    let http = trusting(&crt);
+    let metadata: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    // Over https the oauth2 crate does all of it itself, revocation included.
+    let client = BasicClient::new(ClientId::new("tls-client".into()))
+        .set_client_secret(ClientSecret::new(
+            "a-long-enough-secret-for-the-listener".into(),
+        ))
+        .set_auth_type(AuthType::BasicAuth)
+        .set_token_uri(TokenUrl::new(url(&metadata, "token_endpoint")).unwrap())
+        .set_introspection_url(
+            IntrospectionUrl::new(url(&metadata, "introspection_endpoint")).unwrap(),
+        )
+        .set_revocation_url(
+            oauth2::RevocationUrl::new(url(&metadata, "revocation_endpoint")).unwrap(),
+        );
+    let token = client
+        .exchange_client_credentials()
+        .request(&http)
+        .unwrap_or_else(|e| panic!("token over TLS: {e:?}"));
+    let access = AccessToken::new(token.access_token().secret().clone());
+    assert!(client.introspect(&access).request(&http).unwrap().active());
+    client
+        .revoke_token(oauth2::StandardRevocableToken::AccessToken(access.clone()))
+        .unwrap()
+        .request(&http)
+        .unwrap_or_else(|e| panic!("revocation over TLS: {e:?}"));
+    assert!(!client.introspect(&access).request(&http).unwrap().active());
+
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    use std::io::{Read, Write};
+    let mut plain = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /jwks HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
+
+    // A renewed certificate: new files, a reload, and new connections present it.
+    let (crt2, key2) = server_certificate(&certs.join("second"));
+    for statement in [
+        format!("ALTER SYSTEM SET pg_oauth.http_tls_cert = '{crt2}'"),
+        format!("ALTER SYSTEM SET pg_oauth.http_tls_key = '{key2}'"),
+        "SELECT pg_reload_conf()".to_owned(),
+    ] {
+        db.batch_execute(&statement).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        // A fresh client per try: no pooled connection from before the reload.
+        let renewed = (0..8).all(|_| {
+            trusting(&crt2)
+                .get(format!("{issuer}/jwks"))
+                .send()
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        });
+        if renewed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate never applied"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(trusting(&crt).get(format!("{issuer}/jwks")).send().is_err());
+    drop(db);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(certs);
+}

@@ -4,12 +4,15 @@
 //! BENCHMARKS.md. Rounds and durations: BENCH_ROUNDS (3), BENCH_SECONDS (20),
 //! BENCH_HTTP_SECONDS (10).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-use pg_oauth_harness::{pg_bindir, postgres, repo_root, Cluster, PostgRest};
+mod flood;
+mod http;
+
+use flood::{flood, Flood};
+use pg_oauth_harness::{pg_bindir, postgres, repo_root, Cluster};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -107,48 +110,6 @@ fn pgbench_at(port: u16, script: &Path, seconds: u64) -> f64 {
         .unwrap_or_else(|| panic!("no tps in pgbench output:\n{out}"))
 }
 
-/// One hey run, 16 connections: requests per second (all must be 200). With a body, a
-/// form-encoded POST with HTTP Basic credentials `user`; without, a GET.
-fn hey(url: &str, post: Option<(&str, &str)>, seconds: u64) -> f64 {
-    use base64::Engine;
-    let mut cmd = Command::new("hey");
-    cmd.args(["-z", &format!("{seconds}s"), "-c", "16"]);
-    if let Some((user, body)) = post {
-        // Debian's hey 0.1.4 drops the header its -a option sets (rakyll/hey#150): set it here.
-        let basic = format!(
-            "Authorization: Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(user)
-        );
-        cmd.args([
-            "-m",
-            "POST",
-            "-T",
-            "application/x-www-form-urlencoded",
-            "-H",
-            &basic,
-            "-d",
-            body,
-        ]);
-    }
-    let out = capture(cmd.arg(url), "hey");
-    let statuses: Vec<&str> = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with('[') && l.contains("responses"))
-        .collect();
-    assert!(
-        !statuses.is_empty() && statuses.iter().all(|l| l.starts_with("[200]")),
-        "non-200 responses from {url}:\n{out}"
-    );
-    out.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Requests/sec:")
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no Requests/sec in hey output:\n{out}"))
-}
-
 /// Seconds to run `sql` (one row) in `db`.
 fn time_query(db: &mut postgres::Client, sql: &str) -> f64 {
     let start = Instant::now();
@@ -164,54 +125,6 @@ const VERIFY_FORMATS: [(&str, &str); 5] = [
     ("eddsa", "bench-eddsa"),
     ("rs256", "bench-rs256"),
 ];
-
-struct NodeOidc {
-    child: std::process::Child,
-    token_endpoint: String,
-}
-
-impl NodeOidc {
-    fn start() -> NodeOidc {
-        let dir = repo_root().join("bench/node-oidc");
-        if !dir.join("node_modules").exists() {
-            capture(
-                Command::new("npm")
-                    .args(["ci", "--silent", "--no-audit", "--no-fund"])
-                    .current_dir(&dir),
-                "npm ci (oidc-provider)",
-            );
-        }
-        let mut child = Command::new("node")
-            .arg("server.js")
-            .current_dir(&dir)
-            .env("PORT", pg_oauth_harness::free_port().to_string())
-            .env("NODE_ENV", "production")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start node-oidc-provider");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read node-oidc-provider output");
-        let token_endpoint = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("token_endpoint="))
-            .unwrap_or_else(|| panic!("unexpected node-oidc-provider output: {line}"))
-            .to_owned();
-        NodeOidc {
-            child,
-            token_endpoint,
-        }
-    }
-}
-
-impl Drop for NodeOidc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn version(cmd: &str, args: &[&str]) -> String {
     Command::new(cmd)
@@ -293,9 +206,19 @@ fn main() {
     let root = repo_root();
 
     println!("pg_oauth benchmarks: {rounds} rounds, {seconds} s per issuance run, {http_seconds} s per HTTP run");
+    // pg_oauth's own listener serves the `app` database made below (its workers retry
+    // until it exists); idle, they wait on their latches.
+    let listener_port = pg_oauth_harness::free_port();
+    let listen = format!("'127.0.0.1:{listener_port}'");
     let cluster = Cluster::start(
         "bench",
-        &[("shared_buffers", "'256MB'"), ("synchronous_commit", "on")],
+        &[
+            ("shared_buffers", "'256MB'"),
+            ("synchronous_commit", "on"),
+            ("shared_preload_libraries", "'pg_oauth'"),
+            ("pg_oauth.http_listen", &listen),
+            ("pg_oauth.http_database", "'app'"),
+        ],
     );
     cluster
         .connect("postgres")
@@ -489,48 +412,8 @@ fn main() {
         n => n.to_string(),
     };
 
-    // 5. HTTP: the token endpoint through PostgREST vs node-oidc-provider, hey -c 16.
-    cluster
-        .connect("postgres")
-        .batch_execute("CREATE DATABASE app")
-        .unwrap();
-    cluster.psql_file("app", &root.join("examples/postgrest/setup.sql"), &[]);
-    cluster.psql_file("app", &root.join("bench/http.sql"), &[]);
-    cluster
-        .connect("app")
-        .batch_execute("INSERT INTO oauth.client (id, secret, scope) VALUES ('bench-client', 'benchsecret', '{read}')")
-        .unwrap();
-    let rest = PostgRest::start(&cluster, "app");
-    let node = NodeOidc::start();
-    let form = Some((
-        "bench-client:benchsecret",
-        "grant_type=client_credentials&scope=read",
-    ));
-    let token_url = rest.url("/rpc/token");
-    let insert_url = rest.url("/rpc/bench_insert");
-    let noop_url = rest.url("/rpc/bench_noop");
-    // Warm-up: every pooled connection verifies the secret once (argon2), node JITs.
-    hey(&token_url, form, 3);
-    hey(&node.token_endpoint, form, 3);
-    let mut http: [Stat; 4] = Default::default(); // token, node, PostgREST INSERT, PostgREST no-op
-    let mut http_ratio: [Stat; 3] = Default::default(); // token / node, token / INSERT, no-op / node
-    for round in 1..=rounds {
-        let t = hey(&token_url, form, http_seconds);
-        let n = hey(&node.token_endpoint, form, http_seconds);
-        let i = hey(&insert_url, form, http_seconds);
-        let z = hey(&noop_url, None, http_seconds);
-        println!(
-            "  http round {round}: token {t:.0}, node-oidc-provider {n:.0}, PostgREST INSERT {i:.0}, PostgREST no-op {z:.0} req/s"
-        );
-        for (stat, v) in http.iter_mut().zip([t, n, i, z]) {
-            stat.push(v);
-        }
-        for (stat, v) in http_ratio.iter_mut().zip([t / n, t / i, z / n]) {
-            stat.push(v);
-        }
-    }
-    drop(node);
-    drop(rest);
+    // 5. HTTP: the token endpoint through PostgREST and the listener vs node-oidc-provider.
+    let http = http::run(&cluster, &root, rounds, http_seconds, listener_port);
 
     // The table.
     let mut table = String::new();
@@ -596,24 +479,7 @@ fn main() {
             f.label, f.peak_slots, f.rows
         ));
     }
-    table.push_str(&format!(
-        "| HTTP: POST /rpc/token through PostgREST (hey -c 16) | {} req/s | node-oidc-provider {:.0} req/s | {} | ≥ 2 |\n",
-        http[0].show(0),
-        http[1].median(),
-        http_ratio[0].show(2)
-    ));
-    table.push_str(&format!(
-        "| HTTP: the same, against PostgREST committing a session-shaped INSERT | {} req/s | PostgREST INSERT {:.0} req/s | {} |  |\n",
-        http[0].show(0),
-        http[2].median(),
-        http_ratio[1].show(2)
-    ));
-    table.push_str(&format!(
-        "| HTTP: PostgREST's ceiling, GET of a no-op RPC, against node-oidc-provider | {} req/s | node-oidc-provider {:.0} req/s | {} |  |\n",
-        http[3].show(0),
-        http[1].median(),
-        http_ratio[2].show(2)
-    ));
+    table.push_str(&http.rows());
     println!("\n{table}");
 
     let machine: String = machine()
@@ -632,7 +498,8 @@ fn main() {
          - **Verification**: `SELECT count(oauth.auth_verify(t))` over {TOKENS} tokens per format,\n  with `pg_oauth.verify_revocation` on and off, against\n  `SELECT count(hmac(t, 'benchmark-key', 'sha256'))` (pgcrypto) over the same rows.\n\
          - **Cold secret**: 15 fresh connections, each timing its first auth_token for a client\n  of its own whose secret was imported as a hash, so nothing has verified it (argon2id,\n  m = 19456 KiB, t = 2, p = 1), and then a warm one; and 15 more, each timing its first\n  auth_token for a client whose secret other backends have verified (a proof in shared\n  memory, no argon2). argon2's working memory is 2 MiB-aligned\n  and advised for transparent huge pages (used when the setting above is `madvise` or `always`).\n\
          - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 10 ms (an argon2 verification holds its slot about 17 ms); audit rows are `auth_failure` + `client_lockout` + `source_throttle` rows.\n\
-         - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n",
+         - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n\
+         - **Listener**: pg_oauth's own HTTP listener (`pg_oauth.http_listen`, the default 2 workers)\n  on the same cluster and database as PostgREST, the same client, the same hey command at\n  `/token`. node-oidc-provider a second time with `bench/node-oidc/pg_adapter.js`: every token\n  committed to a database of the same cluster (INSERT ... ON CONFLICT, pool of 16, the same\n  `synchronous_commit = on`) before it answers, the durability pg_oauth gives.\n",
         secs = started.elapsed().as_secs_f64() / 60.0,
         pgrst = "12.0.2",
     );
@@ -641,85 +508,4 @@ fn main() {
         "Wrote BENCHMARKS.md ({:.1} min).",
         started.elapsed().as_secs_f64() / 60.0
     );
-}
-
-/// One flood scenario's results.
-struct Flood {
-    label: &'static str,
-    alone: Stat,
-    flooded: Stat,
-    ratio: Stat,
-    peak_slots: i64,
-    rows: i64,
-}
-
-/// The client script alone, then beside the flood script, `rounds` times.
-fn flood(
-    cluster: &Cluster,
-    client: &Path,
-    flood_script: &Path,
-    rounds: u64,
-    seconds: u64,
-    label: &'static str,
-) -> Flood {
-    let mut db = cluster.connect("bench");
-    let audit_rows = |db: &mut postgres::Client| -> i64 {
-        db.query_one(
-            "SELECT (SELECT count(*) FROM oauth.auth_failure) + (SELECT count(*) FROM oauth.client_lockout)
-                  + (SELECT count(*) FROM oauth.source_throttle)",
-            &[],
-        )
-        .unwrap()
-        .get(0)
-    };
-    let rows_before = audit_rows(&mut db);
-    let mut result = Flood {
-        label,
-        alone: Stat::default(),
-        flooded: Stat::default(),
-        ratio: Stat::default(),
-        peak_slots: 0,
-        rows: 0,
-    };
-    for round in 1..=rounds {
-        let a = pgbench(cluster, client, seconds);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sampler = {
-            let stop = stop.clone();
-            let mut watch = cluster.connect("bench");
-            std::thread::spawn(move || {
-                let mut peak = 0i64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let held: i64 = watch
-                        .query_one(
-                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = 0 AND granted",
-                            &[],
-                        )
-                        .unwrap()
-                        .get(0);
-                    peak = peak.max(held);
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                peak
-            })
-        };
-        let flooding = {
-            let (port, script) = (cluster.port, flood_script.to_owned());
-            std::thread::spawn(move || pgbench_at(port, &script, seconds + 2))
-        };
-        std::thread::sleep(Duration::from_secs(1));
-        let f = pgbench(cluster, client, seconds);
-        let guesses = flooding.join().unwrap();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        result.peak_slots = result.peak_slots.max(sampler.join().unwrap());
-        println!(
-            "  flood ({label}) round {round}: client alone {a:.0} tx/s, beside the flood {f:.0} tx/s ({:.2}); flood {guesses:.0} guesses/s",
-            f / a
-        );
-        result.alone.push(a);
-        result.flooded.push(f);
-        result.ratio.push(f / a);
-    }
-    result.rows = audit_rows(&mut db) - rows_before;
-    result
 }

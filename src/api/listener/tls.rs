@@ -1,0 +1,44 @@
+//! The listener's optional TLS: rustls (on aws-lc-rs, which the JOSE code links already),
+//! TLS 1.2 and 1.3 with rustls' safe defaults, HTTP/1.1 by ALPN. The certificate chain and
+//! key are PEM files named by `pg_oauth.http_tls_cert` / `pg_oauth.http_tls_key`, read at
+//! start and again on each reload (so a renewed certificate needs no restart).
+
+use std::sync::Arc;
+
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The TLS configuration the two settings describe: None when both are empty (plain HTTP);
+/// an error (for the log) when one is missing or a file is unreadable or invalid.
+pub(super) fn load(
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<Option<Arc<ServerConfig>>, String> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(
+                "set both pg_oauth.http_tls_cert and pg_oauth.http_tls_key, or neither".into(),
+            )
+        }
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("cannot read certificates from {cert}: {e}"))?;
+    if chain.is_empty() {
+        return Err(format!("{cert} holds no PEM certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("cannot read a private key from {key}: {e}"))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
