@@ -19,29 +19,42 @@ fn url(metadata: &Value, name: &str) -> String {
         .to_owned()
 }
 
+/// A cluster whose listener serves `issuer` on `port` (standard paths), with `extra`
+/// settings and one client `client_sql` makes; and a connection to it.
+fn listener_cluster(
+    name: &str,
+    port: u16,
+    issuer: &str,
+    extra: &[(&str, &str)],
+    client_sql: &str,
+) -> (Cluster, postgres::Client) {
+    let (listen, issuer_setting) = (format!("'127.0.0.1:{port}'"), format!("'{issuer}'"));
+    let mut settings = vec![
+        ("shared_preload_libraries", "'pg_oauth'"),
+        ("pg_oauth.http_listen", listen.as_str()),
+        ("pg_oauth.issuer", issuer_setting.as_str()),
+        ("pg_oauth.endpoint_prefix", "''"),
+    ];
+    settings.extend_from_slice(extra);
+    let cluster = Cluster::start(name, &settings);
+    let mut db = cluster.connect("postgres");
+    db.batch_execute(&format!("CREATE EXTENSION pg_oauth; {client_sql}"))
+        .unwrap();
+    (cluster, db)
+}
+
 #[test]
 fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let listen = format!("'127.0.0.1:{port}'");
-    let issuer_setting = format!("'{issuer}'");
-    let mut cluster = Cluster::start(
+    let (mut cluster, mut db) = listener_cluster(
         "listener",
-        &[
-            ("shared_preload_libraries", "'pg_oauth'"),
-            ("pg_oauth.http_listen", &listen),
-            ("pg_oauth.http_workers", "2"),
-            ("pg_oauth.issuer", &issuer_setting),
-            ("pg_oauth.endpoint_prefix", "''"),
-        ],
-    );
-    let mut db = cluster.connect("postgres");
-    db.batch_execute(
-        "CREATE EXTENSION pg_oauth;
-         INSERT INTO oauth.client (id, secret, scope, token_format)
+        port,
+        &issuer,
+        &[("pg_oauth.http_workers", "2")],
+        "INSERT INTO oauth.client (id, secret, scope, token_format)
          VALUES ('listener-client', 'a-long-enough-secret-for-the-listener', '{read,write}', 'jwt');",
-    )
-    .unwrap();
+    );
     let http = Http::new();
 
     // Discovery at the standard path of the issuer's origin.
@@ -253,24 +266,14 @@ fn node_client(name: &str) -> std::path::PathBuf {
 fn a_discovery_based_client_knows_only_the_issuer() {
     let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
-    let listen = format!("'127.0.0.1:{port}'");
-    let issuer_setting = format!("'{issuer}'");
-    let cluster = Cluster::start(
+    let (_cluster, mut db) = listener_cluster(
         "listener-discovery",
-        &[
-            ("shared_preload_libraries", "'pg_oauth'"),
-            ("pg_oauth.http_listen", &listen),
-            ("pg_oauth.issuer", &issuer_setting),
-            ("pg_oauth.endpoint_prefix", "''"),
-        ],
-    );
-    let mut db = cluster.connect("postgres");
-    db.batch_execute(
-        "CREATE EXTENSION pg_oauth;
-         INSERT INTO oauth.client (id, secret, scope)
+        port,
+        &issuer,
+        &[],
+        "INSERT INTO oauth.client (id, secret, scope)
          VALUES ('discovering-client', 'a-long-enough-secret-for-the-listener', '{read,write}');",
-    )
-    .unwrap();
+    );
     // panva's openid-client (Node.js): Issuer.discover, then grant, introspect, revoke.
     let dir = node_client("openid-client");
     let out = std::process::Command::new("node")
@@ -340,26 +343,18 @@ fn over_tls_a_stock_client_revokes_too_and_a_renewed_certificate_applies_on_relo
     let issuer = format!("https://localhost:{port}");
     let certs = std::env::temp_dir().join(format!("pg_oauth-listener-tls-{}", std::process::id()));
     let (crt, key) = server_certificate(&certs.join("first"));
-    let (listen, issuer_setting) = (format!("'127.0.0.1:{port}'"), format!("'{issuer}'"));
     let (crt_setting, key_setting) = (format!("'{crt}'"), format!("'{key}'"));
-    let cluster = Cluster::start(
+    let (cluster, mut db) = listener_cluster(
         "listener-tls",
+        port,
+        &issuer,
         &[
-            ("shared_preload_libraries", "'pg_oauth'"),
-            ("pg_oauth.http_listen", &listen),
             ("pg_oauth.http_tls_cert", &crt_setting),
             ("pg_oauth.http_tls_key", &key_setting),
-            ("pg_oauth.issuer", &issuer_setting),
-            ("pg_oauth.endpoint_prefix", "''"),
         ],
-    );
-    let mut db = cluster.connect("postgres");
-    db.batch_execute(
-        "CREATE EXTENSION pg_oauth;
-         INSERT INTO oauth.client (id, secret, scope)
+        "INSERT INTO oauth.client (id, secret, scope)
          VALUES ('tls-client', 'a-long-enough-secret-for-the-listener', '{read}');",
-    )
-    .unwrap();
+    );
     let http = trusting(&crt);
     let metadata: Value = http
         .get(format!("{issuer}/.well-known/oauth-authorization-server"))

@@ -271,6 +271,17 @@ fn exchange(address: &str, bytes: &[u8]) -> Option<u16> {
     Some(status.unwrap_or_else(|| panic!("not an HTTP response: {line:?}")))
 }
 
+fn worker_pids(db: &mut pg_oauth_harness::postgres::Client) -> Vec<i32> {
+    db.query(
+        "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_oauth http listener' ORDER BY pid",
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
 #[test]
 fn fuzzed_http_gets_client_errors_and_crashes_nothing() {
     let seed: u64 = std::env::var("PG_OAUTH_FUZZ_SEED")
@@ -319,15 +330,7 @@ fn fuzzed_http_gets_client_errors_and_crashes_nothing() {
             tokens.push(rt.to_owned());
         }
     }
-    let workers: Vec<i32> = db
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_oauth http listener' ORDER BY pid",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let workers = worker_pids(&mut db);
     assert_eq!(workers.len(), 2);
 
     let total = requests();
@@ -381,15 +384,7 @@ fn fuzzed_http_gets_client_errors_and_crashes_nothing() {
     );
 
     // Nothing crashed: the same workers, a clean log, and a real client is served.
-    let after: Vec<i32> = db
-        .query(
-            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_oauth http listener' ORDER BY pid",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let after = worker_pids(&mut db);
     assert_eq!(after, workers, "a worker restarted (seed {seed})");
     let log = cluster.log();
     for bad in [
