@@ -14,10 +14,8 @@ export PG_VERSION PG_CONFIG
 ifeq ($(shell id -u),0)
 PGRX_TEST_DATA := /tmp/pg_oauth-pgrx-test
 PGRX_TEST_FLAGS := --runas postgres --pgdata $(PGRX_TEST_DATA)/data-$(PG_VERSION)
-SUDO_FLAG :=
 else
 PGRX_TEST_FLAGS :=
-SUDO_FLAG := --sudo
 endif
 
 .PHONY: test setup lint unit install install-dev e2e regress demo bench fuzz soak package package-test clean
@@ -44,13 +42,14 @@ endif
 	cargo pgrx test $(FEATURES) $(PGRX_TEST_FLAGS)
 
 ## Build and install the extension into $(PG_CONFIG)'s PostgreSQL: the release build
-## (optimised, no debug info), as production needs.
+## (optimised, no debug info), as production needs. Files are renamed into place, never
+## overwritten, so a running server keeps the library it has loaded (packaging/install).
 install:
-	cargo pgrx install --release --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	bash packaging/install release
 
 ## The debug build (with debug assertions), for the tests.
 install-dev:
-	cargo pgrx install --no-default-features --features $(FEATURES) --pg-config $(PG_CONFIG) $(SUDO_FLAG)
+	bash packaging/install debug
 
 ## pg_regress suite and end-to-end tests against throwaway clusters (needs an install).
 e2e:

@@ -1,5 +1,4 @@
--- pg_oauth 0.1.0 -> 0.2.0. Version 0.2.0 is not released yet: this script grows with it
--- until it is, then it is frozen like the release's install script.
+-- pg_oauth 0.1.0 -> 0.2.0. Released with 0.2.0: frozen, like sql/released/pg_oauth--0.2.0.sql.
 \echo Use "ALTER EXTENSION pg_oauth UPDATE" to load this file. \quit
 
 -- Introspection over HTTP shows a client only its own tokens unless it is allowed more.

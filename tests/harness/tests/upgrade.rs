@@ -307,3 +307,58 @@ fn every_release_upgrades_to_the_current_schema_and_keeps_its_data() {
         );
     }
 }
+
+/// Released SQL is frozen: the install script of every release and every upgrade script
+/// between releases match `sql/released/SHA256SUMS`, and each of them is listed there. A
+/// change to the SQL surface goes into the upgrade script of the version in development.
+#[test]
+fn released_sql_never_changes() {
+    let root = repo_root();
+    let sums = std::fs::read_to_string(root.join("sql/released/SHA256SUMS")).unwrap();
+    let listed: Vec<&str> = sums
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    let releases: Vec<String> = released().into_iter().map(|(v, _)| v).collect();
+    let mut must_be_listed: Vec<String> = releases
+        .iter()
+        .map(|v| format!("sql/released/pg_oauth--{v}.sql"))
+        .collect();
+    // An upgrade script is released once its target version is.
+    for entry in std::fs::read_dir(root.join("sql")).unwrap().flatten() {
+        let name = entry.file_name().into_string().unwrap();
+        let Some(versions) = name
+            .strip_prefix("pg_oauth--")
+            .and_then(|n| n.strip_suffix(".sql"))
+        else {
+            continue;
+        };
+        if let Some((_, to)) = versions.split_once("--") {
+            if releases.iter().any(|r| r == to) {
+                must_be_listed.push(format!("sql/{name}"));
+            }
+        }
+    }
+    for file in &must_be_listed {
+        assert!(
+            listed.contains(&file.as_str()),
+            "{file} is released but not in sql/released/SHA256SUMS"
+        );
+    }
+    let check = Command::new("sha256sum")
+        .args(["--check", "--strict", "sql/released/SHA256SUMS"])
+        .current_dir(&root)
+        .output()
+        .expect("sha256sum");
+    assert!(
+        check.status.success(),
+        "a released SQL script changed (released scripts are frozen; put the change in the \
+         upgrade script of the version in development):\n{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert!(
+        !releases.contains(&current_version()),
+        "the version in Cargo.toml ({}) is already released: start the next one",
+        current_version()
+    );
+}
