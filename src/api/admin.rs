@@ -9,7 +9,7 @@ use crate::error::{OAuthError, OrRaise, Result};
 use crate::jose::keys;
 use crate::pg::cache::Fresh;
 use crate::pg::redact;
-use crate::store::policy;
+use crate::store::{policy, session};
 
 /// Replace a client's secret with a generated one and return it (once). The previous
 /// secret keeps working for `grace`; an UPDATE of `secret` ends that grace at once.
@@ -134,4 +134,21 @@ fn policy_role_problem(role_name: &str) -> Option<String> {
 #[search_path(pg_catalog, pg_temp)]
 fn audit_min_retention_secs() -> i32 {
     gucs::AUDIT_MIN_RETENTION.get()
+}
+
+/// For oauth.purge_expired and the 0.3.0 upgrade: the partition of oauth.session that holds
+/// tokens issued at `at` (pg_oauth.session_partition_interval; see store/session.rs).
+#[pg_extern(stable, parallel_safe, strict)]
+#[search_path(pg_catalog, pg_temp)]
+fn session_slot(at: pgrx::datum::TimestampWithTimeZone) -> i16 {
+    let micros = crate::pg::backend::unix_micros(at);
+    session::slot_at(micros.div_euclid(1000))
+}
+
+/// For the triggers on oauth.policy: whether the statement running is a COPY (a restore,
+/// which may load policies before their clients).
+#[pg_extern(volatile, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
+fn loading_by_copy() -> bool {
+    crate::pg::backend::in_copy()
 }

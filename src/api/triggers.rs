@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 
 use crate::crypto::secret;
 use crate::error::{OAuthError, OrRaise};
+use crate::jose::keys;
 use crate::pg::backend;
 use crate::pg::limits;
 use crate::pg::redact;
@@ -78,6 +79,29 @@ fn client_before_write<'a>(
         new.set_by_name("updated_at", backend::timestamptz(backend::now_micros()))?;
     }
     Ok(Some(new))
+}
+
+/// AFTER INSERT OR UPDATE OF token_format, jwt_alg on oauth.client, for JWT clients: keys are
+/// published before they sign, so writing a client that may get JWTs makes its algorithm's
+/// active and next keys exist; they reach verifiers (PostgREST reloads through NOTIFY at
+/// commit) before its first token. Rows loaded with COPY make none: pg_restore and a dump
+/// replayed with psql bring the keys they had, which fresh keys would collide with (and a
+/// restore must give back exactly what was dumped). Keys still missing at the first token are
+/// made and committed before it is signed (flow/token.rs). SECURITY DEFINER (finalize.sql):
+/// oauth_admin writes clients but not keys.
+#[pg_trigger]
+fn client_ensure_signing_keys<'a>(
+    trigger: &'a PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+    if !backend::in_copy() {
+        let new = trigger
+            .new()
+            .expect("client_ensure_signing_keys is a row-level INSERT/UPDATE trigger");
+        let alg: Option<String> = new.get_by_name("jwt_alg")?;
+        let alg = keys::alg_for(alg.as_deref());
+        Spi::connect_mut(|spi| keys::ensure(spi, alg)).or_raise();
+    }
+    Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
 }
 
 /// AFTER ... FOR EACH STATEMENT on the cached tables: invalidate every backend's caches at

@@ -26,6 +26,7 @@ pub static ENDPOINT_PREFIX: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"/rpc"));
 pub static SMART_EXPAND_WILDCARDS: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub static AUDIT_MIN_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(86_400);
+pub static SESSION_PARTITION_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(86_400);
 pub static ARGON2_CONCURRENCY: GucSetting<i32> = GucSetting::<i32>::new(0);
 pub static ARGON2_WAIT: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static REFUSAL_DELAY: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -172,6 +173,16 @@ fn init_abuse() {
         &AUDIT_MIN_RETENTION,
         0,
         i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.session_partition_interval",
+        c"How long tokens are issued into one of oauth.session's 16 partitions before the next.",
+        c"oauth.purge_expired empties a partition whole once all its tokens expired past the retention, which takes no per-row work when retention plus the longest token lifetime is at most 14 intervals. Changes apply to tokens issued afterwards.",
+        &SESSION_PARTITION_INTERVAL,
+        1,
+        31 * 86_400,
         GucContext::Suset,
         GucFlags::UNIT_S,
     );

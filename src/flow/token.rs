@@ -1,21 +1,25 @@
 //! The token endpoint (RFC 6749 §4.4, §6), token verification, revocation (RFC 7009) and
 //! introspection (RFC 7662), shared by the SQL functions and the HTTP layer.
 
+use std::rc::Rc;
+
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 use crate::authn::credentials;
 use crate::config::gucs;
+use crate::crypto::alg::JwtAlg;
 use crate::error::{OAuthError, Result};
 use crate::grant::claims::{self, Claims};
 use crate::grant::{audience, scope};
 use crate::jose::jwt::{self, Expiry};
-use crate::jose::keys;
+use crate::jose::keys::{self, Unpublished};
 use crate::pg::backend;
 use crate::pg::cache;
 use crate::pg::db;
 use crate::store::client::{Client, TokenFormat};
+use crate::store::deferred;
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, NewSession, Probe, SessionId};
 
@@ -258,7 +262,7 @@ fn issue_access_token(
                         .into(),
                 )
             })?;
-            let key = keys::active(spi, keys::alg_for(client.jwt_alg.as_deref()))?;
+            let key = signing_key(spi, keys::alg_for(client.jwt_alg.as_deref()))?;
             let claims = Claims {
                 issuer: Some(&issuer),
                 client_id: &client.id,
@@ -288,6 +292,32 @@ fn issue_access_token(
         },
     )?;
     Ok(access_token)
+}
+
+/// The key that signs a token with `alg`. With no published key for `alg` at all (a new
+/// default algorithm, keys deleted, clients loaded with COPY), one is made and committed in a
+/// transaction of its own first, so no token is signed by a key verifiers cannot fetch.
+fn signing_key(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<keys::Key>> {
+    let unpublished = || {
+        OAuthError::ServerError(format!(
+            "there is no published {0} signing key and none could be made now; \
+             run SELECT oauth.ensure_signing_keys('{0}')",
+            alg.as_str()
+        ))
+    };
+    match keys::active(spi, alg) {
+        Ok(key) => return Ok(key),
+        Err(Unpublished::Failed(err)) => return Err(err),
+        Err(Unpublished::NoKey) => {}
+    }
+    if !deferred::publish_keys(alg.as_str()) {
+        return Err(unpublished());
+    }
+    match keys::active(spi, alg) {
+        Ok(key) => Ok(key),
+        Err(Unpublished::Failed(err)) => Err(err),
+        Err(Unpublished::NoKey) => Err(unpublished()),
+    }
 }
 
 /// Verify an access token (opaque or JWT); `audience`, if given, must be in its `aud`.

@@ -308,37 +308,73 @@ static HAS_STATE: Statement = Statement::new(
     &[TEXTOID],
 );
 
-/// Make sure `alg` has an active and a next key, creating them on first use. Concurrent
-/// first uses are safe: the partial unique indexes let exactly one active/next win.
-fn ensure_keys(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<()> {
+/// Which of `alg`'s keys exist: (active, next).
+fn key_states(spi: &SpiClient<'_>, alg: JwtAlg) -> Result<(bool, bool)> {
     let row = HAS_STATE.query(spi, &[alg.as_str().into()])?.first();
-    let (has_active, has_next) = (
+    Ok((
         row.get::<bool>(1)?.unwrap_or(false),
         row.get::<bool>(2)?.unwrap_or(false),
-    );
-    if !has_active {
-        insert_key(spi, alg, "active")?;
+    ))
+}
+
+/// Make sure `alg` has an active and a next key. Keys sign only after they are published:
+/// a missing active key is replaced by the next one, which every verifier has had since it
+/// was made, and only next keys are made here — except when `alg` has no key at all, when
+/// both are made (they commit before any token signed with them leaves: see `active`).
+/// Concurrent calls are safe: the partial unique indexes let exactly one active/next win.
+fn ensure_keys(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<()> {
+    let (has_active, has_next) = key_states(spi, alg)?;
+    match (has_active, has_next) {
+        (true, true) => return Ok(()),
+        (false, true) => {
+            LOCK_ALG.execute(spi, &[alg.as_str().into()])?;
+            PROMOTE_NEXT.execute(spi, &[alg.as_str().into()])?;
+            insert_key(spi, alg, "next")?;
+        }
+        (true, false) => insert_key(spi, alg, "next")?,
+        (false, false) => {
+            insert_key(spi, alg, "active")?;
+            insert_key(spi, alg, "next")?;
+        }
     }
-    if !has_next {
-        insert_key(spi, alg, "next")?;
-    }
-    if !has_active || !has_next {
-        RING.with(Cache::clear);
-    }
+    RING.with(Cache::clear);
     Ok(())
 }
 
-/// The key that signs new tokens with `alg`, created on first use.
-pub fn active(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<Key>> {
+/// The key that signs new tokens with `alg`: the active one, or the published next one
+/// promoted when the active key is gone (deleted, say). `Err(NotPublished)` when `alg` has
+/// no published key at all: the caller has one made and committed first (flow/token.rs),
+/// so that no token is ever signed by a key verifiers could not have fetched.
+pub fn active(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<Key>, Unpublished> {
     if let Some(key) = ring(spi)?.active.get(&alg).cloned() {
         return Ok(key);
     }
+    if key_states(spi, alg)? == (false, false) {
+        return Err(Unpublished::NoKey);
+    }
     ensure_keys(spi, alg)?;
-    ring(spi)?
-        .active
-        .get(&alg)
-        .cloned()
-        .ok_or_else(|| OAuthError::ServerError(format!("no active {} signing key", alg.as_str())))
+    ring(spi)?.active.get(&alg).cloned().ok_or_else(|| {
+        OAuthError::ServerError(format!("no active {} signing key", alg.as_str())).into()
+    })
+}
+
+/// Why `active` has no key to sign with.
+pub enum Unpublished {
+    /// The algorithm has no key at all: make them in a transaction of their own first.
+    NoKey,
+    Failed(OAuthError),
+}
+
+impl From<OAuthError> for Unpublished {
+    fn from(err: OAuthError) -> Self {
+        Unpublished::Failed(err)
+    }
+}
+
+impl From<pgrx::spi::SpiError> for Unpublished {
+    fn from(err: pgrx::spi::SpiError) -> Self {
+        Unpublished::Failed(err.into())
+    }
 }
 
 /// The algorithm a client's JWTs are signed with.

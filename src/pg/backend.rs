@@ -15,6 +15,17 @@ pub fn require_primary(what: &str) -> crate::error::Result<()> {
     Ok(())
 }
 
+/// Whether the statement running is a COPY: rows loaded in bulk, as pg_restore and psql
+/// restoring a dump load them.
+pub fn in_copy() -> bool {
+    // SAFETY: ActivePortal is NULL or the portal this backend is running, valid while it runs
+    // (and so while a trigger of its statement fires).
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && (*portal).commandTag == pg_sys::CommandTag::CMDTAG_COPY
+    }
+}
+
 /// The session user's name (who logged in, whatever role a function runs as).
 pub fn session_user() -> String {
     // SAFETY: the session user exists for the whole session; the name is palloc'd.
@@ -42,6 +53,11 @@ const PG_EPOCH_OFFSET_MICROS: i64 = 946_684_800_000_000;
 pub fn timestamptz(unix_micros: i64) -> pgrx::datum::TimestampWithTimeZone {
     pgrx::datum::TimestampWithTimeZone::try_from(unix_micros - PG_EPOCH_OFFSET_MICROS)
         .expect("timestamp in range")
+}
+
+pub fn unix_micros(ts: pgrx::datum::TimestampWithTimeZone) -> i64 {
+    let pg: pg_sys::TimestampTz = ts.into();
+    pg + PG_EPOCH_OFFSET_MICROS
 }
 
 pub fn unix_seconds(ts: pgrx::datum::TimestampWithTimeZone) -> i64 {

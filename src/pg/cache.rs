@@ -23,8 +23,9 @@ thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// (client, policy, signing_key, client_lockout) relation oids; InvalidOid until resolved.
     static RELIDS: Cell<[pg_sys::Oid; 4]> = const { Cell::new([pg_sys::InvalidOid; 4]) };
-    /// oauth.session, its primary key index, and the attribute numbers the probe reads.
-    static SESSION: Cell<Option<SessionRel>> = const { Cell::new(None) };
+    /// oauth.session's partitions, their primary key indexes, and the attribute numbers the
+    /// probe reads.
+    static SESSION: Cell<Option<[SessionRel; SESSION_PARTITIONS]>> = const { Cell::new(None) };
     /// Bumped on every invalidation of a source, so a load that raced one is not kept.
     static GENERATIONS: Cell<[u64; 3]> = const { Cell::new([0; 3]) };
 }
@@ -163,7 +164,10 @@ pub fn client_has_column(column: &std::ffi::CStr) -> bool {
     client != pg_sys::InvalidOid && unsafe { pg_sys::get_attnum(client, column.as_ptr()) } > 0
 }
 
-/// Where the revocation probe looks (see session::probe).
+/// The partitions of oauth.session (sql/tokens.sql): oauth.session_p00 .. _p15.
+pub const SESSION_PARTITIONS: usize = 16;
+
+/// Where the revocation probe looks in one partition of oauth.session (see session::probe).
 #[derive(Clone, Copy)]
 pub struct SessionRel {
     pub table: pg_sys::Oid,
@@ -172,8 +176,34 @@ pub struct SessionRel {
     pub token_hash: i16,
 }
 
-pub fn session_rel() -> Option<SessionRel> {
-    SESSION.get()
+/// Partition `slot` of oauth.session, if it exists.
+pub fn session_rel(slot: usize) -> Option<SessionRel> {
+    SESSION.get().and_then(|parts| parts.get(slot).copied())
+}
+
+/// Resolve partition `slot` of oauth.session in `schema`.
+fn resolve_session_partition(schema: pg_sys::Oid, slot: usize) -> Option<SessionRel> {
+    let name = std::ffi::CString::new(format!("session_p{slot:02}")).ok()?;
+    let pkey = std::ffi::CString::new(format!("session_p{slot:02}_pkey")).ok()?;
+    let table = relid(schema, &name);
+    let primary_key = relid(schema, &pkey);
+    // SAFETY: syscache lookups of attributes by name.
+    let (revoked_at, token_hash) = unsafe {
+        (
+            pg_sys::get_attnum(table, c"revoked_at".as_ptr()),
+            pg_sys::get_attnum(table, c"token_hash".as_ptr()),
+        )
+    };
+    (table != pg_sys::InvalidOid
+        && primary_key != pg_sys::InvalidOid
+        && revoked_at > 0
+        && token_hash > 0)
+        .then_some(SessionRel {
+            table,
+            primary_key,
+            revoked_at,
+            token_hash,
+        })
 }
 
 #[pg_guard]
@@ -189,12 +219,15 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     if everything || relid == lockout || lockout == pg_sys::InvalidOid {
         bump(Source::Lockouts);
     }
-    let session = SESSION.get();
     let ours = relid == client
         || relid == policy
         || relid == key
         || relid == lockout
-        || session.is_some_and(|s| relid == s.table || relid == s.primary_key);
+        || SESSION.get().is_some_and(|parts| {
+            parts
+                .iter()
+                .any(|s| relid == s.table || relid == s.primary_key)
+        });
     if everything || ours {
         // The table may be being dropped (DROP EXTENSION): resolve the oids afresh.
         RELIDS.set([pg_sys::InvalidOid; 4]);
@@ -242,27 +275,14 @@ pub fn ensure_registered() {
             relid(schema, c"signing_key"),
             relid(schema, c"client_lockout"),
         ]);
-        let table = relid(schema, c"session");
-        let primary_key = relid(schema, c"session_pkey");
-        // SAFETY: syscache lookups of attributes by name.
-        let (revoked_at, token_hash) = unsafe {
-            (
-                pg_sys::get_attnum(table, c"revoked_at".as_ptr()),
-                pg_sys::get_attnum(table, c"token_hash".as_ptr()),
-            )
-        };
-        SESSION.set(
-            (table != pg_sys::InvalidOid
-                && primary_key != pg_sys::InvalidOid
-                && revoked_at > 0
-                && token_hash > 0)
-                .then_some(SessionRel {
-                    table,
-                    primary_key,
-                    revoked_at,
-                    token_hash,
-                }),
-        );
+        let mut parts = [None; SESSION_PARTITIONS];
+        for (slot, part) in parts.iter_mut().enumerate() {
+            *part = resolve_session_partition(schema, slot);
+        }
+        // All of them, or none: a schema older than 0.3.0 (before ALTER EXTENSION UPDATE)
+        // has no partitions, and the callers then use SQL.
+        let all: Option<Vec<SessionRel>> = parts.into_iter().collect();
+        SESSION.set(all.and_then(|v| v.try_into().ok()));
     }
 }
 

@@ -18,6 +18,7 @@ use pgrx::spi::SpiClient;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::jose::keys;
 use crate::pg::autonomous::{self, Status};
 use crate::store::audit::{self, Failure, Throttled};
 use crate::store::refresh;
@@ -30,6 +31,8 @@ pub enum Action {
     RecordFailure(Failure),
     /// Record how many requests a throttled source has been refused in its window.
     RecordThrottled(Throttled),
+    /// Make an algorithm's first signing keys, committed before anything signs with them.
+    PublishKeys { alg: String },
 }
 
 thread_local! {
@@ -125,6 +128,7 @@ impl Action {
                 family: *family,
                 reason: reason.clone(),
             },
+            Action::PublishKeys { alg } => Action::PublishKeys { alg: alg.clone() },
         }
     }
 }
@@ -154,8 +158,21 @@ fn execute(spi: &mut SpiClient<'_>, action: &Action) -> Result<()> {
         }
         Action::RecordFailure(failure) => audit::record(spi, failure)?,
         Action::RecordThrottled(throttled) => audit::record_throttled(spi, throttled)?,
+        Action::PublishKeys { alg } => {
+            let alg = keys::alg_or_default(Some(alg))?;
+            keys::ensure(spi, alg)?;
+        }
     }
     Ok(())
+}
+
+/// Make `alg`'s first signing keys in a transaction of their own (a background worker) and
+/// wait for its commit: they are published — in the JWK Set, and sent to PostgREST — before
+/// the caller signs with them. Returns whether they committed.
+pub fn publish_keys(alg: &str) -> bool {
+    run(&[Action::PublishKeys {
+        alg: alg.to_owned(),
+    }]) == Status::Done
 }
 
 /// In the worker: all actions in one transaction, with a safe search_path.

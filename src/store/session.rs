@@ -1,18 +1,29 @@
 //! Sessions: one row in oauth.session per issued access token, holding its claims and
 //! only a SHA-256 of the token. Opaque tokens carry their session id, so a lookup is one
 //! primary-key probe followed by a constant-time hash comparison.
+//!
+//! oauth.session has 16 partitions by issue time (sql/tokens.sql); a session's partition, its
+//! `slot`, is a function of its id (a UUIDv7 starts with its time in milliseconds). Lookups
+//! by id go straight to that partition: a statement on the partitioned table would lock all
+//! sixteen (and their indexes) on every run. A session not found there is looked for in the
+//! others (one issued under another pg_oauth.session_partition_interval, or before 0.3.0).
 
 use aws_lc_rs::{constant_time, digest};
 use pgrx::datum::Uuid;
 use pgrx::pg_sys;
-use pgrx::pg_sys::BuiltinOid::{BYTEAOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+use pgrx::pg_sys::BuiltinOid::{
+    self as PgBuiltInOids, BYTEAOID, INT2OID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID,
+};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
+use std::sync::OnceLock;
+
+use crate::config::gucs;
 use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
-use crate::pg::cache::Fresh;
+use crate::pg::cache::{Fresh, SESSION_PARTITIONS};
 use crate::pg::db::Statement;
 use crate::store::client::TokenFormat;
 
@@ -49,6 +60,85 @@ pub fn opaque_token_id(token: &str) -> Option<SessionId> {
     raw.get(..16)?.try_into().ok()
 }
 
+/// The partition tokens issued at `millis` (since the epoch) go to.
+pub fn slot_at(millis: i64) -> i16 {
+    let interval = i64::from(gucs::SESSION_PARTITION_INTERVAL.get().max(1)) * 1000;
+    millis
+        .div_euclid(interval)
+        .rem_euclid(SESSION_PARTITIONS as i64) as i16
+}
+
+/// The partition of session `id`: the time in its first 48 bits (UUIDv7).
+pub fn slot_of(id: &SessionId) -> i16 {
+    let mut millis = [0u8; 8];
+    millis[2..].copy_from_slice(&id[..6]);
+    slot_at(i64::from_be_bytes(millis))
+}
+
+/// The partitions to look for session `id` in: its own first, then the others. None: the
+/// schema is older than 0.3.0 (a new library before `ALTER EXTENSION pg_oauth UPDATE`), whose
+/// oauth.session is one table.
+fn search_order(id: &SessionId) -> Option<impl Iterator<Item = usize>> {
+    crate::pg::cache::ensure_registered();
+    crate::pg::cache::session_rel(0)?;
+    let own = slot_of(id) as usize;
+    Some(std::iter::once(own).chain((0..SESSION_PARTITIONS).filter(move |&s| s != own)))
+}
+
+/// The statements against a schema older than 0.3.0, where oauth.session is one table.
+mod unpartitioned {
+    use super::*;
+
+    pub static INSERT: Statement = Statement::new(
+        "INSERT INTO oauth.session
+                (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID],
+    );
+    pub static LOAD: Statement = Statement::new(
+        "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
+                revoked_at IS NOT NULL
+           FROM oauth.session WHERE id = $1",
+        &[UUIDOID],
+    );
+    pub static PROBE: Statement = Statement::new(
+        "SELECT revoked_at IS NULL, token_hash FROM oauth.session WHERE id = $1",
+        &[UUIDOID],
+    );
+}
+
+/// A statement on one partition of oauth.session: `{partition}` in its SQL names it. One
+/// prepared statement per partition, made on first use.
+pub struct PartitionStatement {
+    template: &'static str,
+    args: &'static [PgBuiltInOids],
+    each: OnceLock<Vec<&'static Statement>>,
+}
+
+impl PartitionStatement {
+    const fn new(template: &'static str, args: &'static [PgBuiltInOids]) -> Self {
+        PartitionStatement {
+            template,
+            args,
+            each: OnceLock::new(),
+        }
+    }
+
+    fn of(&'static self, slot: usize) -> &'static Statement {
+        self.each.get_or_init(|| {
+            (0..SESSION_PARTITIONS)
+                .map(|i| {
+                    let sql = self
+                        .template
+                        .replace("{partition}", &format!("oauth.session_p{i:02}"));
+                    let statement = Statement::new(Box::leak(sql.into_boxed_str()), self.args);
+                    &*Box::leak(Box::new(statement))
+                })
+                .collect()
+        })[slot]
+    }
+}
+
 pub struct NewSession<'a> {
     pub id: SessionId,
     pub client_id: &'a str,
@@ -63,29 +153,37 @@ pub struct NewSession<'a> {
     pub family_id: Option<SessionId>,
 }
 
-static INSERT_SESSION: Statement = Statement::new(
-    "INSERT INTO oauth.session
-            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID],
+static INSERT_SESSION: PartitionStatement = PartitionStatement::new(
+    "INSERT INTO {partition}
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID],
 );
 
 pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
-    INSERT_SESSION.execute(
-        spi,
-        &[
-            Uuid::from_bytes(s.id).into(),
-            s.client_id.into(),
-            sha256(s.token).to_vec().into(),
-            s.format.as_str().into(),
-            s.scope.to_vec().into(),
-            s.audience.to_vec().into(),
-            s.role.into(),
-            backend::timestamptz(s.issued_at_us).into(),
-            backend::timestamptz(s.expires_at_us).into(),
-            s.family_id.map(Uuid::from_bytes).into(),
-        ],
-    )?;
+    let slot = slot_of(&s.id);
+    let partitioned = search_order(&s.id).is_some();
+    let statement = if partitioned {
+        INSERT_SESSION.of(slot as usize)
+    } else {
+        &unpartitioned::INSERT
+    };
+    let mut args = vec![
+        Uuid::from_bytes(s.id).into(),
+        s.client_id.into(),
+        sha256(s.token).to_vec().into(),
+        s.format.as_str().into(),
+        s.scope.to_vec().into(),
+        s.audience.to_vec().into(),
+        s.role.into(),
+        backend::timestamptz(s.issued_at_us).into(),
+        backend::timestamptz(s.expires_at_us).into(),
+        s.family_id.map(Uuid::from_bytes).into(),
+    ];
+    if partitioned {
+        args.push(slot.into());
+    }
+    statement.execute(spi, &args)?;
     Ok(())
 }
 
@@ -103,10 +201,10 @@ pub struct Session {
     pub revoked: bool,
 }
 
-static LOAD_SESSION: Statement = Statement::new(
+static LOAD_SESSION: PartitionStatement = PartitionStatement::new(
     "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
             revoked_at IS NOT NULL
-       FROM oauth.session WHERE id = $1",
+       FROM {partition} WHERE id = $1",
     &[UUIDOID],
 );
 
@@ -114,26 +212,42 @@ static LOAD_SESSION: Statement = Statement::new(
 /// is seen, and so is a session this transaction just created).
 pub fn load(spi: &SpiClient<'_>, id: &SessionId) -> Result<Option<Session>> {
     let fresh = Fresh::take();
-    let mut rows =
-        LOAD_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
-            let ts = |n| -> Result<i64> {
-                Ok(row
-                    .get::<pgrx::datum::TimestampWithTimeZone>(n)?
-                    .map(backend::unix_seconds)
-                    .unwrap_or(0))
-            };
-            Ok(Session {
-                id: *id,
-                client_id: row.get(1)?.unwrap_or_default(),
-                token_hash: row.get(2)?.unwrap_or_default(),
-                scope: row.get(3)?.unwrap_or_default(),
-                audience: row.get(4)?.unwrap_or_default(),
-                role: row.get(5)?,
-                issued_at: ts(6)?,
-                expires_at: ts(7)?,
-                revoked: row.get(8)?.unwrap_or(true),
-            })
-        })?;
+    let Some(slots) = search_order(id) else {
+        return load_from(spi, &fresh, &unpartitioned::LOAD, id);
+    };
+    for slot in slots {
+        if let Some(session) = load_from(spi, &fresh, LOAD_SESSION.of(slot), id)? {
+            return Ok(Some(session));
+        }
+    }
+    Ok(None)
+}
+
+fn load_from(
+    spi: &SpiClient<'_>,
+    fresh: &Fresh,
+    statement: &'static Statement,
+    id: &SessionId,
+) -> Result<Option<Session>> {
+    let mut rows = statement.query_fresh(spi, fresh, &[Uuid::from_bytes(*id).into()], |row| {
+        let ts = |n| -> Result<i64> {
+            Ok(row
+                .get::<pgrx::datum::TimestampWithTimeZone>(n)?
+                .map(backend::unix_seconds)
+                .unwrap_or(0))
+        };
+        Ok(Session {
+            id: *id,
+            client_id: row.get(1)?.unwrap_or_default(),
+            token_hash: row.get(2)?.unwrap_or_default(),
+            scope: row.get(3)?.unwrap_or_default(),
+            audience: row.get(4)?.unwrap_or_default(),
+            role: row.get(5)?,
+            issued_at: ts(6)?,
+            expires_at: ts(7)?,
+            revoked: row.get(8)?.unwrap_or(true),
+        })
+    })?;
     Ok(rows.pop())
 }
 
@@ -197,8 +311,8 @@ impl Probe {
     }
 }
 
-static PROBE_SESSION: Statement = Statement::new(
-    "SELECT revoked_at IS NULL, token_hash FROM oauth.session WHERE id = $1",
+static PROBE_SESSION: PartitionStatement = PartitionStatement::new(
+    "SELECT revoked_at IS NULL, token_hash FROM {partition} WHERE id = $1",
     &[UUIDOID],
 );
 
@@ -208,12 +322,33 @@ static PROBE_SESSION: Statement = Statement::new(
 /// primary key directly — no SPI, no executor — where it can, else through SPI.
 pub fn probe(id: &SessionId, token: &str) -> Result<Probe> {
     let fresh = Fresh::take();
-    if let Some(found) = probe_index(id, &fresh) {
-        return Ok(Probe::of(found, token));
+    let Some(slots) = search_order(id) else {
+        return Ok(Probe::of(
+            probe_sql(&unpartitioned::PROBE, id, &fresh)?,
+            token,
+        ));
+    };
+    for slot in slots {
+        let found = match probe_index(slot, id, &fresh) {
+            Some(found) => found,
+            None => probe_sql(PROBE_SESSION.of(slot), id, &fresh)?,
+        };
+        if found.is_some() {
+            return Ok(Probe::of(found, token));
+        }
     }
+    Ok(Probe::Unknown)
+}
+
+/// (open, token hash) of session `id`, through SPI.
+fn probe_sql(
+    statement: &'static Statement,
+    id: &SessionId,
+    fresh: &Fresh,
+) -> Result<Option<(bool, Vec<u8>)>> {
     let found = crate::pg::db::with_safe_search_path(|| {
         Spi::connect(|spi| {
-            PROBE_SESSION.query_fresh(spi, &fresh, &[Uuid::from_bytes(*id).into()], |row| {
+            statement.query_fresh(spi, fresh, &[Uuid::from_bytes(*id).into()], |row| {
                 Ok((
                     row.get::<bool>(1)?.unwrap_or(false),
                     row.get::<Vec<u8>>(2)?.unwrap_or_default(),
@@ -221,14 +356,15 @@ pub fn probe(id: &SessionId, token: &str) -> Result<Probe> {
             })
         })
     })?;
-    Ok(Probe::of(found.into_iter().next(), token))
+    Ok(found.into_iter().next())
 }
 
-/// (open, token hash) of session `id` by a direct primary-key probe; `None` when the probe
-/// cannot run here (then use SPI), `Some(None)` when there is no such session.
+/// (open, token hash) of session `id` in partition `slot` by a direct primary-key probe;
+/// `None` when the probe cannot run here (then use SPI), `Some(None)` when there is no such
+/// session there.
 #[allow(clippy::option_option)]
-fn probe_index(id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>> {
-    let rel = crate::pg::cache::session_rel()?;
+fn probe_index(slot: usize, id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>> {
+    let rel = crate::pg::cache::session_rel(slot)?;
     // SAFETY: the standard index-scan sequence (as in systable scans): relations opened and
     // closed with AccessShareLock, a slot of the table's type, a registered snapshot, and a
     // uuid key compared with uuid_eq; the hash is copied out before the slot is dropped and

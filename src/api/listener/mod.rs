@@ -45,6 +45,13 @@ pub fn register() {
     if gucs::string(&gucs::HTTP_LISTEN).is_none() {
         return;
     }
+    // pg_upgrade runs both servers in binary-upgrade mode, with the old cluster's settings
+    // (the new one's too): nothing may serve, or write, then.
+    // SAFETY: a flag the postmaster sets from its command line before loading libraries.
+    if unsafe { pg_sys::IsBinaryUpgrade } {
+        pgrx::log!("pg_oauth: the HTTP listener stays off in binary-upgrade mode (pg_upgrade)");
+        return;
+    }
     for i in 0..gucs::HTTP_WORKERS.get() {
         BackgroundWorkerBuilder::new(&format!("pg_oauth http listener {i}"))
             .set_type("pg_oauth http listener")

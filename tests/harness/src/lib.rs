@@ -112,6 +112,8 @@ pub fn free_port() -> u16 {
 pub struct Cluster {
     pub dir: PathBuf,
     pub port: u16,
+    /// The server programs it runs with (`pg_bindir()` unless made with `start_with`).
+    pub bindir: PathBuf,
     running: bool,
 }
 
@@ -138,20 +140,35 @@ fn cluster_dir(name: &str) -> PathBuf {
 impl Cluster {
     /// initdb and start a new cluster with extra `postgresql.conf` settings.
     pub fn start(name: &str, settings: &[(&str, &str)]) -> Cluster {
+        Cluster::start_with(&pg_bindir(), &[], name, settings)
+    }
+
+    /// A new cluster of the server in `bindir`, made by initdb with `initdb_args` too.
+    pub fn start_with(
+        bindir: &Path,
+        initdb_args: &[&str],
+        name: &str,
+        settings: &[(&str, &str)],
+    ) -> Cluster {
+        let mut cluster = Cluster::init(bindir, initdb_args, name, settings);
+        cluster.start_server();
+        cluster
+    }
+
+    /// initdb a new cluster of the server in `bindir`, configured, not started.
+    pub fn init(
+        bindir: &Path,
+        initdb_args: &[&str],
+        name: &str,
+        settings: &[(&str, &str)],
+    ) -> Cluster {
         let dir = cluster_dir(name);
         let data = dir.join("data");
         run(
-            server_command(pg_bindir().join("initdb"))
-                .args([
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "-E",
-                    "UTF8",
-                    "--locale=C",
-                    "-D",
-                ])
+            server_command(bindir.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C"])
+                .args(initdb_args)
+                .arg("-D")
                 .arg(&data),
             "initdb",
         );
@@ -163,13 +180,12 @@ impl Cluster {
             conf.push_str(&format!("{k} = {v}\n"));
         }
         append(&data.join("postgresql.conf"), &conf);
-        let mut cluster = Cluster {
+        Cluster {
             dir,
             port: 0,
+            bindir: bindir.to_owned(),
             running: false,
-        };
-        cluster.start_server();
-        cluster
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -182,7 +198,7 @@ impl Cluster {
             self.port = free_port();
         }
         run(
-            server_command(pg_bindir().join("pg_ctl"))
+            server_command(self.bindir.join("pg_ctl"))
                 // As in production: no Rust backtraces in error details.
                 .env_remove("RUST_BACKTRACE")
                 .env_remove("RUST_LIB_BACKTRACE")
@@ -199,7 +215,7 @@ impl Cluster {
 
     pub fn stop_server(&mut self, mode: &str) {
         if self.running {
-            let _ = server_command(pg_bindir().join("pg_ctl"))
+            let _ = server_command(self.bindir.join("pg_ctl"))
                 .args(["stop", "-w", "-m", mode, "-D"])
                 .arg(self.data_dir())
                 .stdout(Stdio::null())
@@ -242,7 +258,7 @@ impl Cluster {
         let dir = cluster_dir(name);
         let data = dir.join("data");
         run(
-            server_command(pg_bindir().join("pg_basebackup"))
+            server_command(primary.bindir.join("pg_basebackup"))
                 .args([
                     "-h",
                     "127.0.0.1",
@@ -270,6 +286,7 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             port: 0,
+            bindir: primary.bindir.clone(),
             running: false,
         };
         cluster.start_server();
@@ -343,7 +360,7 @@ impl Cluster {
 
     /// Run a SQL file with psql (ON_ERROR_STOP), e.g. the shipped examples.
     pub fn psql_file(&self, db: &str, file: &Path, vars: &[(&str, &str)]) {
-        let mut cmd = Command::new(pg_bindir().join("psql"));
+        let mut cmd = Command::new(self.bindir.join("psql"));
         cmd.args([
             "-X",
             "-q",
@@ -369,6 +386,32 @@ impl Cluster {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// A client program of the server in use (pg_dump, pg_restore, psql, ...) connecting to
+    /// this cluster as `postgres` over TCP; add its own arguments.
+    pub fn client_program(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bindir.join(program));
+        cmd.args(["-h", "127.0.0.1", "-U", "postgres", "-p"])
+            .arg(self.port.to_string())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run a client program (see `client_program`) that must succeed; its stdout.
+    pub fn run_client(&self, program: &str, args: &[&str]) -> String {
+        let out = self
+            .client_program(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

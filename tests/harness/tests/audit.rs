@@ -269,42 +269,74 @@ fn issuance_and_revocations_are_audited_with_reasons() {
     assert!(!all.contains("\\x"), "no hashes in the audit view");
 }
 
+fn purge(db: &mut postgres::Client, max: i32) -> Vec<(String, i64)> {
+    db.query(
+        "SELECT relation, deleted FROM oauth.purge_expired($1, interval '0')",
+        &[&max],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+fn count(db: &mut postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).unwrap().get(0)
+}
+
 #[test]
 fn purge_expired_deletes_in_bounded_batches() {
-    // The floor on retention is the superuser's (tested below); here it is off.
-    let cluster = Cluster::start("purge", &[("pg_oauth.audit_min_retention", "0")]);
+    // The floor on retention is the superuser's (tested below); here it is off. Partitions
+    // of a second, so that a test sees several.
+    let cluster = Cluster::start(
+        "purge",
+        &[
+            ("pg_oauth.audit_min_retention", "0"),
+            ("pg_oauth.session_partition_interval", "1"),
+        ],
+    );
     let mut db = cluster.create_db("oauth");
     db.batch_execute(
         "INSERT INTO oauth.client (id, secret, scope, access_token_expiration, refresh_token, refresh_token_expiration)
          VALUES ('short', 's', '{read}', 1, true, 1), ('long', 's', '{read}', 3600, false, 3600);",
     )
     .unwrap();
+    // Short-lived tokens in one partition, a long-lived one in the next.
+    let slot_now = |db: &mut postgres::Client| -> i16 {
+        db.query_one("SELECT oauth.session_slot(clock_timestamp())", &[])
+            .unwrap()
+            .get(0)
+    };
+    let short_slot = slot_now(&mut db);
     for _ in 0..5 {
         token(&mut db, "short", "s").unwrap();
+    }
+    while slot_now(&mut db) == short_slot {
+        sleep(Duration::from_millis(50));
     }
     let kept = token(&mut db, "long", "s").unwrap();
     token(&mut db, "long", "wrong").unwrap_err();
     sleep(Duration::from_millis(1100));
-
-    let purge = |db: &mut postgres::Client, max: i32| -> Vec<(String, i64)> {
-        db.query(
-            "SELECT relation, deleted FROM oauth.purge_expired($1, interval '0')",
-            &[&max],
+    let in_partition = |db: &mut postgres::Client, slot: i16| -> i64 {
+        db.query_one(
+            "SELECT count(*) FROM oauth.session WHERE slot = $1",
+            &[&slot],
         )
         .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect()
+        .get(0)
     };
+    assert_eq!(in_partition(&mut db, short_slot), 5);
+
+    // Row by row within max_rows; the partition whose tokens all expired is emptied whole.
     let first = purge(&mut db, 3);
-    assert_eq!(first.iter().map(|r| r.1).sum::<i64>(), 3, "{first:?}");
-    assert_eq!(first[0], ("session".into(), 3));
+    let deleted = |rows: &[(String, i64)], rel: &str| rows.iter().find(|r| r.0 == rel).unwrap().1;
+    assert_eq!(deleted(&first, "refresh_token"), 3, "{first:?}");
+    assert_eq!(in_partition(&mut db, short_slot), 0, "emptied whole");
+    assert_eq!(count(&mut db, "SELECT count(*) FROM oauth.session"), 1);
     let second = purge(&mut db, 100);
-    let count = |rows: &[(String, i64)], rel: &str| rows.iter().find(|r| r.0 == rel).unwrap().1;
-    assert_eq!(count(&second, "session"), 2);
-    assert_eq!(count(&second, "refresh_token"), 5);
-    assert_eq!(count(&second, "refresh_family"), 5);
-    assert_eq!(count(&second, "auth_failure"), 1);
+    assert_eq!(deleted(&second, "refresh_token"), 2);
+    assert_eq!(deleted(&second, "refresh_family"), 5);
+    assert_eq!(deleted(&second, "auth_failure"), 1);
     let third = purge(&mut db, 100);
     assert!(third.iter().all(|r| r.1 == 0), "{third:?}");
     // What has not expired stays, and still works.
@@ -313,6 +345,30 @@ fn purge_expired_deletes_in_bounded_batches() {
         &[&kept["access_token"].as_str().unwrap()],
     )
     .unwrap();
+
+    // A partition that also holds a live token is not emptied; only the one next in turn has
+    // its expired rows deleted one by one (tokens outliving the partitions' turn), within
+    // max_rows. Rows written here as an upgraded table would hold them.
+    // (Partitions of 31 days here, so that the partition next in turn stays the same.)
+    db.batch_execute("SET pg_oauth.session_partition_interval = '31d'")
+        .unwrap();
+    let next: i16 = (slot_now(&mut db) + 1) % 16;
+    db.batch_execute(&format!(
+        "INSERT INTO oauth.session (id, client_id, token_hash, format, scope, audience, issued_at, expires_at, slot)
+         SELECT gen_random_uuid(), 'long', '\\x00'::bytea, 'opaque', '{{}}'::text[], '{{}}'::text[], now() - interval '2 days',
+                now() - interval '1 day' + i * interval '1 s', {next}
+           FROM generate_series(1, 4) AS i
+         UNION ALL
+         SELECT gen_random_uuid(), 'long', '\\x00'::bytea, 'opaque', '{{}}'::text[], '{{}}'::text[], now(), now() + interval '1 day', {next}"
+    ))
+    .unwrap();
+    let rows = purge(&mut db, 3);
+    assert_eq!(deleted(&rows, "session"), 3, "{rows:?}");
+    assert_eq!(in_partition(&mut db, next), 2);
+    purge(&mut db, 100);
+    assert_eq!(in_partition(&mut db, next), 1, "the live one stays");
+    db.batch_execute("RESET pg_oauth.session_partition_interval")
+        .unwrap();
     // Whoever may purge cannot erase a recent audit trail: the floor is superuser-set.
     db.batch_execute("SET pg_oauth.audit_min_retention = '1h'")
         .unwrap();
@@ -344,4 +400,70 @@ fn purge_expired_deletes_in_bounded_batches() {
     assert!(code == "42501" || code == "22023", "{code}: {message}");
     let (code, _) = expect_error(&mut db, "SELECT * FROM oauth.purge_expired(0)", &[]);
     assert_eq!(code, "22023");
+}
+
+/// The purge waits at most 50 ms for a partition in use (and leaves it for the next call),
+/// and the partition it empties is not the one tokens are being issued into: issuance and
+/// verification go on while the purge's transaction holds it.
+#[test]
+fn the_purge_never_holds_up_issuance() {
+    let cluster = Cluster::start(
+        "purge-locks",
+        &[
+            ("pg_oauth.audit_min_retention", "0"),
+            ("pg_oauth.session_partition_interval", "1"),
+        ],
+    );
+    let mut db = cluster.create_db("oauth");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, access_token_expiration)
+         VALUES ('short', 'opaque-secret', '{read}', 1), ('long', 'opaque-secret', '{read}', 3600);",
+    )
+    .unwrap();
+    let slot: i16 = db
+        .query_one("SELECT oauth.session_slot(clock_timestamp())", &[])
+        .unwrap()
+        .get(0);
+    token(&mut db, "short", "opaque-secret").unwrap();
+    let partition = format!("oauth.session_p{slot:02}");
+    sleep(Duration::from_millis(2100));
+
+    // A reader holds the partition: the purge gives up on it after its lock timeout.
+    let mut reader = cluster.connect("oauth");
+    reader
+        .batch_execute(&format!("BEGIN; SELECT count(*) FROM {partition};"))
+        .unwrap();
+    let started = Instant::now();
+    purge(&mut db, 100);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let left = |db: &mut postgres::Client| count(db, &format!("SELECT count(*) FROM {partition}"));
+    assert_eq!(left(&mut db), 1, "left for the next purge");
+    reader.batch_execute("COMMIT").unwrap();
+
+    // The purge empties it and keeps it locked until its transaction ends: tokens are issued
+    // and verified meanwhile.
+    let mut purger = cluster.connect("oauth");
+    purger
+        .batch_execute("BEGIN; SELECT * FROM oauth.purge_expired(100, interval '0');")
+        .unwrap();
+    let started = Instant::now();
+    for _ in 0..20 {
+        let issued = token(&mut db, "long", "opaque-secret").unwrap();
+        db.query_one(
+            "SELECT oauth.auth_verify($1)",
+            &[&issued["access_token"].as_str().unwrap()],
+        )
+        .unwrap();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    purger.batch_execute("COMMIT").unwrap();
+    assert_eq!(left(&mut db), 0);
 }

@@ -768,6 +768,75 @@ fn the_first_token_of_a_new_algorithm_is_accepted() {
     );
 }
 
+/// Keys sign only after they are published, in every path. A deleted active key (the docs
+/// say: then rotate) is replaced by the next key, which PostgREST has had all along, not by a
+/// brand-new one; and an algorithm with no key at all (a new pg_oauth.default_jwt_alg for
+/// clients whose jwt_alg is NULL) gets its keys committed, and sent to PostgREST, before the
+/// first token is signed.
+#[test]
+fn tokens_are_signed_only_by_published_keys() {
+    let env = start("pgrst-published");
+    let mut db = env.cluster.connect("app");
+    let published = |db: &mut postgres::Client| -> Vec<String> {
+        db.query(
+            "SELECT k ->> 'kid' FROM jsonb_array_elements(oauth.auth_jwks() -> 'keys') AS k",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let before = published(&mut db);
+    let reloads = env.rest.log().matches("Config reloaded").count();
+    db.batch_execute("DELETE FROM oauth.signing_key WHERE alg = 'ES256' AND state = 'active'")
+        .unwrap();
+    env.rest.wait_for_config_reloads(reloads + 1);
+    let token = env.token("api-client", "verysecret");
+    assert!(
+        before.contains(&kid(&token)),
+        "signed by {} which was not published ({before:?})",
+        kid(&token)
+    );
+    assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+
+    // A new default algorithm that has no keys: made and committed before the first token.
+    let reloads = env.rest.log().matches("Config reloaded").count();
+    db.batch_execute(
+        "ALTER DATABASE app SET pg_oauth.default_jwt_alg = 'PS256';
+         INSERT INTO oauth.client (id, secret, scope, token_format)
+         VALUES ('ps-client', 'verysecret', '{notes:read}', 'opaque');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('ps-client', 'api_user');
+         UPDATE oauth.client SET token_format = 'jwt' WHERE id = 'ps-client';",
+    )
+    .unwrap();
+    // The trigger made keys for this session's default (ES256); PS256 has none.
+    let ps256: i64 = db
+        .query_one(
+            "SELECT count(*) FROM oauth.signing_key WHERE alg = 'PS256'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(ps256, 0);
+    let mut fresh = env.cluster.connect("app");
+    let mut issuing = fresh.transaction().unwrap();
+    let first: Value = issuing
+        .query_one(
+            "SELECT oauth.auth_token('client_credentials', 'ps-client', 'verysecret') -> 'access_token'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let first = first.as_str().unwrap();
+    // The key was committed before the token was signed: while the issuing transaction is
+    // still open, another connection already publishes it.
+    assert!(published(&mut db).contains(&kid(first)));
+    issuing.commit().unwrap();
+    env.rest.wait_for_config_reloads(reloads + 1);
+    assert_eq!(env.get_with("/notes", first).status(), StatusCode::OK);
+}
+
 fn kid(token: &str) -> String {
     use base64::Engine;
     let header = token.split('.').next().unwrap();

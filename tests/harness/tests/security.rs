@@ -50,7 +50,7 @@ fn column_privileges(db: &mut postgres::Client, role: &str) -> BTreeSet<String> 
                FROM pg_class c
                JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
               CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE']) AS p
-              WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v')
+              WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v')
                 AND has_column_privilege($1, c.oid, a.attnum, p)",
             &[&role],
         )
@@ -63,7 +63,7 @@ fn table_privileges(db: &mut postgres::Client, role: &str) -> BTreeSet<String> {
             "SELECT c.relname || ':' || p
                FROM pg_class c
               CROSS JOIN unnest(ARRAY['DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
-              WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v')
+              WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v')
                 AND has_table_privilege($1, c.oid, p)",
             &[&role],
         )
@@ -131,6 +131,7 @@ fn each_role_reaches_exactly_what_it_should() {
                 "oauth.ensure_signing_keys(text)",
                 "oauth.purge_expired(integer,interval)",
                 "oauth.policy_role_problem(text)",
+                "oauth.loading_by_copy()",
                 "oauth.audit_dropped_events()",
             ]
             .map(String::from),

@@ -107,7 +107,8 @@ fn fingerprint(db: &mut postgres::Client) -> Vec<String> {
       SELECT 'schema acl ' || coalesce(array_to_string(nspacl, ','), '')
         FROM pg_namespace WHERE nspname = 'oauth'
       UNION ALL
-      SELECT 'config dump ' || coalesce(extconfig::regclass[]::text, '')
+      SELECT 'config dump ' || coalesce(extconfig::regclass[]::text, '') || ' where '
+             || coalesce(extcondition::text, '')
         FROM pg_extension WHERE extname = 'pg_oauth'
       UNION ALL
       SELECT 'description ' || pg_describe_object(d.classoid, d.objoid, d.objsubid) || ' '
@@ -136,7 +137,7 @@ fn undescribed(db: &mut postgres::Client) -> Vec<String> {
         UNION ALL
         SELECT 'relation ' || c.relname
           FROM pg_class c
-         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v', 'S')
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'S')
            AND obj_description(c.oid, 'pg_class') IS NULL
            -- an identity column's sequence is the column's business
            AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
@@ -144,7 +145,8 @@ fn undescribed(db: &mut postgres::Client) -> Vec<String> {
         UNION ALL
         SELECT 'column ' || c.relname || '.' || a.attname
           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'v')
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+           AND NOT c.relispartition -- a partition's columns are its table's
            AND a.attnum > 0 AND NOT a.attisdropped AND col_description(c.oid, a.attnum) IS NULL
       ) AS u(what) ORDER BY 1";
     db.query(sql, &[])
@@ -361,4 +363,145 @@ fn released_sql_never_changes() {
         "the version in Cargo.toml ({}) is already released: start the next one",
         current_version()
     );
+}
+
+/// What every object of schema oauth lets `role` do: table, column, sequence, function and
+/// schema privileges, one line each.
+fn reachable(db: &mut postgres::Client, role: &str) -> Vec<String> {
+    let sql = "
+      SELECT what FROM (
+        SELECT 'table ' || c.relname || ' ' || p AS what
+          FROM pg_class c CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE',
+                                                  'TRUNCATE', 'REFERENCES', 'TRIGGER']) AS p
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+           AND has_table_privilege($1, c.oid, p)
+        UNION ALL
+        SELECT 'column ' || c.relname || '.' || a.attname || ' ' || p
+          FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+         CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE']) AS p
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+           AND NOT a.attisdropped AND has_column_privilege($1, c.oid, a.attnum, p)
+        UNION ALL
+        SELECT 'sequence ' || c.relname || ' ' || p
+          FROM pg_class c CROSS JOIN unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS p
+         WHERE c.relnamespace = 'oauth'::regnamespace AND c.relkind = 'S'
+           AND has_sequence_privilege($1, c.oid, p)
+        UNION ALL
+        SELECT 'function ' || p.oid::regprocedure::text
+          FROM pg_proc p
+         WHERE p.pronamespace = 'oauth'::regnamespace AND has_function_privilege($1, p.oid, 'EXECUTE')
+        UNION ALL
+        SELECT 'schema oauth ' || p FROM unnest(ARRAY['CREATE', 'USAGE']) AS p
+         WHERE has_schema_privilege($1, 'oauth', p)
+      ) AS r ORDER BY 1";
+    db.query(sql, &[&role])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
+/// The installing superuser's default privileges apply to objects CREATE EXTENSION makes: a
+/// `reporting` role granted SELECT on new tables and EXECUTE on new functions would read the
+/// secret hashes, the private signing keys and postgrest_pre_config(). Every ACL of schema
+/// oauth is set explicitly, at install and by the upgrade (which also repairs an existing
+/// install and keeps grants made since), so such a role reaches only what PUBLIC does.
+#[test]
+fn default_privileges_hand_out_nothing_at_install_or_upgrade() {
+    let cluster = Cluster::start("default-privileges", &[]);
+    let mut admin = cluster.connect("postgres");
+    admin
+        .batch_execute(
+            "CREATE ROLE reporting LOGIN;
+             CREATE ROLE auditor LOGIN;
+             CREATE ROLE nobody LOGIN;",
+        )
+        .unwrap();
+    // Default privileges are per database: set in template1, every new database has them.
+    cluster
+        .connect("template1")
+        .batch_execute(
+            "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO reporting;
+             ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
+             ALTER DEFAULT PRIVILEGES GRANT ALL ON SEQUENCES TO reporting;
+             ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO reporting;
+             ALTER DEFAULT PRIVILEGES GRANT ALL ON SCHEMAS TO reporting;",
+        )
+        .unwrap();
+    let defaults: i64 = cluster
+        .connect("template1")
+        .query_one("SELECT count(*) FROM pg_default_acl", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(defaults, 4);
+    let mut fresh = cluster.create_db("fresh");
+    fresh
+        .batch_execute(
+            "INSERT INTO oauth.client (id, secret, token_format) VALUES ('dp', 'up-secret', 'jwt');",
+        )
+        .unwrap();
+    let public = reachable(&mut fresh, "nobody");
+    assert!(
+        public
+            .iter()
+            .all(|p| !p.contains("secret") && !p.contains("private_key")),
+        "{public:?}"
+    );
+    assert_eq!(
+        reachable(&mut fresh, "reporting"),
+        public,
+        "a fresh install"
+    );
+    let mut as_reporting = cluster.connect_as("fresh", "reporting");
+    for sql in [
+        "SELECT secret FROM oauth.client",
+        "SELECT private_key FROM oauth.signing_key",
+        "SELECT oauth.postgrest_pre_config()",
+        "CREATE TABLE oauth.planted (x int)",
+    ] {
+        let (code, _) = pg_oauth_harness::expect_error(&mut as_reporting, sql, &[]);
+        assert_eq!(code, "42501", "{sql}");
+    }
+
+    // Installs made before 0.3.0 had the grants: the upgrade takes them back (with a WARNING
+    // naming each) and keeps what a DBA granted since.
+    let ext = extension_dir();
+    for (version, frozen) in released() {
+        let db_name = format!("dp_{}", version.replace('.', "_"));
+        install_file(&frozen, &ext.join(format!("pg_oauth--{version}.sql")));
+        admin
+            .batch_execute(&format!("CREATE DATABASE {db_name}"))
+            .unwrap();
+        let mut db = cluster.connect(&db_name);
+        db.batch_execute(&format!("CREATE EXTENSION pg_oauth VERSION '{version}'"))
+            .unwrap();
+        let before = reachable(&mut db, "reporting");
+        assert!(
+            before.contains(&"column client.secret SELECT".to_owned()),
+            "{version} as installed: {before:?}"
+        );
+        db.batch_execute(
+            "GRANT SELECT ON oauth.session, oauth.auth_failure, oauth.audit_event TO auditor;
+             GRANT UPDATE (revoked_at) ON oauth.session TO auditor;",
+        )
+        .unwrap();
+        db.batch_execute("ALTER EXTENSION pg_oauth UPDATE").unwrap();
+        assert_eq!(
+            reachable(&mut db, "reporting"),
+            public,
+            "upgraded from {version}"
+        );
+        let auditor = reachable(&mut db, "auditor");
+        for kept in [
+            "table session SELECT",
+            "table auth_failure SELECT",
+            "table audit_event SELECT",
+            "column session.revoked_at UPDATE",
+        ] {
+            assert!(
+                auditor.contains(&kept.to_owned()),
+                "a grant made after installing {version} is kept: {kept}"
+            );
+        }
+    }
 }

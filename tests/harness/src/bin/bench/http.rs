@@ -19,13 +19,9 @@ pub struct Http {
     http_ratio: [Stat; 6],
 }
 
-pub fn run(
-    cluster: &Cluster,
-    root: &Path,
-    rounds: u64,
-    http_seconds: u64,
-    listener_port: u16,
-) -> Http {
+/// The database `app` the listener and PostgREST serve: the PostgREST recipe, the HTTP
+/// floors, and the client every HTTP scenario uses.
+pub fn setup_app(cluster: &Cluster, root: &Path) {
     cluster
         .connect("postgres")
         .batch_execute("CREATE DATABASE app")
@@ -36,6 +32,16 @@ pub fn run(
         .connect("app")
         .batch_execute("INSERT INTO oauth.client (id, secret, scope) VALUES ('bench-client', 'benchsecret', '{read}')")
         .unwrap();
+}
+
+pub fn run(
+    cluster: &Cluster,
+    root: &Path,
+    rounds: u64,
+    http_seconds: u64,
+    listener_port: u16,
+) -> Http {
+    setup_app(cluster, root);
     let rest = PostgRest::start(cluster, "app");
     let node = NodeOidc::start(None);
     cluster
@@ -147,6 +153,19 @@ impl Http {
 /// One hey run, 16 connections: requests per second (all must be 200). With a body, a
 /// form-encoded POST with HTTP Basic credentials `user`; without, a GET.
 fn hey(url: &str, post: Option<(&str, &str)>, seconds: u64) -> f64 {
+    hey_run(url, post, seconds).rps
+}
+
+/// What one hey run measured.
+pub struct HeyRun {
+    pub rps: f64,
+    /// 99th percentile and slowest response, in milliseconds.
+    pub p99_ms: f64,
+    pub slowest_ms: f64,
+}
+
+/// One hey run (see `hey`), with its latencies.
+pub fn hey_run(url: &str, post: Option<(&str, &str)>, seconds: u64) -> HeyRun {
     use base64::Engine;
     let mut cmd = Command::new("hey");
     cmd.args(["-z", &format!("{seconds}s"), "-c", "16"]);
@@ -177,13 +196,21 @@ fn hey(url: &str, post: Option<(&str, &str)>, seconds: u64) -> f64 {
         !statuses.is_empty() && statuses.iter().all(|l| l.starts_with("[200]")),
         "non-200 responses from {url}:\n{out}"
     );
-    out.lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Requests/sec:")
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no Requests/sec in hey output:\n{out}"))
+    let seconds_after = |prefix: &str| -> f64 {
+        out.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(prefix)
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no {prefix} in hey output:\n{out}"))
+    };
+    HeyRun {
+        rps: seconds_after("Requests/sec:"),
+        p99_ms: seconds_after("99% in") * 1000.0,
+        slowest_ms: seconds_after("Slowest:") * 1000.0,
+    }
 }
 
 struct NodeOidc {

@@ -2,7 +2,8 @@
 //! throwaway cluster (fsync on) with the release build, each compared with a floor measured
 //! in the same run. Prints one table and writes it, with the machine and method, to
 //! BENCHMARKS.md. Rounds and durations: BENCH_ROUNDS (3), BENCH_SECONDS (20),
-//! BENCH_HTTP_SECONDS (10).
+//! BENCH_HTTP_SECONDS (10), BENCH_SUSTAINED_MINUTES (10). BENCH_ONLY=sustained runs the
+//! sustained scenario alone and writes nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,6 +11,7 @@ use std::time::Instant;
 
 mod flood;
 mod http;
+mod sustained;
 
 use flood::{flood, Flood};
 use pg_oauth_harness::{pg_bindir, postgres, repo_root, Cluster};
@@ -220,6 +222,13 @@ fn main() {
             ("pg_oauth.http_database", "'app'"),
         ],
     );
+    let sustained_minutes = env_num("BENCH_SUSTAINED_MINUTES", 10);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("sustained") {
+        http::setup_app(&cluster, &root);
+        let result = sustained::run(&cluster, listener_port, sustained_minutes);
+        println!("\n{}\n{}", result.rows(), result.minutes());
+        return;
+    }
     cluster
         .connect("postgres")
         .batch_execute("CREATE DATABASE bench")
@@ -415,6 +424,9 @@ fn main() {
     // 5. HTTP: the token endpoint through PostgREST and the listener vs node-oidc-provider.
     let http = http::run(&cluster, &root, rounds, http_seconds, listener_port);
 
+    // 6. Sustained issuance through the listener with the purge running.
+    let sustained = sustained::run(&cluster, listener_port, sustained_minutes);
+
     // The table.
     let mut table = String::new();
     table.push_str("| benchmark | result, median (min–max) | floor / peer, median | ratio, median (min–max) | target |\n");
@@ -480,7 +492,8 @@ fn main() {
         ));
     }
     table.push_str(&http.rows());
-    println!("\n{table}");
+    table.push_str(&sustained.rows());
+    println!("\n{table}\n{}", sustained.minutes());
 
     let machine: String = machine()
         .into_iter()
@@ -490,16 +503,19 @@ fn main() {
         "# pg_oauth benchmarks\n\n\
          Written by `make bench` ({rounds} rounds, {secs:.0} minutes in all). Ratios are taken in the\n\
          same run, round by round, because these machines are noisy; targets are those of the\n\
-         performance issue.\n\n{table}\n\
+         performance and operations issues.\n\n{table}\n\
+         ## Sustained issuance, minute by minute\n\n{minutes}\n\
          ## Machine\n\n| | |\n| --- | --- |\n{machine}\n\
          ## Method\n\n\
          - A throwaway cluster (`initdb`, defaults plus `shared_buffers = 256MB`; `fsync` and\n  `synchronous_commit` on), the release build of the extension.\n\
-         - **Issuance**: `pgbench -n -c 4 -j 2 -T {seconds}` per scenario, scripts in `bench/issuance/`;\n  scenarios interleaved in each round. The floor inserts into `bench.floor_session`, created\n  `LIKE oauth.session INCLUDING ALL`. Every auth_token call authenticates its client with its\n  secret (warm: verified from the per-backend cache after the first call) and commits a session.\n  The refresh scenario exchanges each client's refresh token for the next.\n\
+         - **Issuance**: `pgbench -n -c 4 -j 2 -T {seconds}` per scenario, scripts in `bench/issuance/`;\n  scenarios interleaved in each round. The floor inserts into `bench.floor_session`, created\n  `LIKE oauth.session_p00 INCLUDING ALL` (the partition tokens go into). Every auth_token call authenticates its client with its\n  secret (warm: verified from the per-backend cache after the first call) and commits a session.\n  The refresh scenario exchanges each client's refresh token for the next.\n\
          - **Verification**: `SELECT count(oauth.auth_verify(t))` over {TOKENS} tokens per format,\n  with `pg_oauth.verify_revocation` on and off, against\n  `SELECT count(hmac(t, 'benchmark-key', 'sha256'))` (pgcrypto) over the same rows.\n\
          - **Cold secret**: 15 fresh connections, each timing its first auth_token for a client\n  of its own whose secret was imported as a hash, so nothing has verified it (argon2id,\n  m = 19456 KiB, t = 2, p = 1), and then a warm one; and 15 more, each timing its first\n  auth_token for a client whose secret other backends have verified (a proof in shared\n  memory, no argon2). argon2's working memory is 2 MiB-aligned\n  and advised for transparent huge pages (used when the setting above is `madvise` or `always`).\n\
          - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 10 ms (an argon2 verification holds its slot about 17 ms); audit rows are `auth_failure` + `client_lockout` + `source_throttle` rows.\n\
          - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n\
-         - **Listener**: pg_oauth's own HTTP listener (`pg_oauth.http_listen`, the default 2 workers)\n  on the same cluster and database as PostgREST, the same client, the same hey command at\n  `/token`. node-oidc-provider a second time with `bench/node-oidc/pg_adapter.js`: every token\n  committed to a database of the same cluster (INSERT ... ON CONFLICT, pool of 16, the same\n  `synchronous_commit = on`) before it answers, the durability pg_oauth gives.\n",
+         - **Listener**: pg_oauth's own HTTP listener (`pg_oauth.http_listen`, the default 2 workers)\n  on the same cluster and database as PostgREST, the same client, the same hey command at\n  `/token`. node-oidc-provider a second time with `bench/node-oidc/pg_adapter.js`: every token\n  committed to a database of the same cluster (INSERT ... ON CONFLICT, pool of 16, the same\n  `synchronous_commit = on`) before it answers, the durability pg_oauth gives.\n\
+         - **Sustained**: the listener under `hey -z 60s -c 16`, minute after minute for\n  {sustained_minutes} minutes, for a client whose tokens live 60 s, with\n  `pg_oauth.session_partition_interval = 20` and `oauth.purge_expired(50000, interval '0')`\n  called every 10 s from another connection (`audit_min_retention = 0`). After each minute,\n  `count(*)` and the size of `oauth.session`'s partitions. A sampler reads `pg_locks` every\n  5 ms and keeps the longest `clock_timestamp() - waitstart` of a listener worker waiting for a lock.\n",
+        minutes = sustained.minutes(),
         secs = started.elapsed().as_secs_f64() / 60.0,
         pgrst = "12.0.2",
     );
