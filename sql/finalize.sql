@@ -4,8 +4,10 @@
 ALTER FUNCTION oauth.client_before_write() SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION oauth.invalidate_caches() SET search_path = pg_catalog, pg_temp;
 
+-- Before a client is deactivated or deleted, it waits for the tokens being issued to it to
+-- commit (so that it revokes or deletes them too): src/store/client.rs.
 CREATE TRIGGER client_before_write
-    BEFORE INSERT OR UPDATE ON oauth.client
+    BEFORE INSERT OR UPDATE OR DELETE ON oauth.client
     FOR EACH ROW EXECUTE FUNCTION oauth.client_before_write();
 
 -- Deactivating a client revokes its live sessions; deleting it deletes them, its refresh
@@ -350,7 +352,7 @@ COMMENT ON FUNCTION oauth.is_string_or_uri IS
 COMMENT ON FUNCTION oauth.are_strings_or_uris IS
     'Internal (check constraints): whether every item is an RFC 7519 StringOrURI.';
 COMMENT ON FUNCTION oauth.client_before_write IS
-    'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes.';
+    'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes; makes a deactivation or deletion wait for tokens being issued to the client.';
 COMMENT ON FUNCTION oauth.client_close_sessions IS
     'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them and its policy.';
 COMMENT ON FUNCTION oauth.client_ensure_signing_keys IS

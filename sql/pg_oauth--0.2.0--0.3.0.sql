@@ -55,6 +55,13 @@ CREATE OR REPLACE FUNCTION oauth.client_ensure_signing_keys()
 	AS 'MODULE_PATHNAME', 'client_ensure_signing_keys_wrapper';
 ALTER FUNCTION oauth.client_ensure_signing_keys() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- A token issued in a transaction that committed after its client was deactivated stayed
+-- valid: deactivating or deleting a client now waits for the tokens being issued to it.
+DROP TRIGGER client_before_write ON oauth.client;
+CREATE TRIGGER client_before_write
+    BEFORE INSERT OR UPDATE OR DELETE ON oauth.client
+    FOR EACH ROW EXECUTE FUNCTION oauth.client_before_write();
+
 -- No foreign keys between pg_oauth's tables: pg_restore --jobs loads them in any order, and
 -- a policy or refresh token loaded before its client or grant was refused. Triggers do the
 -- deleting the foreign keys cascaded, and the policy trigger requires the client (rows
@@ -145,6 +152,19 @@ SELECT pg_catalog.set_config('pg_oauth.upgrade_view_acl', coalesce(c.relacl::tex
 DROP VIEW oauth.audit_event;
 ALTER TABLE oauth.session RENAME TO session_0_2;
 ALTER TABLE oauth.session_0_2 RENAME CONSTRAINT session_pkey TO session_0_2_pkey;
+-- PostgreSQL 18 keeps NOT NULL constraints by name (session_<column>_not_null): out of the
+-- new table's way. (Before 18 there are none to rename.)
+DO $not_null$
+DECLARE
+    name text;
+BEGIN
+    FOR name IN SELECT c.conname FROM pg_catalog.pg_constraint c
+                 WHERE c.conrelid = 'oauth.session_0_2'::pg_catalog.regclass AND c.contype = 'n' LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE oauth.session_0_2 RENAME CONSTRAINT %I TO %I',
+                                  name, 'session_0_2' || pg_catalog.substr(name, 8));
+    END LOOP;
+END
+$not_null$;
 DROP INDEX oauth.session_client_id_idx, oauth.session_expires_at_idx, oauth.session_family_id_idx;
 
 CREATE TABLE oauth.session (
@@ -574,7 +594,7 @@ COMMENT ON FUNCTION oauth.is_string_or_uri IS
 COMMENT ON FUNCTION oauth.are_strings_or_uris IS
     'Internal (check constraints): whether every item is an RFC 7519 StringOrURI.';
 COMMENT ON FUNCTION oauth.client_before_write IS
-    'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes.';
+    'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes; makes a deactivation or deletion wait for tokens being issued to the client.';
 COMMENT ON FUNCTION oauth.client_close_sessions IS
     'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them and its policy.';
 COMMENT ON FUNCTION oauth.client_ensure_signing_keys IS

@@ -35,6 +35,10 @@ pub enum OAuthError {
     /// The cluster's argon2 work is at its bound (limits.rs): try again shortly.
     #[error("temporarily_unavailable: the server is busy; try again in {retry_after_secs} s")]
     TemporarilyUnavailable { retry_after_secs: i64 },
+    /// temporarily_unavailable: a write (issuance, revocation) asked of a hot standby; the
+    /// primary, or this server once promoted, answers it.
+    #[error("temporarily_unavailable: {0}")]
+    ReadOnly(String),
     /// invalid_client, refused before any credential check: too many failures from this
     /// source (see authn/attempts.rs).
     #[error("invalid_client: {description}")]
@@ -49,6 +53,9 @@ pub type Result<T, E = OAuthError> = std::result::Result<T, E>;
 /// The description every failed client authentication gets, whatever the cause, so that an
 /// unknown client and a wrong secret cannot be told apart.
 pub const CLIENT_AUTH_FAILED: &str = "client authentication failed";
+
+/// How long a standby asks HTTP clients to wait before they try a write again.
+pub const READ_ONLY_RETRY_AFTER_SECS: i64 = 5;
 
 impl OAuthError {
     /// Too many failures from the caller's source, whatever client ids they named.
@@ -86,7 +93,19 @@ impl OAuthError {
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidToken(_) => "invalid_token",
             Self::ServerError(_) => "server_error",
-            Self::TemporarilyUnavailable { .. } => "temporarily_unavailable",
+            Self::TemporarilyUnavailable { .. } | Self::ReadOnly(_) => "temporarily_unavailable",
+        }
+    }
+
+    /// When to try again, for errors that pass (the HTTP `Retry-After`).
+    pub fn retry_after_secs(&self) -> Option<i64> {
+        match self {
+            Self::LockedOut {
+                retry_after_secs, ..
+            }
+            | Self::TemporarilyUnavailable { retry_after_secs } => Some(*retry_after_secs),
+            Self::ReadOnly(_) => Some(READ_ONLY_RETRY_AFTER_SECS),
+            _ => None,
         }
     }
 
@@ -102,6 +121,7 @@ impl OAuthError {
             | Self::InvalidTarget(d)
             | Self::InvalidToken(d)
             | Self::ServerError(d)
+            | Self::ReadOnly(d)
             | Self::LockedOut { description: d, .. } => d,
             Self::AuthenticationFailed { .. } => CLIENT_AUTH_FAILED,
             Self::TemporarilyUnavailable { .. } => "the server is busy; try again shortly",
@@ -141,6 +161,7 @@ impl OAuthError {
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             Self::TemporarilyUnavailable { .. } => ERRCODE_INSUFFICIENT_RESOURCES, // 53000
+            Self::ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,   // 25006
         }
     }
 
@@ -166,6 +187,9 @@ impl OAuthError {
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
             Self::TemporarilyUnavailable { .. } => Some(
                 "Too many secret verifications are running at once (pg_oauth.argon2_concurrency); retry after a moment.",
+            ),
+            Self::ReadOnly(_) => Some(
+                "Send token and revocation requests to the primary; verification and introspection work on standbys.",
             ),
             _ => None,
         }

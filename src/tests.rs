@@ -16,6 +16,133 @@ mod tests {
         .unwrap();
     }
 
+    /// `auth_token(client_id, secret)` in a subtransaction: whether it issued.
+    fn attempt(client_id: &str, secret: &str) -> bool {
+        let sql =
+            format!("SELECT oauth.auth_token('client_credentials', '{client_id}', '{secret}')");
+        matches!(
+            crate::pg::subxact::attempt(|| Spi::run(&sql).map_err(|_| ())),
+            Ok(Ok(()))
+        )
+    }
+
+    /// Every failing reading costs the same argon2 work, two verifications, whether the id
+    /// exists, has no secret, or is in a rotation's grace period (two hashes to try): the
+    /// time of a failure tells nothing of which (it cost one for a client outside a grace
+    /// period or an unknown id, two in a grace period).
+    #[pg_test]
+    fn every_failing_reading_costs_the_same_argon2_work() {
+        Spi::run("SET pg_oauth.lockout_threshold = 0").unwrap();
+        Spi::run("SET pg_oauth.source_failure_limit = 0").unwrap();
+        Spi::run("SET pg_oauth.refusal_delay = 0").unwrap();
+        setup_client("plain", "", "");
+        setup_client("rotating", "", "");
+        Spi::run("SELECT oauth.rotate_client_secret('rotating', interval '1 hour')").unwrap();
+        Spi::run("INSERT INTO oauth.client (id) VALUES ('no-secret')").unwrap();
+        for id in ["plain", "rotating", "no-secret", "unknown"] {
+            let before = crate::crypto::secret::argon2_runs();
+            assert!(!attempt(id, "wrong-guess"));
+            assert_eq!(
+                crate::crypto::secret::argon2_runs() - before,
+                2,
+                "argon2 verifications for a wrong guess at {id}"
+            );
+        }
+        let before = crate::crypto::secret::argon2_runs();
+        assert!(attempt("plain", "verysecret"));
+        assert!(crate::crypto::secret::argon2_runs() - before <= 1);
+    }
+
+    /// Once a source is throttled, the ids it names are read from the table, not the cache,
+    /// whether they exist or not: a refusal takes as long either way (a cached known id was
+    /// ~50 µs faster than an unknown one).
+    #[pg_test]
+    fn a_throttled_source_reads_every_id_from_the_table() {
+        Spi::run("SET pg_oauth.source_failure_limit = 1").unwrap();
+        Spi::run("SET pg_oauth.refusal_delay = 0").unwrap();
+        setup_client("known", "", "");
+        assert!(attempt("known", "verysecret"), "cached now");
+        let before = crate::store::client::uncached_loads();
+        assert!(attempt("known", "verysecret"));
+        assert_eq!(
+            crate::store::client::uncached_loads(),
+            before,
+            "from the cache"
+        );
+        assert!(!attempt("nobody-1", "guess"), "the source's one failure");
+        for id in ["known", "nobody-2"] {
+            let before = crate::store::client::uncached_loads();
+            assert!(!attempt(id, "guess"), "{id}: throttled");
+            assert_eq!(crate::store::client::uncached_loads(), before + 1, "{id}");
+        }
+    }
+
+    fn argon2_phc(secret: &str, m: u32, t: u32, p: u32) -> String {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let salt = SaltString::encode_b64(b"sixteen-byte-slt").unwrap();
+        argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(m, t, p, None).unwrap(),
+        )
+        .hash_password(secret.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+    }
+
+    /// Imported hashes are held to about five times our cost (one anonymous wrong guess at
+    /// the old cap held the cluster's argon2 slot ~3.4 s), and a costly hash is replaced by
+    /// one at our cost when its secret first verifies, the current one or the previous one
+    /// of a rotation, whose grace period goes on.
+    #[pg_test]
+    fn costly_imports_are_capped_and_rehashed_at_first_success() {
+        let over = argon2_phc("imported-secret", 65_536, 4, 1);
+        let refused = crate::pg::subxact::attempt(|| {
+            Spi::run_with_args(
+                "INSERT INTO oauth.client (id, secret) VALUES ('too-costly', $1)",
+                &[over.as_str().into()],
+            )
+            .map_err(|_| ())
+        });
+        assert!(!matches!(refused, Ok(Ok(()))), "an import over the cap");
+        let costly = argon2_phc("imported-secret", 65_536, 3, 4);
+        let old = argon2_phc("old-secret", 32_768, 2, 1);
+        Spi::run_with_args(
+            "INSERT INTO oauth.client (id, secret) VALUES ('costly', $1)",
+            &[costly.as_str().into()],
+        )
+        .unwrap();
+        Spi::run_with_args(
+            "UPDATE oauth.client SET previous_secret = $1,
+                    previous_secret_expires_at = '2999-01-01' WHERE id = 'costly'",
+            &[old.as_str().into()],
+        )
+        .unwrap();
+        let stored = |column: &str| -> String {
+            Spi::get_one::<String>(&format!(
+                "SELECT {column} FROM oauth.client WHERE id = 'costly'"
+            ))
+            .unwrap()
+            .unwrap()
+        };
+        assert!(attempt("costly", "imported-secret"));
+        assert!(stored("secret").starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            stored("previous_secret"),
+            old,
+            "the previous one is untouched"
+        );
+        assert!(attempt("costly", "old-secret"));
+        assert!(stored("previous_secret").starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            stored("previous_secret_expires_at::text"),
+            "2999-01-01 00:00:00+00",
+            "the grace period goes on"
+        );
+        assert!(attempt("costly", "imported-secret"));
+        assert!(attempt("costly", "old-secret"));
+    }
+
     /// An error names the place that raised it (api/sql.rs, where auth_token raises), not
     /// error.rs for all: `raise` and `or_raise` pass their caller's location on.
     #[pg_test]

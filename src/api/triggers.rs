@@ -10,28 +10,57 @@ use crate::pg::backend;
 use crate::pg::limits;
 use crate::pg::redact;
 use crate::pg::shmem::proofs;
+use crate::store::client;
 
-/// BEFORE INSERT OR UPDATE on oauth.client: secrets are write-only. Plaintext is replaced
-/// by its argon2id hash before the row reaches the table (and so the WAL); an argon2 PHC
-/// string is kept as is, for imports. A plain UPDATE of the secret ends a rotation grace.
+/// BEFORE INSERT OR UPDATE OR DELETE on oauth.client: secrets are write-only. Plaintext is
+/// replaced by its argon2id hash before the row reaches the table (and so the WAL); an argon2
+/// PHC string is kept as is, for imports. A plain UPDATE of the secret ends a rotation grace.
+/// Deactivating or deleting a client first waits for the tokens being issued to it.
 #[pg_trigger]
 fn client_before_write<'a>(
     trigger: &'a PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
     let _sensitive = redact::sensitive();
-    let mut new = trigger
-        .new()
-        .expect("client_before_write is a row-level INSERT/UPDATE trigger")
-        .into_owned();
     let old = trigger.old();
+    let Some(new) = trigger.new() else {
+        // DELETE: wait for the tokens being issued to the client to commit, so that the
+        // delete takes them too.
+        let old = old.expect("a DELETE trigger has the old row");
+        if let Some(id) = old.get_by_name::<String>("id")? {
+            client::lock_for_deactivation(&id);
+        }
+        return Ok(Some(old.into_owned()));
+    };
+    let mut new = new.into_owned();
+    if let Some(old) = &old {
+        let was: Option<bool> = old.get_by_name("active")?;
+        let is: Option<bool> = new.get_by_name("active")?;
+        if was == Some(true) && is != Some(true) {
+            // Deactivation: its AFTER trigger revokes the client's tokens, those being
+            // issued now included once they commit (store/client.rs).
+            if let Some(id) = old.get_by_name::<String>("id")? {
+                client::lock_for_deactivation(&id);
+            }
+        }
+    }
 
+    // Rows loaded with COPY (a restore) may carry hashes imported under the looser caps of
+    // earlier releases: kept, and rehashed at our cost when their secret first verifies.
+    let caps = if backend::in_copy() {
+        secret::Caps::Restored
+    } else {
+        secret::Caps::Import
+    };
     let secret: Option<String> = new.get_by_name("secret")?;
     let old_secret: Option<String> = match &old {
         Some(old) => old.get_by_name("secret")?,
         None => None,
     };
     if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
-        match secret::classify(&plain) {
+        // Whatever becomes of this statement (a check constraint may still fail it), its
+        // text, which may hold the plaintext, stays out of the log.
+        redact::statement_carries_secrets();
+        match secret::classify_with(&plain, caps) {
             secret::SecretValue::Plaintext => {
                 let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
                 let hashed = secret::hash(&plain).or_raise();
@@ -54,7 +83,8 @@ fn client_before_write<'a>(
             // secret ends a grace period at once.
             let previous: Option<String> = new.get_by_name("previous_secret")?;
             let old_previous: Option<String> = old.get_by_name("previous_secret")?;
-            if previous == old_previous {
+            // (pg_oauth's own rehash of a costly hash keeps the grace: same secret.)
+            if previous == old_previous && !secret::is_rehash() {
                 new.set_by_name("previous_secret", None::<String>)?;
                 new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
             }
@@ -62,8 +92,15 @@ fn client_before_write<'a>(
     }
     let previous: Option<String> = new.get_by_name("previous_secret")?;
     if let Some(previous) = previous {
-        if !secret::is_argon2_phc(&previous) {
-            new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
+        match secret::classify_with(&previous, caps) {
+            secret::SecretValue::Plaintext => {
+                new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
+            }
+            secret::SecretValue::Argon2Hash => {}
+            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+                "the previous secret looks like an argon2 hash, but {why}"
+            ))
+            .raise(),
         }
     }
 

@@ -280,6 +280,8 @@ fn remember_once(
         .jti
         .filter(|j| !j.is_empty() && j.len() <= 255)
         .ok_or_else(|| fail("the client assertion needs a jti of at most 255 characters"))?;
+    // A standby cannot record the jti, and an assertion it accepted could be replayed.
+    backend::require_primary("authenticate with a client assertion")?;
     let accepted_until = claims.exp.saturating_add(i64::from(gucs::LEEWAY.get()));
     let fresh = !REMEMBER_JTI
         .execute(

@@ -44,14 +44,89 @@ fn source(spi: &SpiClient<'_>) -> Result<String> {
     Ok(source)
 }
 
-/// The caller's address over PostgREST, from the header named by
-/// `pg_oauth.http_client_address_header` (its last entry: the one the nearest proxy added).
+/// The source of a request over PostgREST: the address its proxy's header names
+/// (`source_from_headers`), when the session is PostgREST's own (its login role is one of
+/// `pg_oauth.http_proxy_roles`); else none, and the connection's address counts. Any role
+/// that may call the endpoint functions can `SET request.headers` itself: it must not choose
+/// its source that way.
+pub fn postgrest_source(headers: &serde_json::Value) -> Option<String> {
+    let proxies = gucs::string(&gucs::HTTP_PROXY_ROLES)?;
+    let login = backend::session_user();
+    proxies
+        .split(',')
+        .any(|role| role.trim() == login)
+        .then(|| source_from_headers(headers))
+        .flatten()
+}
+
+/// The caller's address from the header named by `pg_oauth.http_client_address_header`
+/// (its last entry: the one the nearest proxy added).
 pub fn source_from_headers(headers: &serde_json::Value) -> Option<String> {
     let name = gucs::string(&gucs::HTTP_CLIENT_ADDRESS_HEADER)?.to_ascii_lowercase();
     let value = headers.get(name.as_str())?.as_str()?;
     let last = value.rsplit(',').next()?.trim();
     let clean: String = last.chars().filter(|c| !c.is_control()).collect();
     (!clean.is_empty()).then(|| truncate(&clean, MAX_SOURCE_CHARS))
+}
+
+/// Whether `peer` is one of `trusted`: comma-separated addresses or CIDR networks
+/// (`10.0.0.0/8`, `::1`, `fd00::/8`). IPv4-mapped IPv6 addresses (a dual-stack socket's view
+/// of an IPv4 peer, `::ffff:127.0.0.1`) count as the IPv4 address.
+pub fn is_trusted(peer: std::net::IpAddr, trusted: &str) -> bool {
+    let peer = peer.to_canonical();
+    trusted
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| {
+            let (address, bits) = match entry.split_once('/') {
+                Some((address, bits)) => (address, bits.trim().parse::<u32>().ok()),
+                None => (entry, None),
+            };
+            let Ok(network) = address.trim().parse::<std::net::IpAddr>() else {
+                return false;
+            };
+            // An IPv6 network (also `::ffff:a.b.c.d/n`) is matched against the peer written as
+            // IPv6, an IPv4 network against the peer written as IPv4 where it can be.
+            match (network, peer) {
+                (std::net::IpAddr::V4(n), std::net::IpAddr::V4(p)) => {
+                    prefix_matches(&n.octets(), &p.octets(), bits.unwrap_or(32))
+                }
+                (std::net::IpAddr::V6(n), p) => {
+                    let p = match p {
+                        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+                        std::net::IpAddr::V6(v6) => v6,
+                    };
+                    prefix_matches(&n.octets(), &p.octets(), bits.unwrap_or(128))
+                }
+                _ => false,
+            }
+        })
+}
+
+/// Whether the first `bits` bits of `a` and `b` are equal (`bits` past their length: no).
+fn prefix_matches(a: &[u8], b: &[u8], bits: u32) -> bool {
+    if bits as usize > a.len() * 8 {
+        return false;
+    }
+    let (bytes, rest) = ((bits / 8) as usize, bits % 8);
+    a[..bytes] == b[..bytes] && (rest == 0 || (a[bytes] ^ b[bytes]) & (0xffu8 << (8 - rest)) == 0)
+}
+
+/// The source of a request that came in on a socket from `peer` (pg_oauth's listener): the
+/// peer, or, for a peer in `trusted_proxies`, the address its client-address header names.
+/// IPv4-mapped peers are written as IPv4 addresses.
+pub fn source_of_peer(
+    peer: std::net::IpAddr,
+    headers: &serde_json::Value,
+    trusted_proxies: Option<&str>,
+) -> String {
+    if trusted_proxies.is_some_and(|t| is_trusted(peer, t)) {
+        if let Some(forwarded) = source_from_headers(headers) {
+            return forwarded;
+        }
+    }
+    peer.to_canonical().to_string()
 }
 
 /// What lockouts and throttles count by: the source, except that an IPv6 address counts by
@@ -108,6 +183,21 @@ fn paced(refusal: OAuthError) -> OAuthError {
     refusal
 }
 
+/// Whether the caller's source is throttled now (see `Attempt::begin`; nothing counted).
+pub fn source_is_throttled(spi: &SpiClient<'_>) -> Result<bool> {
+    let limit = gucs::SOURCE_FAILURE_LIMIT.get();
+    if limit <= 0 {
+        return Ok(false);
+    }
+    let group = group_of(&source(spi)?);
+    Ok(sources::is_throttled(
+        &group,
+        now_secs(),
+        window_secs(),
+        limit as u32,
+    ))
+}
+
 /// One client authentication attempt, from the lockout check to its outcome.
 pub struct Attempt {
     client_id: String,
@@ -117,21 +207,31 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// Start an attempt for the client id the request names: refused at once (no argon2
-    /// work) while that client is locked out for this source.
-    pub fn begin(spi: &SpiClient<'_>, client_id: &str) -> Result<Attempt> {
+    /// Start an attempt for the client ids the request names (each way of reading it):
+    /// refused at once (no argon2 work) while any of them is locked out for this source, or
+    /// the source is throttled.
+    pub fn begin_all(spi: &SpiClient<'_>, client_ids: &[&str]) -> Result<Vec<Attempt>> {
         let source = source(spi)?;
         let group = group_of(&source);
-        let state = if gucs::LOCKOUT_THRESHOLD.get() > 0 {
-            audit::lockout_state(spi, client_id, &group)?
-        } else {
-            None
-        };
-        if let Some(until) = state.and_then(|s| s.locked_until_us) {
-            let left = until - backend::now_micros();
-            if left > 0 {
-                return Err(paced(OAuthError::locked_out((left + 999_999) / 1_000_000)));
+        let mut attempts = Vec::with_capacity(client_ids.len());
+        for client_id in client_ids {
+            let state = if gucs::LOCKOUT_THRESHOLD.get() > 0 {
+                audit::lockout_state(spi, client_id, &group)?
+            } else {
+                None
+            };
+            if let Some(until) = state.and_then(|s| s.locked_until_us) {
+                let left = until - backend::now_micros();
+                if left > 0 {
+                    return Err(paced(OAuthError::locked_out((left + 999_999) / 1_000_000)));
+                }
             }
+            attempts.push(Attempt {
+                client_id: (*client_id).to_owned(),
+                source: source.clone(),
+                group: group.clone(),
+                had_failures: state.is_some_and(|s| s.failures > 0),
+            });
         }
         let limit = gucs::SOURCE_FAILURE_LIMIT.get();
         let refused = (limit > 0)
@@ -149,17 +249,13 @@ impl Attempt {
             }
             return Err(paced(OAuthError::source_throttled(refusal.left.max(1))));
         }
-        Ok(Attempt {
-            client_id: client_id.to_owned(),
-            source,
-            group,
-            had_failures: state.is_some_and(|s| s.failures > 0),
-        })
+        Ok(attempts)
     }
 
     /// The client authenticated: failures counted against it from this source are forgiven.
     pub fn succeeded(self, spi: &mut SpiClient<'_>) -> Result<()> {
-        if self.had_failures {
+        // (A standby cannot write; the primary forgives them at the client's next request.)
+        if self.had_failures && !backend::is_standby() {
             audit::clear_failures(spi, &self.client_id, &self.group)?;
         }
         Ok(())
@@ -167,10 +263,12 @@ impl Attempt {
 
     /// The client failed to authenticate: recorded when the request fails (see
     /// store/deferred.rs), which it is about to.
-    pub fn failed(self, reason: &str, guesses: i32) {
+    /// `count_source`: whether this failure counts toward the source's throttle (once per
+    /// request, however many client ids it named).
+    pub fn failed(self, reason: &str, guesses: i32, count_source: bool) {
         let mut reason = reason.to_owned();
         let limit = gucs::SOURCE_FAILURE_LIMIT.get();
-        if guesses > 0 && limit > 0 {
+        if guesses > 0 && limit > 0 && count_source {
             // Counted now, in every backend's view: the throttle needs no table write.
             if sources::count(&self.group, now_secs(), window_secs()) == limit as u32 {
                 reason.push_str("; the source is throttled for the rest of its window");
@@ -190,6 +288,32 @@ impl Attempt {
 #[cfg(test)]
 mod unit {
     use super::*;
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks_of_either_family() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let list = "127.0.0.1, 10.1.0.0/16, fd00::/8, ::1";
+        for trusted in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "10.1.200.3",
+            "fd12::1",
+            "::1",
+        ] {
+            assert!(is_trusted(ip(trusted), list), "{trusted}");
+        }
+        for refused in ["127.0.0.2", "10.2.0.1", "fe80::1", "::2", "::ffff:10.2.0.1"] {
+            assert!(!is_trusted(ip(refused), list), "{refused}");
+        }
+        assert!(is_trusted(ip("192.0.2.77"), "192.0.2.64/26"));
+        assert!(!is_trusted(ip("192.0.2.128"), "192.0.2.64/26"));
+        assert!(
+            !is_trusted(ip("192.0.2.1"), "192.0.2.0/33"),
+            "no such prefix"
+        );
+        assert!(is_trusted(ip("::ffff:192.0.2.1"), "::ffff:192.0.2.0/120"));
+        assert!(!is_trusted(ip("127.0.0.1"), "not-an-address, "));
+    }
 
     #[test]
     fn ipv6_sources_count_by_their_64_prefix() {

@@ -8,12 +8,14 @@ use std::rc::Rc;
 use pgrx::spi::SpiClient;
 
 use crate::authn::assertion;
-use crate::authn::attempts::Attempt;
+use crate::authn::attempts::{self, Attempt};
 use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
+use crate::pg::backend;
 use crate::pg::limits;
 use crate::pg::shmem::proofs;
-use crate::store::client::{load, Client};
+use crate::store;
+use crate::store::client::{load, load_uncached, Client};
 
 /// How a client proves its identity in a request.
 pub enum Credentials<'a> {
@@ -41,14 +43,18 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             secret,
             others,
         } => {
-            let readings = readings(spi, client_id, secret, others)?;
+            // Once the caller's source is throttled, ids are read from the table, not this
+            // backend's cache: a refusal takes as long for an id that exists as for one that
+            // does not, so refusals tell nothing about which ids exist.
+            let throttled = attempts::source_is_throttled(spi)?;
+            let readings = readings(spi, client_id, secret, others, throttled)?;
             // A proven secret is never refused because others guessed wrong (proofs.rs).
             if let Some(client) = proven(&readings) {
                 return Ok(client);
             }
             let claimed = claimed_by(&readings);
-            attempt(spi, Some(claimed), readings.len() as i32, |_| {
-                authenticate_secret(&readings)
+            attempt(spi, &claimed, readings.len() as i32, |spi| {
+                authenticate_secret(spi, &readings)
             })
         }
         Credentials::Assertion {
@@ -59,36 +65,39 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
             let claimed = client_id
                 .map(str::to_owned)
                 .or_else(|| assertion::claimed_client(assertion));
-            attempt(spi, claimed.as_deref(), 1, |spi| {
+            let claimed: Vec<&str> = claimed.as_deref().into_iter().collect();
+            attempt(spi, &claimed, 1, |spi| {
                 assertion::authenticate(spi, client_id, assertion_type, assertion)
             })
         }
     }
 }
 
-/// Run one authentication of the `claimed` client under its lockout, and record its
-/// failure as `guesses` guesses.
+/// Run one authentication of the `claimed` client ids under their lockouts (refused if any
+/// of them is locked out for this source), and record its failure against each of them as
+/// `guesses` guesses (and once against the source).
 fn attempt(
     spi: &mut SpiClient<'_>,
-    claimed: Option<&str>,
+    claimed: &[&str],
     guesses: i32,
     authenticate: impl FnOnce(&mut SpiClient<'_>) -> Result<Rc<Client>>,
 ) -> Result<Rc<Client>> {
-    let attempt = match claimed {
-        Some(id) => Some(Attempt::begin(spi, id)?),
-        None => None,
-    };
-    match (authenticate(spi), attempt) {
-        (Ok(client), Some(attempt)) => {
-            attempt.succeeded(spi)?;
+    let attempts = Attempt::begin_all(spi, claimed)?;
+    match authenticate(spi) {
+        Ok(client) => {
+            for attempt in attempts {
+                attempt.succeeded(spi)?;
+            }
             Ok(client)
         }
-        (Ok(client), None) => Ok(client),
-        (Err(err), attempt) => {
-            if let Some(attempt) = attempt.filter(|_| err.is_authentication_failure()) {
+        Err(err) => {
+            if err.is_authentication_failure() {
                 // Correct credentials of an inactive client are not a guess.
                 let reason = err.audit_reason();
-                attempt.failed(reason, if reason == INACTIVE { 0 } else { guesses });
+                let guesses = if reason == INACTIVE { 0 } else { guesses };
+                for (i, attempt) in attempts.into_iter().enumerate() {
+                    attempt.failed(reason, guesses, i == 0);
+                }
             }
             Err(err)
         }
@@ -109,27 +118,39 @@ fn readings<'a>(
     client_id: &'a str,
     secret: &'a str,
     others: &'a [(String, String)],
+    uncached: bool,
 ) -> Result<Vec<Reading<'a>>> {
     std::iter::once((client_id, secret))
         .chain(others.iter().map(|(id, s)| (id.as_str(), s.as_str())))
         .map(|(client_id, secret)| {
+            let client = if uncached {
+                load_uncached(spi, client_id)?
+            } else {
+                load(spi, client_id)?
+            };
             Ok(Reading {
                 secret,
-                client: load(spi, client_id)?,
+                client,
                 client_id,
             })
         })
         .collect()
 }
 
-/// The client id a secret attempt is counted against: the first reading that names a
-/// client, so that every reading of one client's credentials shares its lockout.
-fn claimed_by<'a>(readings: &[Reading<'a>]) -> &'a str {
-    readings
-        .iter()
-        .find(|r| r.client.is_some())
-        .unwrap_or(&readings[0])
-        .client_id
+/// The client ids a secret attempt is held to and counted against: every one a reading
+/// names that exists (a raw Basic header `urn:acme:svc:secret` reads several ways, and each
+/// client it may name is guessed at: each one's lockout applies), else the first reading's.
+fn claimed_by<'a>(readings: &[Reading<'a>]) -> Vec<&'a str> {
+    let mut ids: Vec<&str> = Vec::new();
+    for reading in readings.iter().filter(|r| r.client.is_some()) {
+        if !ids.contains(&reading.client_id) {
+            ids.push(reading.client_id);
+        }
+    }
+    if ids.is_empty() {
+        ids.push(readings[0].client_id);
+    }
+    ids
 }
 
 /// The stored hashes a secret may match: the current one, and the previous one during a
@@ -174,9 +195,11 @@ fn proven_in_cluster(readings: &[Reading<'_>]) -> Option<Rc<Client>> {
 
 /// Secret authentication over every reading of the credentials. A reading this backend
 /// verified before, or one proven in the cluster, is accepted without argon2; otherwise
-/// each reading costs one verification (a dummy one when it names no client with a
-/// secret), so the time a failure takes says nothing about which ids exist.
-fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
+/// each reading costs the same argon2 work, two verifications (the current hash, then the
+/// previous one in a rotation's grace period or a dummy), whatever exists: the time a
+/// failure takes says nothing about which ids exist or which are in a grace period. A hash
+/// costlier than ours is replaced by one at our cost once its secret verifies.
+fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Result<Rc<Client>> {
     let accept = |client: &Rc<Client>| {
         if client.active {
             Ok(client.clone())
@@ -203,18 +226,19 @@ fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
     // Cold: argon2, within the cluster-wide bound (limits.rs); one slot for the readings.
     let _slot = slot;
     for reading in readings {
-        match reading.client.as_ref().filter(|c| c.secret.is_some()) {
-            Some(client) => {
-                for stored in hashes(client) {
-                    if secret::verify(&client.id, stored, reading.secret) {
-                        proofs::remember(&client.id, stored, reading.secret);
-                        return accept(client);
-                    }
+        let mut verified = 0;
+        if let Some(client) = reading.client.as_ref().filter(|c| c.secret.is_some()) {
+            for stored in hashes(client) {
+                verified += 1;
+                if secret::verify(&client.id, stored, reading.secret) {
+                    proofs::remember(&client.id, stored, reading.secret);
+                    rehash_if_costly(spi, client, stored, reading.secret)?;
+                    return accept(client);
                 }
             }
-            None => {
-                secret::verify_dummy(reading.secret);
-            }
+        }
+        for _ in verified..VERIFICATIONS_PER_READING {
+            secret::verify_dummy(reading.secret);
         }
     }
     let reason = match readings.iter().find_map(|r| r.client.as_ref()) {
@@ -225,6 +249,30 @@ fn authenticate_secret(readings: &[Reading<'_>]) -> Result<Rc<Client>> {
     Err(OAuthError::AuthenticationFailed {
         reason: reason.to_owned(),
     })
+}
+
+/// Argon2 verifications a failing reading costs: a current and a previous hash at most.
+const VERIFICATIONS_PER_READING: usize = 2;
+
+/// Replace `stored`, just verified with `plain`, by a hash at our own cost when it costs more
+/// (an import, or a hash restored from an older release): every later guess at this client
+/// pays our cost, not the import's. Not on a standby (it cannot write); a failure to store
+/// it leaves the old hash, which still works.
+fn rehash_if_costly(
+    spi: &mut SpiClient<'_>,
+    client: &Client,
+    stored: &str,
+    plain: &str,
+) -> Result<()> {
+    if !secret::needs_rehash(stored) || backend::is_standby() {
+        return Ok(());
+    }
+    let rehashed = secret::hash(plain)?;
+    if store::client::rehash(spi, &client.id, stored, &rehashed)? {
+        proofs::remember(&client.id, &rehashed, plain);
+        secret::remember_warm(&client.id, &rehashed, plain);
+    }
+    Ok(())
 }
 
 /// The credentials a request carries: a client secret or a client assertion (RFC 7521),

@@ -35,8 +35,12 @@ pub static HTTP_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub static HTTP_DATABASE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub static HTTP_MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static HTTP_MAX_CONNECTIONS_PER_SOURCE: GucSetting<i32> = GucSetting::<i32>::new(256);
+pub static HTTP_PROXY_ROLES: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"authenticator"));
 pub static HTTP_MAX_BODY: GucSetting<i32> = GucSetting::<i32>::new(65_536);
 pub static HTTP_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub static HTTP_LOCK_TIMEOUT: GucSetting<i32> = GucSetting::<i32>::new(200);
 pub static HTTP_TRUSTED_PROXIES: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(None);
 pub static HTTP_TLS_CERT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -239,6 +243,14 @@ fn init_endpoints() {
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
+        c"pg_oauth.http_proxy_roles",
+        c"Login roles (comma-separated) whose requests over PostgREST may name their source in pg_oauth.http_client_address_header.",
+        c"PostgREST logs in as its authenticator role; any other session that sets request.headers itself is counted by its own connection's address.",
+        &HTTP_PROXY_ROLES,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
         c"pg_oauth.scopes_supported",
         c"Scopes the metadata publishes as scopes_supported (space-separated).",
         c"Unset: the metadata has no scopes_supported (RFC 8414 makes it optional; the clients' scopes are not listed to anonymous callers).",
@@ -340,6 +352,16 @@ fn init_listener_limits() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
+        c"pg_oauth.http_max_connections_per_source",
+        c"Open connections each HTTP listener worker keeps from one address; more are closed at once.",
+        c"Reloadable. Peers listed in pg_oauth.http_trusted_proxies are not limited (a proxy carries many clients).",
+        &HTTP_MAX_CONNECTIONS_PER_SOURCE,
+        1,
+        100_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
         c"pg_oauth.http_max_body",
         c"Largest request body the HTTP listener reads, in bytes; larger ones are answered 413.",
         c"Reloadable.",
@@ -359,9 +381,19 @@ fn init_listener_limits() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.http_lock_timeout",
+        c"How long a listener request waits for a lock another transaction holds before it is answered 503 temporarily_unavailable.",
+        c"Reloadable. A transaction left open on a row a request needs (a refresh token, a client's lockout row) delays the other requests of its worker's batch by at most this, never stalls the listener.",
+        &HTTP_LOCK_TIMEOUT,
+        1,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
     GucRegistry::define_string_guc(
         c"pg_oauth.http_trusted_proxies",
-        c"Peer addresses (comma-separated) whose pg_oauth.http_client_address_header the HTTP listener believes.",
+        c"Peer addresses or networks (comma-separated, CIDR allowed) whose pg_oauth.http_client_address_header the HTTP listener believes.",
         c"A proxy in front of the listener (e.g. 127.0.0.1): its requests count by the address in that header, every other peer by its own. Empty: the socket peer, always. Reloadable.",
         &HTTP_TRUSTED_PROXIES,
         GucContext::Sighup,

@@ -51,11 +51,58 @@ pub fn generate() -> String {
     b64url(&random_bytes::<32>())
 }
 
-/// Imported argon2 hashes must stay within these costs: each verification of a client
-/// secret (and of every wrong guess) pays them.
-const MAX_IMPORT_M_COST_KIB: u32 = 262_144;
-const MAX_IMPORT_T_COST: u32 = 16;
-const MAX_IMPORT_P_COST: u32 = 16;
+/// The costs an argon2 hash may have: each verification of a client secret (and of every
+/// wrong guess, which anyone may make) pays them, holding one of the cluster's argon2 slots.
+/// An import is held to about five times our own cost (m = 64 MiB, t = 3, p = 4: ~85 ms);
+/// rows restored with COPY keep the looser caps of releases before 0.3.0, under which they
+/// may have been imported. Either way a hash above our own cost is replaced by one at our
+/// cost when its secret first verifies (authn/credentials.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caps {
+    Import,
+    Restored,
+}
+
+impl Caps {
+    fn limits(self) -> (u32, u32, u32) {
+        match self {
+            Caps::Import => (65_536, 3, 4),
+            Caps::Restored => (262_144, 16, 16),
+        }
+    }
+}
+
+thread_local! {
+    /// Set while pg_oauth replaces a hash by one of the same secret at its own cost.
+    static REHASHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (the UPDATE that stores a rehashed secret) marked as a rehash: the write trigger
+/// then keeps a rotation's grace period, which a new secret would end.
+pub fn as_rehash<R>(f: impl FnOnce() -> R) -> R {
+    REHASHING.set(true);
+    let result = f();
+    REHASHING.set(false);
+    result
+}
+
+/// Whether the write running is a rehash (see `as_rehash`).
+pub fn is_rehash() -> bool {
+    REHASHING.get()
+}
+
+/// Whether a stored hash costs more (or other) than our own, and should be replaced by one
+/// at our cost once its secret is known.
+pub fn needs_rehash(phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let ours = Algorithm::try_from(parsed.algorithm) == Ok(Algorithm::Argon2id);
+    !ours
+        || Params::try_from(&parsed).map_or(true, |p| {
+            (p.m_cost(), p.t_cost(), p.p_cost()) != (M_COST_KIB, T_COST, P_COST)
+        })
+}
 
 /// What a value written to `oauth.client.secret` is.
 pub enum SecretValue {
@@ -66,7 +113,14 @@ pub enum SecretValue {
     BadHash(String),
 }
 
+#[cfg(test)]
 pub fn classify(value: &str) -> SecretValue {
+    classify_with(value, Caps::Import)
+}
+
+/// What a value written to a secret column is, with the costs allowed by `caps`.
+pub fn classify_with(value: &str, caps: Caps) -> SecretValue {
+    let (max_m, max_t, max_p) = caps.limits();
     if !value.starts_with("$argon2") {
         return SecretValue::Plaintext;
     }
@@ -81,13 +135,9 @@ pub fn classify(value: &str) -> SecretValue {
     }
     match Params::try_from(&hash) {
         Err(e) => SecretValue::BadHash(format!("invalid parameters ({e})")),
-        Ok(p)
-            if p.m_cost() > MAX_IMPORT_M_COST_KIB
-                || p.t_cost() > MAX_IMPORT_T_COST
-                || p.p_cost() > MAX_IMPORT_P_COST =>
-        {
+        Ok(p) if p.m_cost() > max_m || p.t_cost() > max_t || p.p_cost() > max_p => {
             SecretValue::BadHash(format!(
-                "its costs exceed m = {MAX_IMPORT_M_COST_KIB} KiB, t = {MAX_IMPORT_T_COST}, p = {MAX_IMPORT_P_COST}"
+                "its costs exceed m = {max_m} KiB, t = {max_t}, p = {max_p}"
             ))
         }
         Ok(_) => SecretValue::Argon2Hash,
@@ -95,6 +145,7 @@ pub fn classify(value: &str) -> SecretValue {
 }
 
 /// Whether `value` is an argon2 PHC string we can verify against.
+#[cfg(test)]
 pub fn is_argon2_phc(value: &str) -> bool {
     matches!(classify(value), SecretValue::Argon2Hash)
 }
@@ -220,9 +271,21 @@ fn argon2_output(
     })
 }
 
+thread_local! {
+    /// argon2 verifications run in this backend (for the tests of equal work).
+    static ARGON2_RUNS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// argon2 verifications this backend has run.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn argon2_runs() -> u64 {
+    ARGON2_RUNS.get()
+}
+
 /// Full argon2 verification with the hash's own algorithm, version and parameters (so
 /// imported hashes verify too); `Output` compares in constant time.
 fn argon2_verify(plain: &str, phc: &str) -> bool {
+    ARGON2_RUNS.set(ARGON2_RUNS.get() + 1);
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
@@ -402,6 +465,33 @@ mod unit {
         .to_string();
         assert!(argon2_verify("imported", &stock));
         assert!(!argon2_verify("importeD", &stock));
+    }
+
+    #[test]
+    fn imports_are_held_to_five_times_our_cost_and_rehashed() {
+        let phc = |m: u32, t: u32, p: u32| {
+            let salt = SaltString::encode_b64(&random_bytes::<16>()).unwrap();
+            use argon2::password_hash::PasswordHasher;
+            Argon2::new(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(m, t, p, None).unwrap(),
+            )
+            .hash_password(b"x", &salt)
+            .unwrap()
+            .to_string()
+        };
+        let within = phc(65_536, 3, 4);
+        assert!(matches!(classify(&within), SecretValue::Argon2Hash));
+        let costly = phc(65_536, 4, 1);
+        assert!(matches!(classify(&costly), SecretValue::BadHash(_)));
+        assert!(matches!(
+            classify_with(&costly, Caps::Restored),
+            SecretValue::Argon2Hash
+        ));
+        assert!(needs_rehash(&within) && needs_rehash(&costly));
+        assert!(!needs_rehash(&hash("ours").unwrap()));
+        assert!(needs_rehash(&phc(19_456, 2, 2)));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::jose::keys::{self, Unpublished};
 use crate::pg::backend;
 use crate::pg::cache;
 use crate::pg::db;
-use crate::store::client::{Client, TokenFormat};
+use crate::store::client::{self, Client, TokenFormat};
 use crate::store::deferred;
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, NewSession, Probe, SessionId};
@@ -85,6 +85,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         req.client_assertion,
     )?;
     let client = credentials::authenticate(spi, credentials)?;
+    let client = client::hold_active(spi, client)?;
     let now_us = backend::now_micros();
     let granted = match grant {
         Grant::ClientCredentials => grant_client_credentials(spi, &client, req, now_us)?,

@@ -3,12 +3,17 @@
 
 use pgrx::pg_sys;
 
+/// Whether this server is a hot standby (in recovery): it can read, not write.
+pub fn is_standby() -> bool {
+    // SAFETY: reads a flag in shared memory.
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
 /// Writes need the primary: on a hot standby say so plainly (rather than failing later
 /// with "cannot execute INSERT in a read-only transaction").
 pub fn require_primary(what: &str) -> crate::error::Result<()> {
-    // SAFETY: reads a flag in shared memory.
-    if unsafe { pg_sys::RecoveryInProgress() } {
-        return Err(crate::error::OAuthError::ServerError(format!(
+    if is_standby() {
+        return Err(crate::error::OAuthError::ReadOnly(format!(
             "this server is a read-only standby; {what} on the primary (verification and introspection work here)"
         )));
     }
@@ -90,5 +95,20 @@ pub fn pause_ms(ms: i64) {
             return;
         }
         sleep_ms(left.as_millis().max(1) as i64);
+    }
+}
+
+/// Set a setting for the rest of this session (a background worker's own, say), as
+/// `SET name = value` would outside a transaction.
+pub fn set_session_setting(name: &std::ffi::CStr, value: &str) {
+    let value = std::ffi::CString::new(value).expect("a setting's value has no NUL");
+    // SAFETY: a session setting by name and value; the GUC machinery copies both.
+    unsafe {
+        pg_sys::SetConfigOption(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_SUSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+        );
     }
 }

@@ -69,14 +69,21 @@ impl Statement {
 
 /// Run `f` with `search_path = pg_catalog, pg_temp`, as a function's `SET search_path`
 /// would, for functions that skip the SET clause on their fast path but may fall back to
-/// SQL. An ERROR inside unwinds through the transaction, which restores the setting.
+/// SQL.
 pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
+    with_setting(c"search_path", "pg_catalog, pg_temp", f)
+}
+
+/// Run `f` with setting `name` at `value`, as a function's `SET` clause would: restored
+/// when `f` returns, and by the transaction if an ERROR unwinds through it.
+pub fn with_setting<R>(name: &std::ffi::CStr, value: &str, f: impl FnOnce() -> R) -> R {
+    let value = std::ffi::CString::new(value).expect("a setting's value has no NUL");
     // SAFETY: the same calls fmgr makes for a function's SET clause.
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
+            name.as_ptr(),
+            value.as_ptr(),
             pg_sys::GucContext::PGC_USERSET,
             pg_sys::GucSource::PGC_S_SESSION,
             pg_sys::GucAction::GUC_ACTION_SAVE,

@@ -10,5 +10,7 @@ pub mod db;
 pub mod fresh;
 pub mod jsonb;
 pub mod limits;
+pub mod locks;
 pub mod redact;
 pub mod shmem;
+pub mod subxact;

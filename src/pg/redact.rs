@@ -1,5 +1,7 @@
 //! Statements that carry secrets stay out of the server log.
 //!
+//! (Errors and warnings alike; see `hide_sensitive_statements`.)
+//!
 //! With PostgreSQL's default `log_min_error_statement = error`, an ERROR logs the statement
 //! that caused it, so a failing `SELECT oauth.auth_token('client_credentials', 'id',
 //! '<secret>', 'bad-scope')` or `auth_verify('<token>')` would write the secret or token to
@@ -23,6 +25,25 @@ thread_local! {
     /// One of them ended by an error that has not been logged yet (pgrx logs it after
     /// unwinding out of our frames).
     static PENDING: Cell<bool> = const { Cell::new(false) };
+    /// The statement marked as carrying a secret (`statement_carries_secrets`): its text's
+    /// address and its start time, which together tell one statement from the next.
+    static MARKED: Cell<Option<(usize, i64)>> = const { Cell::new(None) };
+}
+
+/// The statement running now, told apart from the ones before and after it.
+fn current_statement() -> Option<(usize, i64)> {
+    // SAFETY: reads this backend's globals: the statement's text pointer and start time.
+    unsafe {
+        let text = pg_sys::debug_query_string;
+        (!text.is_null()).then(|| (text as usize, pg_sys::GetCurrentStatementStartTimestamp()))
+    }
+}
+
+/// Mark the statement running as one that carries a secret (a client secret written to
+/// oauth.client in plaintext, say by an INSERT that then fails a check constraint): its
+/// errors and warnings leave it out of the log.
+pub fn statement_carries_secrets() {
+    MARKED.set(current_statement());
 }
 
 static mut PREVIOUS_HOOK: pg_sys::emit_log_hook_type = None;
@@ -58,7 +79,8 @@ const TAKING_SECRETS: [&str; 7] = [
 ];
 
 /// Whether the statement being run names one of them (ASCII case-insensitively: SQL
-/// identifiers fold case, and quoted names are these exact ones).
+/// identifiers fold case, and quoted names are these exact ones), or names pg_oauth's schema
+/// and a secret (a write of oauth.client's secret that fails before its trigger runs).
 fn names_a_function_taking_secrets() -> bool {
     // SAFETY: debug_query_string is NULL or the NUL-terminated text of the statement this
     // backend is running, valid while it runs (and so while its error is emitted).
@@ -69,11 +91,12 @@ fn names_a_function_taking_secrets() -> bool {
         }
         std::ffi::CStr::from_ptr(text).to_bytes()
     };
-    TAKING_SECRETS.iter().any(|name| {
+    let names = |name: &str| {
         statement
             .windows(name.len())
             .any(|w| w.eq_ignore_ascii_case(name.as_bytes()))
-    })
+    };
+    TAKING_SECRETS.iter().any(|name| names(name)) || (names("oauth") && names("secret"))
 }
 
 /// Install the hook (from `_PG_init`, once per backend).
@@ -89,13 +112,21 @@ pub fn init() {
 #[pgrx::pg_guard]
 unsafe extern "C-unwind" fn hide_sensitive_statements(edata: *mut pg_sys::ErrorData) {
     // SAFETY: PostgreSQL passes the ErrorData being emitted.
+    // Warnings too: with log_min_error_statement = warning, a WARNING pg_oauth raises
+    // inside auth_token would log the statement, secret and all.
     unsafe {
-        if !edata.is_null() && (*edata).elevel >= pg_sys::PGERROR as i32 {
-            if DEPTH.get() > 0 || PENDING.get() || names_a_function_taking_secrets() {
+        if !edata.is_null() && (*edata).elevel >= pg_sys::WARNING as i32 {
+            if DEPTH.get() > 0
+                || PENDING.get()
+                || MARKED.get().is_some_and(|m| Some(m) == current_statement())
+                || names_a_function_taking_secrets()
+            {
                 (*edata).hide_stmt = true;
                 (*edata).hide_ctx = true;
             }
-            PENDING.set(false);
+            if (*edata).elevel >= pg_sys::PGERROR as i32 {
+                PENDING.set(false);
+            }
         }
         if let Some(previous) = PREVIOUS_HOOK {
             previous(edata);

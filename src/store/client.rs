@@ -8,10 +8,11 @@ use std::rc::Rc;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use crate::error::Result;
+use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 use crate::pg::cache::{self, Cache, Fresh, Source};
 use crate::pg::db::Statement;
+use crate::pg::locks;
 use crate::store::policy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,42 @@ pub fn load(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Rc<Client>>> 
     })
 }
 
+/// Load a client by id from the table, under a fresh snapshot, whatever this backend has
+/// cached (the same cost whether it exists or not).
+pub fn load_uncached(spi: &SpiClient<'_>, client_id: &str) -> Result<Option<Rc<Client>>> {
+    UNCACHED_LOADS.set(UNCACHED_LOADS.get() + 1);
+    Ok(load_from_table(spi, &Fresh::take(), client_id)?.map(Rc::new))
+}
+
+thread_local! {
+    /// Calls of `load_uncached` in this backend (for the tests).
+    static UNCACHED_LOADS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Calls of `load_uncached` in this backend.
+#[cfg(any(test, feature = "pg_test"))]
+pub fn uncached_loads() -> u64 {
+    UNCACHED_LOADS.get()
+}
+
+static REHASH: Statement = Statement::new(
+    "UPDATE oauth.client
+        SET secret = CASE WHEN secret = $2 THEN $3 ELSE secret END,
+            previous_secret = CASE WHEN previous_secret = $2 THEN $3 ELSE previous_secret END
+      WHERE id = $1 AND $2 IN (secret, previous_secret)
+      RETURNING 1",
+    &[TEXTOID, TEXTOID, TEXTOID],
+);
+
+/// Replace the stored hash `old` of `client_id` (current or previous secret) by `new`, a hash
+/// of the same secret: a rotation's grace period goes on. Returns whether it was still there.
+pub fn rehash(spi: &mut SpiClient<'_>, client_id: &str, old: &str, new: &str) -> Result<bool> {
+    let updated = crate::crypto::secret::as_rehash(|| {
+        REHASH.execute(spi, &[client_id.into(), old.into(), new.into()])
+    })?;
+    Ok(!updated.is_empty())
+}
+
 fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Result<Option<Client>> {
     let statement = if cache::client_has_column(c"introspect_any") {
         &LOAD_CLIENT
@@ -137,6 +174,30 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         client.role_problem = policy::role_problem(spi, fresh, role)?;
     }
     Ok(Some(client))
+}
+
+/// The lock name that orders a client's issuance against its deactivation or deletion.
+fn lock_name(client_id: &str) -> String {
+    format!("oauth.client {client_id}")
+}
+
+/// Hold `client` for issuance until this transaction ends, and make sure it is still active:
+/// its deactivation (or deletion) waits until the token issued now has committed, and then
+/// revokes it; or it committed first, and this sees it. Without this, a token issued in a
+/// transaction that committed after the deactivation stayed valid.
+pub fn hold_active(spi: &SpiClient<'_>, client: Rc<Client>) -> Result<Rc<Client>> {
+    locks::share(&lock_name(&client.id));
+    cache::accept_invalidations();
+    match load(spi, &client.id)? {
+        Some(current) if current.active => Ok(current),
+        _ => Err(OAuthError::InvalidClient("client is inactive".into())),
+    }
+}
+
+/// Taken by the trigger that deactivates or deletes a client (api/triggers.rs): waits for
+/// the tokens being issued to it to commit (see `hold_active`).
+pub fn lock_for_deactivation(client_id: &str) {
+    locks::exclusive(&lock_name(client_id));
 }
 
 impl Client {

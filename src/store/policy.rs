@@ -16,8 +16,11 @@ use crate::pg::db::Statement;
 
 /// Why a role may not be used, or NULL. Refused: a missing role; one that is, or is a
 /// member (through any chain) of, a role with SUPERUSER, CREATEROLE (superuser-equivalent
-/// before PostgreSQL 16), BYPASSRLS or REPLICATION; and members of the predefined roles that
-/// reach the server's files, programs or all data.
+/// before PostgreSQL 16), BYPASSRLS or REPLICATION; members of the predefined roles that
+/// reach the server's files, programs or all data, that see every session's query text
+/// (pg_read_all_stats, pg_monitor: a running auth_token's secret), its settings, or may
+/// signal other backends; and members of pg_oauth's own roles (oauth_admin manages clients
+/// and keys; oauth_app calls auth_token and auth_revoke for any token it is shown).
 static ROLE_PROBLEM: Statement = Statement::new(
     "SELECT CASE
         WHEN r.oid IS NULL THEN pg_catalog.format('role \"%s\" does not exist', $1)
@@ -31,13 +34,21 @@ static ROLE_PROBLEM: Statement = Statement::new(
                                   WHEN p.rolcreaterole THEN 'has CREATEROLE'
                                   WHEN p.rolbypassrls THEN 'has BYPASSRLS'
                                   WHEN p.rolreplication THEN 'has REPLICATION'
+                                  WHEN p.rolname IN ('oauth_admin', 'oauth_app')
+                                       THEN 'administers or calls pg_oauth'
+                                  WHEN p.rolname IN ('pg_monitor', 'pg_read_all_stats', 'pg_read_all_settings')
+                                       THEN 'reads every session''s queries or the server''s settings'
+                                  WHEN p.rolname = 'pg_signal_backend'
+                                       THEN 'may signal other sessions'
                                   ELSE 'reaches the server''s files, programs or all data'
                              END AS what
                         FROM pg_catalog.pg_roles p
                        WHERE (p.rolsuper OR p.rolcreaterole OR p.rolbypassrls OR p.rolreplication
                               OR p.rolname IN ('pg_execute_server_program', 'pg_read_server_files',
                                                'pg_write_server_files', 'pg_read_all_data',
-                                               'pg_write_all_data'))
+                                               'pg_write_all_data', 'pg_monitor',
+                                               'pg_read_all_stats', 'pg_read_all_settings',
+                                               'pg_signal_backend', 'oauth_admin', 'oauth_app'))
                          AND (p.oid = r.oid OR pg_catalog.pg_has_role(r.oid, p.oid, 'MEMBER'))
                        ORDER BY p.oid <> r.oid, p.rolname
                        LIMIT 1) AS m)

@@ -13,7 +13,9 @@ use pgrx::spi::SpiClient;
 
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
+use crate::pg::cache::Fresh;
 use crate::pg::db::Statement;
+use crate::pg::shmem::marks;
 use crate::store::deferred::{self, Action};
 use crate::store::session::{self, SessionId};
 
@@ -104,47 +106,49 @@ pub struct Stored {
 
 static LOAD_REFRESH: Statement = Statement::new(
     "SELECT r.family_id, r.client_id, r.token_hash, r.scope, r.audience,
-            r.issued_at, r.expires_at, r.expires_at <= pg_catalog.now(),
+            r.issued_at, r.expires_at, r.expires_at <= pg_catalog.clock_timestamp(),
             r.used_at IS NOT NULL, f.revoked_at IS NOT NULL
        FROM oauth.refresh_token r JOIN oauth.refresh_family f ON f.id = r.family_id
       WHERE r.id = $1",
     &[UUIDOID],
 );
 
-/// Find the refresh token `token` (matching its hash in constant time).
+/// Find the refresh token `token` (matching its hash in constant time), read under a fresh
+/// snapshot and against the clock: a revocation or expiry is seen at once, also inside a
+/// REPEATABLE READ transaction that began before it.
 pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<Stored>> {
     let Some(id) = session::opaque_token_id(token) else {
         return Ok(None);
     };
-    let table = LOAD_REFRESH.query(spi, &[Uuid::from_bytes(id).into()])?;
-    let Some(row) = table.into_iter().next() else {
-        return Ok(None);
-    };
-    let hash: Vec<u8> = row.get(3)?.unwrap_or_default();
-    if constant_time::verify_slices_are_equal(&hash, &session::sha256(token)).is_err() {
-        return Ok(None);
-    }
-    let ts = |n| -> Result<i64> {
-        Ok(row
-            .get::<pgrx::datum::TimestampWithTimeZone>(n)?
-            .map(backend::unix_seconds)
-            .unwrap_or(0))
-    };
-    Ok(Some(Stored {
-        id,
-        family: *row
-            .get::<Uuid>(1)?
-            .ok_or_else(|| OAuthError::ServerError("refresh token without family".into()))?
-            .as_bytes(),
-        client_id: row.get(2)?.unwrap_or_default(),
-        scope: row.get(4)?.unwrap_or_default(),
-        audience: row.get(5)?.unwrap_or_default(),
-        issued_at: ts(6)?,
-        expires_at: ts(7)?,
-        expired: row.get(8)?.unwrap_or(true),
-        used: row.get(9)?.unwrap_or(true),
-        family_revoked: row.get(10)?.unwrap_or(true),
-    }))
+    let fresh = Fresh::take();
+    let rows = LOAD_REFRESH.query_fresh(spi, &fresh, &[Uuid::from_bytes(id).into()], |row| {
+        let hash: Vec<u8> = row.get(3)?.unwrap_or_default();
+        if constant_time::verify_slices_are_equal(&hash, &session::sha256(token)).is_err() {
+            return Ok(None);
+        }
+        let ts = |n| -> Result<i64> {
+            Ok(row
+                .get::<pgrx::datum::TimestampWithTimeZone>(n)?
+                .map(backend::unix_seconds)
+                .unwrap_or(0))
+        };
+        Ok(Some(Stored {
+            id,
+            family: *row
+                .get::<Uuid>(1)?
+                .ok_or_else(|| OAuthError::ServerError("refresh token without family".into()))?
+                .as_bytes(),
+            client_id: row.get(2)?.unwrap_or_default(),
+            scope: row.get(4)?.unwrap_or_default(),
+            audience: row.get(5)?.unwrap_or_default(),
+            issued_at: ts(6)?,
+            expires_at: ts(7)?,
+            expired: row.get(8)?.unwrap_or(true),
+            used: row.get(9)?.unwrap_or(true),
+            family_revoked: row.get(10)?.unwrap_or(true),
+        }))
+    })?;
+    Ok(rows.into_iter().next().flatten())
 }
 
 static MARK_USED: Statement = Statement::new(
@@ -159,12 +163,42 @@ static HOLD_FAMILY: Statement = Statement::new(
     &[UUIDOID],
 );
 
-/// Revoke a family when the request fails, as it is about to (see deferred.rs).
+/// Revoke a family when the request fails, as it is about to (see deferred/). Until that
+/// commits the family is marked cluster-wide, so that its tokens are refused even if the
+/// revocation has to wait (`redeem`).
 fn revoke_family_detached(family: &FamilyId, reason: &str) {
+    marks::mark(family);
     deferred::defer(Action::RevokeFamily {
         family: *family,
         reason: reason.to_owned(),
     });
+}
+
+/// What a reused refresh token's request is told: that its grant has been revoked only once
+/// that committed.
+pub const REUSED: &str = "the refresh token was already used";
+
+/// What became of a revocation a request deferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Committed,
+    /// Handed to a background worker that retries it (its tokens are refused meanwhile).
+    Pending,
+    /// Given up on, and reported (a WARNING and oauth.audit_dropped_events()).
+    Lost,
+}
+
+/// The error a reused refresh token gets once its grant's revocation has `outcome`.
+pub fn reuse_error(outcome: Outcome) -> OAuthError {
+    OAuthError::InvalidGrant(format!(
+        "{REUSED}; {}",
+        match outcome {
+            Outcome::Committed => "every token of its grant has been revoked",
+            Outcome::Pending => "its grant is being revoked, and its tokens are refused",
+            Outcome::Lost =>
+                "revoking its grant failed (reported to the administrator); its tokens are refused",
+        }
+    ))
 }
 
 /// Exchange a refresh token presented by `client_id` for what it grants.
@@ -179,9 +213,15 @@ pub fn redeem(spi: &mut SpiClient<'_>, client_id: &str, token: &str) -> Result<G
         ));
     }
     if stored.family_revoked {
+        marks::unmark(&stored.family);
         return Err(OAuthError::InvalidGrant(
             "the refresh token has been revoked".into(),
         ));
+    }
+    if marks::is_marked(&stored.family) {
+        // A reuse was detected and its revocation has not committed yet: try again.
+        revoke_family_detached(&stored.family, "refresh token reused");
+        return Err(OAuthError::InvalidGrant(REUSED.into()));
     }
     if stored.expired {
         return Err(OAuthError::InvalidGrant(
@@ -190,9 +230,7 @@ pub fn redeem(spi: &mut SpiClient<'_>, client_id: &str, token: &str) -> Result<G
     }
     let reused = || {
         revoke_family_detached(&stored.family, "refresh token reused");
-        OAuthError::InvalidGrant(
-            "the refresh token was already used; every token of its grant has been revoked".into(),
-        )
+        OAuthError::InvalidGrant(REUSED.into())
     };
     if stored.used {
         return Err(reused());

@@ -42,8 +42,20 @@ pub enum Endpoint {
     SmartConfiguration,
 }
 
+/// Which server carries a request: the statuses it may answer differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// PostgREST, through the `oauth.http_*` functions. It takes any 503 for "database
+    /// away" (it restarts its connection worker and prepends its own `Retry-After: 0`), so
+    /// temporarily_unavailable is a 429 there.
+    PostgRest,
+    /// pg_oauth's own listener: temporarily_unavailable is a 503, as RFC 9110 means it.
+    Listener,
+}
+
 /// What the transport knows of a request.
 pub struct Request {
+    pub transport: Transport,
     /// `GET`, `POST`, ...; None when unknown (a SQL caller outside PostgREST).
     pub method: Option<String>,
     /// Header names in lower case, as PostgREST gives them in `request.headers`.
@@ -61,6 +73,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// An RFC 6749 §5.2 error answer (the one builder of error bodies, for every transport
+    /// and for the listener's own refusals): never cacheable, `Retry-After` when given.
+    pub fn error(status: u16, error: &str, description: &str, retry_after: Option<i64>) -> Reply {
+        let mut reply = Reply::new(
+            status,
+            &NO_STORE,
+            json!({ "error": error, "error_description": description }),
+        );
+        if let Some(secs) = retry_after {
+            reply.headers.push(("Retry-After".into(), secs.to_string()));
+        }
+        reply
+    }
+
     fn new(status: u16, headers: &[(&str, &str)], body: Value) -> Reply {
         Reply {
             status,
@@ -85,7 +111,7 @@ impl Request {
         let source = self
             .peer
             .clone()
-            .or_else(|| attempts::source_from_headers(&Value::Object(self.headers.clone())));
+            .or_else(|| attempts::postgrest_source(&Value::Object(self.headers.clone())));
         attempts::request(source, f)
     }
 
@@ -274,116 +300,126 @@ fn atomically<T, E>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::resul
     }
 }
 
-/// Answer with `outcome`: 200 and its body, or the RFC 6749 §5.2 error body with 400
-/// (401 + WWW-Authenticate when the client tried HTTP Basic and failed; 500 for server
-/// errors). Token endpoint responses are never cacheable.
-fn answer(outcome: std::result::Result<Value, Failure>) -> Result<Reply> {
+/// The HTTP status of an OAuth error over `transport` (`basic`: the client tried HTTP
+/// Basic, which makes a failed client authentication a 401 with `WWW-Authenticate`).
+pub fn status_of(err: &OAuthError, basic: bool, transport: Transport) -> u16 {
+    match err {
+        OAuthError::InvalidClient(_)
+        | OAuthError::AuthenticationFailed { .. }
+        | OAuthError::LockedOut { .. }
+            if basic =>
+        {
+            401
+        }
+        OAuthError::ServerError(_) => 500,
+        OAuthError::TemporarilyUnavailable { .. } | OAuthError::ReadOnly(_) => match transport {
+            Transport::PostgRest => 429,
+            Transport::Listener => 503,
+        },
+        _ => 400,
+    }
+}
+
+/// Answer with `outcome`: 200 and its body, or the RFC 6749 §5.2 error body with its status
+/// (`status_of`). Token endpoint responses are never cacheable.
+fn answer(transport: Transport, outcome: std::result::Result<Value, Failure>) -> Result<Reply> {
     Spi::connect_mut(|spi| match outcome {
         Ok(body) => Ok(Reply::new(200, &NO_STORE, body)),
         Err(Failure { err, basic }) => {
             // The request's writes were rolled back with its subtransaction; what must
             // survive its failure (a failed authentication, a reused refresh token's
             // revocation) is written now, and commits with this answer.
-            deferred::apply_deferred(spi)?;
-            let status = match err {
-                OAuthError::InvalidClient(_)
-                | OAuthError::AuthenticationFailed { .. }
-                | OAuthError::LockedOut { .. }
-                    if basic =>
-                {
-                    401
-                }
-                OAuthError::ServerError(_) => 500,
-                // Not 503: PostgREST takes any 503 for "database away", restarts its
-                // connection worker and prepends its own `Retry-After: 0`.
-                OAuthError::TemporarilyUnavailable { .. } => 429,
-                _ => 400,
-            };
-            let mut headers = NO_STORE.to_vec();
+            let err = deferred::apply_deferred(spi, err)?;
+            let status = status_of(&err, basic, transport);
+            let mut reply = Reply::error(
+                status,
+                err.code(),
+                err.description(),
+                err.retry_after_secs(),
+            );
             if status == 401 {
-                headers.push((
-                    "WWW-Authenticate",
-                    "Basic realm=\"pg_oauth\", charset=\"UTF-8\"",
+                reply.headers.push((
+                    "WWW-Authenticate".into(),
+                    "Basic realm=\"pg_oauth\", charset=\"UTF-8\"".into(),
                 ));
             }
-            let retry_after;
-            if let OAuthError::LockedOut {
-                retry_after_secs, ..
-            }
-            | OAuthError::TemporarilyUnavailable { retry_after_secs } = err
-            {
-                retry_after = retry_after_secs.to_string();
-                headers.push(("Retry-After", &retry_after));
-            }
-            let body = json!({ "error": err.code(), "error_description": err.description() });
-            Ok(Reply::new(status, &headers, body))
+            Ok(reply)
         }
     })
 }
 
 fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     req.run(|| {
-        answer(atomically(|| {
-            Spi::connect_mut(|spi| {
-                let auth = client_auth(req, params)?;
-                // RFC 8707 `resource` names the audience too.
-                let audience = match params.list("audience")? {
-                    Some(audience) => Some(audience),
-                    None => params.list("resource")?,
-                };
-                let req = TokenRequest {
-                    grant_type: params.get("grant_type"),
-                    client_id: auth.client_id.as_deref(),
-                    client_secret: auth.client_secret.as_deref(),
-                    other_readings: &auth.other_readings,
-                    scope: params.get("scope"),
-                    audience: audience.as_deref(),
-                    refresh_token: params.get("refresh_token"),
-                    client_assertion_type: params.get("client_assertion_type"),
-                    client_assertion: params.get("client_assertion"),
-                };
-                token::issue(spi, &req).map_err(|err| Failure {
-                    err,
-                    basic: auth.basic,
+        answer(
+            req.transport,
+            atomically(|| {
+                Spi::connect_mut(|spi| {
+                    let auth = client_auth(req, params)?;
+                    // RFC 8707 `resource` names the audience too.
+                    let audience = match params.list("audience")? {
+                        Some(audience) => Some(audience),
+                        None => params.list("resource")?,
+                    };
+                    let req = TokenRequest {
+                        grant_type: params.get("grant_type"),
+                        client_id: auth.client_id.as_deref(),
+                        client_secret: auth.client_secret.as_deref(),
+                        other_readings: &auth.other_readings,
+                        scope: params.get("scope"),
+                        audience: audience.as_deref(),
+                        refresh_token: params.get("refresh_token"),
+                        client_assertion_type: params.get("client_assertion_type"),
+                        client_assertion: params.get("client_assertion"),
+                    };
+                    token::issue(spi, &req).map_err(|err| Failure {
+                        err,
+                        basic: auth.basic,
+                    })
                 })
-            })
-        }))
+            }),
+        )
     })
 }
 
 fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     req.run(|| {
-        answer(atomically(|| {
-            Spi::connect_mut(|spi| {
-                let client = authenticated_client(spi, req, params)?;
-                // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
-                if let Some(found) = token::find(spi, required(params, "token")?)? {
-                    if found.client_id != client.id {
-                        return Err(OAuthError::UnauthorizedClient(
-                            "the token was not issued to this client".into(),
-                        )
-                        .into());
+        answer(
+            req.transport,
+            atomically(|| {
+                Spi::connect_mut(|spi| {
+                    let client = authenticated_client(spi, req, params)?;
+                    // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
+                    if let Some(found) = token::find(spi, required(params, "token")?)? {
+                        if found.client_id != client.id {
+                            return Err(OAuthError::UnauthorizedClient(
+                                "the token was not issued to this client".into(),
+                            )
+                            .into());
+                        }
+                        token::revoke_found(spi, &found, "revoked by the client (RFC 7009)")?;
                     }
-                    token::revoke_found(spi, &found, "revoked by the client (RFC 7009)")?;
-                }
-                Ok(json!({}))
-            })
-        }))
+                    Ok(json!({}))
+                })
+            }),
+        )
     })
 }
 
 fn introspection_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     // A subtransaction: authenticating by assertion records its jti.
     req.run(|| {
-        answer(atomically(|| {
-            Spi::connect_mut(|spi| {
-                let client = authenticated_client(spi, req, params)?;
-                Ok(token::introspect(
-                    spi,
-                    required(params, "token")?,
-                    Some(&client),
-                ))
-            })
-        }))
+        answer(
+            req.transport,
+            atomically(|| {
+                Spi::connect_mut(|spi| {
+                    let client = authenticated_client(spi, req, params)?;
+                    Ok(token::introspect(
+                        spi,
+                        required(params, "token")?,
+                        Some(&client),
+                    ))
+                })
+            }),
+        )
     })
 }

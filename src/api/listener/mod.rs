@@ -58,7 +58,9 @@ pub fn register() {
             .set_library("pg_oauth")
             .set_function("pg_oauth_http_main")
             .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            // On a hot standby too: it serves the read-only endpoints there, and refuses
+            // writes with temporarily_unavailable until promotion.
+            .set_start_time(BgWorkerStartTime::ConsistentState)
             .set_restart_time(Some(std::time::Duration::from_secs(1)))
             .load();
     }

@@ -2,6 +2,7 @@
 //! runtime in one helper thread per worker. Nothing here calls into PostgreSQL: a request
 //! becomes a [`Job`] sent to the worker's main thread, which answers through a oneshot.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -18,33 +19,62 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 use super::route;
 use crate::api::http::basic::form_urldecode;
 use crate::api::http::{self, Endpoint, Reply};
+use crate::authn::attempts;
 
-/// One request for the worker's main thread.
+/// One request for the worker's main thread. The body stays raw bytes until that thread
+/// takes the job (and parses it, `params`): a queue of parsed JSON could hold far more
+/// memory than its bytes.
 pub(super) struct Job {
     pub endpoint: Endpoint,
     pub request: http::Request,
-    pub params: Value,
+    pub content_type: String,
+    pub body: Bytes,
     pub reply: oneshot::Sender<Reply>,
 }
+
+/// Requests a worker holds at once between reading their body and answering them (queued
+/// or being answered); beyond it, 503. With the body limit this bounds the memory requests
+/// take: QUEUE × pg_oauth.http_max_body (16 MiB at the default 64 KiB).
+pub(super) const QUEUE: usize = 256;
+
+/// The most values a JSON body may hold (members, items, nested ones included): OAuth
+/// requests carry a dozen; a 64 KiB array of numbers would otherwise be 30,000 values.
+const MAX_JSON_VALUES: usize = 256;
 
 /// The reloadable settings: the worker's main thread stores them (at start and after
 /// each SIGHUP), the HTTP thread reads them for each connection and request.
 #[derive(Default)]
 pub(super) struct Limits {
     max_connections: AtomicUsize,
+    max_per_source: AtomicUsize,
     max_body: AtomicUsize,
     timeout_ms: AtomicU64,
     /// TLS for new connections; None: plain HTTP.
     tls: RwLock<Option<Arc<ServerConfig>>>,
+    /// pg_oauth.http_trusted_proxies, exempt from the per-source limit.
+    trusted: RwLock<Option<String>>,
 }
 
 impl Limits {
+    pub fn set_per_source(&self, max_per_source: usize, trusted: Option<String>) {
+        self.max_per_source.store(max_per_source, Ordering::Relaxed);
+        *self.trusted.write().unwrap_or_else(|e| e.into_inner()) = trusted;
+    }
+
+    fn exempt(&self, peer: std::net::IpAddr) -> bool {
+        self.trusted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            .is_some_and(|t| attempts::is_trusted(peer, t))
+    }
+
     pub fn set(&self, max_connections: usize, max_body: usize, timeout: Duration) {
         self.max_connections
             .store(max_connections, Ordering::Relaxed);
@@ -66,11 +96,35 @@ impl Limits {
     }
 }
 
-/// Open connections, and a signal when one closes.
+/// Open connections, in all and per source address, and a signal when one closes.
 #[derive(Default)]
 struct Open {
     count: AtomicUsize,
     closed: Notify,
+    per_source: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Open {
+    /// Count a connection from `peer`, unless it has `limit` open already.
+    fn enter(&self, peer: std::net::IpAddr, limit: usize) -> bool {
+        let mut open = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(peer).or_insert(0);
+        if *n >= limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, peer: std::net::IpAddr) {
+        let mut open = self.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&peer);
+            }
+        }
+    }
 }
 
 /// Raise this process's soft limit on open files to its hard limit: each connection is a
@@ -93,7 +147,7 @@ fn raise_descriptor_limit() {
 /// and call `wake` so the main thread looks.
 pub(super) fn serve(
     address: SocketAddr,
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
     wake: Arc<dyn Fn() + Send + Sync>,
     limits: Arc<Limits>,
     ready: mpsc::Sender<Result<(), String>>,
@@ -122,6 +176,7 @@ pub(super) fn serve(
             }
         };
         let open = Arc::new(Open::default());
+        let in_flight = Arc::new(Semaphore::new(QUEUE));
         loop {
             // At the limit, accept nothing until a connection closes: the rest wait in the
             // kernel's queue. Idle connections close after the timeout, so it drains.
@@ -138,14 +193,33 @@ pub(super) fn serve(
                     continue;
                 }
             };
+            // One address may not take every connection: beyond its share, closed at once
+            // (a trusted proxy carries many clients, and is exempt).
+            let source = peer.ip().to_canonical();
+            let limited = !limits.exempt(source);
+            if limited && !open.enter(source, limits.max_per_source.load(Ordering::Relaxed)) {
+                drop(stream);
+                continue;
+            }
             let _ = stream.set_nodelay(true);
             open.count.fetch_add(1, Ordering::Relaxed);
-            let (jobs, wake, limits, open) =
-                (jobs.clone(), wake.clone(), limits.clone(), open.clone());
+            let (jobs, wake, limits, open, in_flight) = (
+                jobs.clone(),
+                wake.clone(),
+                limits.clone(),
+                open.clone(),
+                in_flight.clone(),
+            );
             let (timeout, tls) = (limits.timeout(), limits.tls());
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
-                    answer(req, peer, jobs.clone(), wake.clone(), limits.clone())
+                    let worker = Worker {
+                        jobs: jobs.clone(),
+                        wake: wake.clone(),
+                        limits: limits.clone(),
+                        in_flight: in_flight.clone(),
+                    };
+                    answer(req, peer, worker)
                 });
                 match tls {
                     // The handshake is bounded by the timeout as a request's headers are.
@@ -156,6 +230,9 @@ pub(super) fn serve(
                         }
                     }
                     None => serve_connection(stream, service, timeout).await,
+                }
+                if limited {
+                    open.leave(source);
                 }
                 open.count.fetch_sub(1, Ordering::Relaxed);
                 open.closed.notify_one();
@@ -193,37 +270,64 @@ fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
-fn json_reply(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({ "error": error, "error_description": description });
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json; charset=utf-8")
-        .header("cache-control", "no-store")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("a valid response")
+/// A reply as a hyper response.
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::builder().status(reply.status);
+    response = response.header("content-type", "application/json; charset=utf-8");
+    for (name, value) in &reply.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
+        .body(Full::new(Bytes::from(reply.body.to_string())))
+        .unwrap_or_else(|_| respond(Reply::error(500, "server_error", "invalid response", None)))
+}
+
+fn refuse(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
+    let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+    respond(Reply::error(
+        status.as_u16(),
+        error,
+        description,
+        retry_after,
+    ))
+}
+
+/// What a connection's requests go to: the worker's queue, its latch, the settings, and the
+/// permits for requests in flight.
+struct Worker {
+    jobs: mpsc::SyncSender<Job>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    limits: Arc<Limits>,
+    in_flight: Arc<Semaphore>,
 }
 
 async fn answer(
     req: Request<Incoming>,
     peer: SocketAddr,
-    jobs: mpsc::Sender<Job>,
-    wake: Arc<dyn Fn() + Send + Sync>,
-    limits: Arc<Limits>,
+    worker: Worker,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let Some(endpoint) = route(req.uri().path()) else {
-        return Ok(json_reply(
+        return Ok(refuse(
             StatusCode::NOT_FOUND,
             "not_found",
             "no such endpoint",
         ));
     };
     if !matches!(*req.method(), Method::GET | Method::POST) {
-        return Ok(json_reply(
+        return Ok(refuse(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request",
             "use GET or POST",
         ));
     }
+    // A request in flight holds a permit from before its body is read until it is answered.
+    let Ok(_permit) = worker.in_flight.clone().try_acquire_owned() else {
+        return Ok(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            "the server is busy; try again shortly",
+        ));
+    };
     let method = req.method().as_str().to_owned();
     let mut headers = Map::new();
     for (name, value) in req.headers() {
@@ -237,74 +341,95 @@ async fn answer(
         .unwrap_or("")
         .to_ascii_lowercase();
     // A body sent slowly is bounded by the timeout as headers are.
-    let max_body = limits.max_body.load(Ordering::Relaxed);
+    let max_body = worker.limits.max_body.load(Ordering::Relaxed);
     let body = Limited::new(req.into_body(), max_body).collect();
-    let body = match tokio::time::timeout(limits.timeout(), body).await {
+    let body = match tokio::time::timeout(worker.limits.timeout(), body).await {
         Ok(Ok(body)) => body.to_bytes(),
         Ok(Err(_)) | Err(_) => {
-            return Ok(json_reply(
+            return Ok(refuse(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "invalid_request",
                 "the request body is too large, was cut off or came too slowly",
             ))
         }
     };
-    let Some(params) = params(&content_type, &body) else {
-        return Ok(json_reply(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded or a JSON object",
-        ));
-    };
     let (reply, answered) = oneshot::channel();
     let job = Job {
         endpoint,
         request: http::Request {
+            transport: http::Transport::Listener,
             method: Some(method),
             headers,
             peer: Some(peer.ip().to_string()),
         },
-        params,
+        content_type,
+        body,
         reply,
     };
-    if jobs.send(job).is_err() {
-        return Ok(json_reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "temporarily_unavailable",
-            "the server is shutting down",
-        ));
+    match worker.jobs.try_send(job) {
+        Ok(()) => {}
+        Err(mpsc::TrySendError::Full(_)) => {
+            return Ok(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the server is busy; try again shortly",
+            ))
+        }
+        Err(mpsc::TrySendError::Disconnected(_)) => {
+            return Ok(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the server is shutting down",
+            ))
+        }
     }
-    wake();
+    (worker.wake)();
     let Ok(reply) = answered.await else {
-        return Ok(json_reply(
+        return Ok(refuse(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "the request failed; see the server log",
         ));
     };
-    let mut response = Response::builder().status(reply.status);
-    response = response.header("content-type", "application/json; charset=utf-8");
-    for (name, value) in &reply.headers {
-        response = response.header(name.as_str(), value.as_str());
+    Ok(respond(reply))
+}
+
+/// Whether a JSON body holds at most MAX_JSON_VALUES values: counted from its bytes (commas
+/// and opening brackets outside strings), before anything is parsed.
+fn json_within_bounds(body: &[u8]) -> bool {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+        if values > MAX_JSON_VALUES {
+            return false;
+        }
     }
-    Ok(response
-        .body(Full::new(Bytes::from(reply.body.to_string())))
-        .unwrap_or_else(|_| {
-            json_reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "invalid response",
-            )
-        }))
+    true
 }
 
 /// The body's parameters as PostgREST would pass them: form fields (a repeated field keeps
 /// its last value) or a JSON object's members; an empty body has none.
-fn params(content_type: &str, body: &[u8]) -> Option<Value> {
+pub(super) fn params(content_type: &str, body: &[u8]) -> Option<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Some(Value::Object(Map::new()));
     }
     if content_type.starts_with("application/json") {
+        if !json_within_bounds(body) {
+            return None;
+        }
         return serde_json::from_slice::<Value>(body)
             .ok()
             .filter(Value::is_object);
@@ -340,5 +465,19 @@ mod unit {
         assert_eq!(params("text/plain", b"a=b"), None);
         assert_eq!(params("", b""), Some(serde_json::json!({})));
         assert_eq!(params(form, b"a=%ff"), None);
+    }
+
+    #[test]
+    fn json_bodies_are_bounded_before_they_are_parsed() {
+        let json = "application/json";
+        let many = format!("{{\"a\": [{}]}}", vec!["1"; 300].join(","));
+        assert_eq!(params(json, many.as_bytes()), None);
+        let fine = format!("{{\"a\": [{}]}}", vec!["1"; 100].join(","));
+        assert!(params(json, fine.as_bytes()).is_some());
+        // Commas and brackets inside strings are not values.
+        let quoted = format!("{{\"a\": \"{}\"}}", ",[{".repeat(1000));
+        assert!(params(json, quoted.as_bytes()).is_some());
+        let escaped = format!("{{\"a\": \"\\\"{}\"}}", ",".repeat(1000));
+        assert!(params(json, escaped.as_bytes()).is_some());
     }
 }

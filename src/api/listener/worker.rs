@@ -15,14 +15,15 @@ use std::time::Duration;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use serde_json::json;
 
 use super::server::{self, Job, Limits};
 use super::tls;
 use crate::api::http::{self, Params, Reply};
 use crate::authn::attempts;
 use crate::config::gucs;
+use crate::pg::backend;
 use crate::pg::redact;
+use crate::pg::subxact;
 
 /// The most requests one transaction answers: enough to share a commit among all a
 /// worker's busy connections, few enough that none waits long for the others.
@@ -42,15 +43,7 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     // As in the SECURITY DEFINER functions PostgREST calls: nothing a database user
     // creates in a schema on the default path can stand in for what pg_oauth calls.
-    // SAFETY: a session setting, set before any transaction, by name and value.
-    unsafe {
-        pg_sys::SetConfigOption(
-            c"search_path".as_ptr(),
-            c"pg_catalog, pg_temp".as_ptr(),
-            pg_sys::GucContext::PGC_SUSET,
-            pg_sys::GucSource::PGC_S_SESSION,
-        );
-    }
+    backend::set_session_setting(c"search_path", "pg_catalog, pg_temp");
     let Some((queue, limits)) = start(&database) else {
         return;
     };
@@ -70,7 +63,9 @@ fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
             return None;
         }
     };
-    let (jobs, queue) = mpsc::channel::<Job>();
+    // Bounded: the HTTP thread answers 503 when it is full (it cannot be, with QUEUE
+    // permits in flight; the bound is the second line of defence).
+    let (jobs, queue) = mpsc::sync_channel::<Job>(server::QUEUE);
     // SAFETY: this process's own latch, which lives as long as the process.
     let latch = unsafe { pg_sys::MyLatch } as usize;
     // SAFETY: SetLatch is async-signal-safe and made to be set by others (other processes,
@@ -162,6 +157,16 @@ fn load_limits(limits: &Limits) {
         gucs::HTTP_MAX_BODY.get() as usize,
         Duration::from_millis(gucs::HTTP_TIMEOUT.get() as u64),
     );
+    limits.set_per_source(
+        gucs::HTTP_MAX_CONNECTIONS_PER_SOURCE.get() as usize,
+        gucs::string(&gucs::HTTP_TRUSTED_PROXIES),
+    );
+    // No request waits long for a lock: a transaction left open on a row it needs must not
+    // stall the batch, the worker, and everyone it serves.
+    backend::set_session_setting(
+        c"lock_timeout",
+        &format!("{}ms", gucs::HTTP_LOCK_TIMEOUT.get()),
+    );
 }
 
 fn load_tls() -> Result<Option<Arc<rustls::ServerConfig>>, String> {
@@ -179,14 +184,23 @@ fn exit_for_restart() -> ! {
 }
 
 fn server_error() -> Reply {
-    Reply {
-        status: 500,
-        headers: vec![("Cache-Control".into(), "no-store".into())],
-        body: json!({
-            "error": "server_error",
-            "error_description": "the request failed; see the server log"
-        }),
-    }
+    Reply::error(
+        500,
+        "server_error",
+        "the request failed; see the server log",
+        None,
+    )
+}
+
+/// A request that gave up waiting for a lock another transaction holds (lock_timeout), or
+/// was chosen as a deadlock's victim.
+fn lock_busy() -> Reply {
+    Reply::error(
+        503,
+        "temporarily_unavailable",
+        "another transaction holds what this request needs; try again shortly",
+        Some(1),
+    )
 }
 
 /// Answer `batch` in one transaction, a subtransaction per request; send the answers once
@@ -225,91 +239,58 @@ fn answer_batch(batch: Vec<Job>) {
 }
 
 /// Answer `job` in a subtransaction (PL/pgSQL's exception-block sequence): an error rolls
-/// back only this request's work and answers 500 (after a LOG line).
+/// back only this request's work and answers 500 (after a LOG line), or 503 when it gave up
+/// waiting for a lock.
 fn in_subtransaction(job: &Job) -> Reply {
     let _sensitive = redact::sensitive();
-    // SAFETY: BeginInternalSubTransaction switches memory context and resource owner; both
-    // are restored after the subtransaction ends, whichever way it ends.
-    let (context, owner, level) = unsafe {
-        let saved = (
-            pg_sys::CurrentMemoryContext,
-            pg_sys::CurrentResourceOwner,
-            pg_sys::GetCurrentTransactionNestLevel(),
+    let Some(body) = server::params(&job.content_type, &job.body) else {
+        return Reply::error(
+            400,
+            "invalid_request",
+            "the body must be application/x-www-form-urlencoded or a JSON object (of at most 256 values)",
+            None,
         );
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(saved.0);
-        saved
     };
-    let params = Params::new(Some(job.params.clone()));
+    let params = Params::new(Some(body));
     let request = http::Request {
+        transport: http::Transport::Listener,
         method: job.request.method.clone(),
         headers: job.request.headers.clone(),
         peer: Some(source(&job.request)),
     };
-    let (endpoint, request) = (job.endpoint, &request);
-    let answered =
-        PgTryBuilder::new(|| http::handle(endpoint, request, &params).map_err(|e| e.to_string()))
-            .catch_others(|caught| Err(caught_message(&caught)))
-            .execute();
-    // SAFETY: ends the subtransaction begun above; pgrx has flushed a caught error's state.
-    // An error unwinds through subtransactions the handler began without ending them (its
-    // own `atomically`): those are rolled back first, down to this request's, so the next
-    // request and the commit find the transaction at the level they expect.
-    let clean =
-        answered.is_ok() && unsafe { pg_sys::GetCurrentTransactionNestLevel() } == level + 1;
-    unsafe {
-        if clean {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            while pg_sys::GetCurrentTransactionNestLevel() > level {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            }
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-    }
+    let endpoint = job.endpoint;
+    let answered = subxact::attempt(|| http::handle(endpoint, &request, &params));
     match answered {
-        Ok(reply) if clean => reply,
-        Ok(_) => {
-            log!("pg_oauth: an HTTP request to {endpoint:?} left a subtransaction open");
-            server_error()
-        }
-        Err(why) => {
-            // The message only: an error's detail may quote values (a key, a hash).
+        Ok(Ok(reply)) => reply,
+        Ok(Err(why)) => {
             log!("pg_oauth: an HTTP request to {endpoint:?} failed: {why}");
             server_error()
         }
-    }
-}
-
-/// The request's source: the socket peer, or, for a peer listed in
-/// `pg_oauth.http_trusted_proxies`, the address its `pg_oauth.http_client_address_header`
-/// names (when it names one).
-fn source(request: &http::Request) -> String {
-    let peer = request.peer.clone().unwrap_or_default();
-    let trusted = gucs::string(&gucs::HTTP_TRUSTED_PROXIES).is_some_and(|list| {
-        let peer = peer.parse::<std::net::IpAddr>().ok();
-        list.split(',')
-            .filter_map(|p| p.trim().parse::<std::net::IpAddr>().ok())
-            .any(|p| Some(p) == peer)
-    });
-    if trusted {
-        if let Some(forwarded) =
-            attempts::source_from_headers(&serde_json::Value::Object(request.headers.clone()))
-        {
-            return forwarded;
+        Err(raised) if raised.is_lock_wait() => {
+            log!("pg_oauth: an HTTP request to {endpoint:?} gave up waiting for a lock");
+            lock_busy()
+        }
+        Err(raised) => {
+            // The message only: an error's detail may quote values (a key, a hash).
+            log!(
+                "pg_oauth: an HTTP request to {endpoint:?} failed: {}",
+                raised.message
+            );
+            server_error()
         }
     }
-    peer
 }
 
-fn caught_message(caught: &pg_sys::panic::CaughtError) -> String {
-    use pg_sys::panic::CaughtError;
-    match caught {
-        CaughtError::PostgresError(report)
-        | CaughtError::ErrorReport(report)
-        | CaughtError::RustPanic {
-            ereport: report, ..
-        } => report.message().to_owned(),
-    }
+/// The request's source (authn/attempts.rs decides it from the socket peer, the headers and
+/// `pg_oauth.http_trusted_proxies`).
+fn source(request: &http::Request) -> String {
+    let peer = request.peer.as_deref().and_then(|p| p.parse().ok());
+    let Some(peer) = peer else {
+        return request.peer.clone().unwrap_or_default();
+    };
+    attempts::source_of_peer(
+        peer,
+        &serde_json::Value::Object(request.headers.clone()),
+        gucs::string(&gucs::HTTP_TRUSTED_PROXIES).as_deref(),
+    )
 }

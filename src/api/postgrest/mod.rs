@@ -7,7 +7,7 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::http::{self, Endpoint, Params, Request};
+use super::http::{self, Endpoint, Params, Request, Transport};
 use super::rls::request_claims;
 
 use crate::error::{OrRaise, Result};
@@ -47,6 +47,7 @@ fn postgrest_request() -> Request {
         _ => Map::new(),
     };
     Request {
+        transport: Transport::PostgRest,
         method: request_setting(c"request.method"),
         headers,
         peer: None,
@@ -140,27 +141,81 @@ fn postgrest_pre_config() {
     .or_raise()
 }
 
-/// Why the bearer token of the current PostgREST request may not be used, or NULL: its
-/// session was revoked or deleted, or it is not the token that session was issued for (a
-/// JWT minted around a live jti, e.g. with an HS256 secret PostgREST also holds). Checked
-/// by `oauth.postgrest_pre_request()`.
+/// Why the bearer token of the current PostgREST request may not be used, or NULL. The claims
+/// PostgREST verified (`request.jwt.claims`) are bound to a session of ours through the token
+/// the request carries: they must name a session by a string `jti`, that session must have
+/// been issued for exactly this token (its SHA-256, so a token minted around a live jti is
+/// refused) and be open, and the token's own claims must be the verified ones. A request
+/// with no token and no claims is anonymous, which PostgREST's anon role decides. Checked by
+/// `oauth.postgrest_pre_request()`.
+///
+/// The token is read from `request.headers`, which keeps the last of repeated Authorization
+/// headers while PostgREST verifies the first: requiring the two to carry the same claims
+/// closes that gap (a second header cannot lend its session to the first's claims).
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_token_problem() -> Option<String> {
     let claims = request_claims();
-    let jti = claims.get("jti").and_then(Value::as_str)?;
+    let token = bearer_token();
+    let anonymous = claims.keys().all(|k| k == "role");
+    let token = match token {
+        None if anonymous => return None,
+        None => return Some("the request carries no bearer token for its claims".into()),
+        Some(token) => token,
+    };
+    let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+        return Some("the access token has no valid jti".into());
+    };
     let Ok(id) = uuid::Uuid::parse_str(jti) else {
         return Some("the access token has no valid jti".into());
     };
-    let token = bearer_token().unwrap_or_default();
     crate::pg::cache::accept_invalidations();
-    match session::probe(id.as_bytes(), &token).or_raise().check() {
-        Ok(()) => None,
-        Err(err) => Some(err.description().to_owned()),
+    if let Err(err) = session::probe(id.as_bytes(), &token).or_raise().check() {
+        return Some(err.description().to_owned());
+    }
+    if !carries_claims(&token, &claims) {
+        return Some(session::UNKNOWN.to_owned());
+    }
+    None
+}
+
+/// Whether `token` (a JWS) carries exactly `verified` as its claims (numbers compared by
+/// value: PostgREST may write 1.7e9 where the token has 1700000000).
+fn carries_claims(token: &str, verified: &Map<String, Value>) -> bool {
+    use base64::Engine;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|p| serde_json::from_slice::<Value>(&p).ok());
+    match payload {
+        Some(Value::Object(carried)) => {
+            same_json(&Value::Object(carried), &Value::Object(verified.clone()))
+        }
+        _ => false,
     }
 }
 
-/// The request's bearer token (RFC 6750 §2.1), as PostgREST verified it.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// The request's bearer token (RFC 6750 §2.1), as `request.headers` has it.
 fn bearer_token() -> Option<String> {
     let request = postgrest_request();
     let header = request.header("authorization")?;

@@ -7,7 +7,10 @@
 //! - proofs.rs: proofs of verified secrets (8192, 8-way buckets, least recently used
 //!   evicted), so that a client that knows its secret is not locked out by guessers;
 //! - sources.rs: failed authentications per source and window (4096, 4-way), so that
-//!   rotating client ids does not escape throttling.
+//!   rotating client ids does not escape throttling;
+//! - marks.rs: a small set of ids (refresh grants whose revocation is owed);
+//!
+//! and a count of pg_oauth's running background workers, to bound them (workers.rs).
 //!
 //! About 770 KB. Every access runs under one spinlock, for a few dozen instructions over
 //! plain memory: nothing under it can raise an error or sleep.
@@ -21,12 +24,14 @@ use pgrx::pg_sys;
 
 use crate::pg::limits;
 
+pub mod marks;
 pub mod proofs;
 pub mod sources;
+pub mod workers;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 2;
+const LAYOUT: u32 = 3;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
@@ -40,14 +45,18 @@ struct Segment {
     /// The proofs' HMAC key: it exists only here.
     hmac_key: [u8; 32],
     clock: AtomicU64,
+    /// pg_oauth's background workers running now (workers.rs).
+    workers: AtomicU32,
     proofs: UnsafeCell<proofs::Table>,
     sources: UnsafeCell<sources::Table>,
+    marks: UnsafeCell<marks::Table>,
 }
 
 /// The tables, borrowed under the lock.
 struct Tables<'a> {
     proofs: &'a mut proofs::Table,
     sources: &'a mut sources::Table,
+    marks: &'a mut marks::Table,
     /// A fresh value of the segment's clock (for least-recently-used eviction).
     tick: u64,
 }
@@ -81,6 +90,7 @@ impl Segment {
             Tables {
                 proofs: &mut *self.proofs.get(),
                 sources: &mut *self.sources.get(),
+                marks: &mut *self.marks.get(),
                 tick,
             }
         });

@@ -52,6 +52,22 @@ pub fn refuse(source: &str, now: i64, window: i64, limit: u32) -> Option<Refusal
     })
 }
 
+/// Whether `source` has had `limit` failures in its current window (nothing counted).
+pub fn is_throttled(source: &str, now: i64, window: i64, limit: u32) -> bool {
+    let Some(segment) = segment() else {
+        return false;
+    };
+    let key = key_of(&[source.as_bytes()]);
+    segment.locked(|t| {
+        t.sources[bucket_of(&key, BUCKETS)].iter().any(|e| {
+            e.window_start != 0
+                && e.key == key
+                && now < e.window_start + window
+                && e.failures >= limit
+        })
+    })
+}
+
 /// Count one failure from `source`; returns the failures in its window, this one included.
 /// A window starts at a source's first failure after the previous one ended. When a bucket
 /// is full, the entry with the fewest failures makes room (a caller that fills buckets with

@@ -102,10 +102,22 @@ fn run(cmd: &mut Command, what: &str) {
 }
 
 /// A free TCP port on the loopback interface.
+///
+/// Taken below the kernel's ephemeral range (32768 and up): a port from that range can turn
+/// up as the local port of some client connection before the server meant for it binds it.
+/// Each test process walks the range from its own place (by pid); no two calls share a port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let start = 10_000 + (std::process::id() as usize % 200) * 100;
+    (0..20_000)
+        .map(|_| (10_000 + (start - 10_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 22_000) as u16)
+        .find(|port| {
+            // Free on both loopbacks (tests listen on [::] too; a machine may lack IPv6).
+            TcpListener::bind(("127.0.0.1", *port)).is_ok()
+                && TcpListener::bind(("::1", *port))
+                    .map_err(|e| e.kind() != std::io::ErrorKind::AddrInUse)
+                    .map_or_else(|ipv6_missing| ipv6_missing, |_| true)
+        })
         .expect("no free port")
 }
 
@@ -255,6 +267,11 @@ impl Cluster {
 
     /// A streaming hot standby of `primary`: pg_basebackup with -R, started on its own port.
     pub fn replica_of(primary: &Cluster, name: &str) -> Cluster {
+        Cluster::replica_with(primary, name, &[])
+    }
+
+    /// `replica_of`, with `settings` of its own (after the primary's, so they win).
+    pub fn replica_with(primary: &Cluster, name: &str, settings: &[(&str, &str)]) -> Cluster {
         let dir = cluster_dir(name);
         let data = dir.join("data");
         run(
@@ -276,13 +293,14 @@ impl Cluster {
                 .arg(&data),
             "pg_basebackup",
         );
-        append(
-            &data.join("postgresql.conf"),
-            &format!(
-                "\nunix_socket_directories = '{}'\nhot_standby = on\n",
-                dir.display()
-            ),
+        let mut conf = format!(
+            "\nunix_socket_directories = '{}'\nhot_standby = on\n",
+            dir.display()
         );
+        for (k, v) in settings {
+            conf.push_str(&format!("{k} = {v}\n"));
+        }
+        append(&data.join("postgresql.conf"), &conf);
         let mut cluster = Cluster {
             dir,
             port: 0,
@@ -291,6 +309,16 @@ impl Cluster {
         };
         cluster.start_server();
         cluster
+    }
+
+    /// Promote a standby to primary and wait until it accepts writes.
+    pub fn promote(&self) {
+        run(
+            server_command(self.bindir.join("pg_ctl"))
+                .args(["promote", "-w", "-t", "60", "-D"])
+                .arg(self.data_dir()),
+            "pg_ctl promote",
+        );
     }
 
     pub fn url(&self, db: &str, user: &str) -> String {
@@ -413,6 +441,21 @@ impl Cluster {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Wait until pg_oauth's listener answers on `address` (`host:port`): its workers start
+    /// after the server accepts connections. On failure, the server log says why.
+    pub fn wait_for_listener(&self, address: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while reqwest::blocking::get(format!("http://{address}/jwks")).is_err() {
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "the listener on {address} did not start; server log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 /// Client secrets the suites present (to auth_token, over HTTP, in assertions' clients) or
@@ -420,7 +463,7 @@ impl Cluster {
 const NEVER_LOGGED: &[&str] = &[
     "verysecret",
     "opaque-secret",
-    "jwt-secret",
+    "jwt-client-secret-9",
     "rt-secret",
     "up-secret",
     "long-secret",

@@ -49,6 +49,8 @@ fn failures_are_recorded_without_secrets_and_lock_out_per_source() {
             ("pg_oauth.lockout_window", "60"),
             ("pg_oauth.lockout_duration", "3"),
             ("pg_oauth.http_client_address_header", "x-forwarded-for"),
+            // This test's connections stand in for PostgREST's (its authenticator).
+            ("pg_oauth.http_proxy_roles", "authenticator, postgres"),
         ],
     );
     admin
@@ -132,6 +134,22 @@ fn failures_are_recorded_without_secrets_and_lock_out_per_source() {
     assert!(
         sources.iter().filter(|s| *s == "10.0.0.7").count() == 3,
         "{sources:?}"
+    );
+    // Only PostgREST's login role may name the source in the header: any other role that
+    // sets request.headers itself is counted by its own connection.
+    admin
+        .batch_execute(
+            "CREATE ROLE caller LOGIN; GRANT EXECUTE ON FUNCTION oauth.http_token(jsonb) TO caller;",
+        )
+        .unwrap();
+    let mut caller = cluster.connect_as("oauth", "caller");
+    // (A client id of its own: "app" is still locked out for 127.0.0.1 here.)
+    let r = http_token(&mut caller, "stranger", "not-it", "192.0.2.200");
+    assert_eq!(r["body"]["error"], "invalid_client", "{r}");
+    assert_eq!(
+        failures(&mut admin, "stranger"),
+        [("127.0.0.1".into(), "unknown client".into())],
+        "a role chose its own source"
     );
 
     // The lockout ends by itself...

@@ -24,10 +24,10 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer
 const SECRET_CLIENTS: [(&str, &str); 7] = [
     ("api-client", "verysecret"),
     ("op", "opaque-secret"),
-    ("jwt-eddsa", "jwt-secret"),
-    ("jwt-rs256", "jwt-secret"),
-    ("jwt-ps256", "jwt-secret"),
-    ("jwt-hs256", "jwt-secret"),
+    ("jwt-eddsa", "jwt-client-secret-9"),
+    ("jwt-rs256", "jwt-client-secret-9"),
+    ("jwt-ps256", "jwt-client-secret-9"),
+    ("jwt-hs256", "jwt-client-secret-9"),
     ("short", "rt-secret"),
 ];
 
@@ -143,10 +143,10 @@ fn source() -> (Cluster, Before) {
     db.batch_execute(
         "INSERT INTO oauth.client (id, secret, scope, token_format, refresh_token, access_token_expiration, jwt_alg) VALUES
              ('op', 'opaque-secret', '{notes:read}', 'opaque', true, 3600, NULL),
-             ('jwt-eddsa', 'jwt-secret', '{notes:read}', 'jwt', false, 3600, 'EdDSA'),
-             ('jwt-rs256', 'jwt-secret', '{notes:read}', 'jwt', false, 3600, 'RS256'),
-             ('jwt-ps256', 'jwt-secret', '{notes:read}', 'jwt', false, 3600, 'PS256'),
-             ('jwt-hs256', 'jwt-secret', '{notes:read}', 'jwt', false, 3600, 'HS256'),
+             ('jwt-eddsa', 'jwt-client-secret-9', '{notes:read}', 'jwt', false, 3600, 'EdDSA'),
+             ('jwt-rs256', 'jwt-client-secret-9', '{notes:read}', 'jwt', false, 3600, 'RS256'),
+             ('jwt-ps256', 'jwt-client-secret-9', '{notes:read}', 'jwt', false, 3600, 'PS256'),
+             ('jwt-hs256', 'jwt-client-secret-9', '{notes:read}', 'jwt', false, 3600, 'HS256'),
              ('short', 'rt-secret', '{notes:read}', 'opaque', false, 1, NULL);
          INSERT INTO oauth.policy (client_id, role)
               SELECT id, 'api_user' FROM oauth.client WHERE id LIKE 'jwt-%';

@@ -72,10 +72,11 @@ fn changes_reach_a_warm_backend_at_its_next_call() {
     admin.execute("ALTER ROLE role_b NOSUPERUSER", &[]).unwrap();
     token(&mut app, "second").unwrap();
 
-    // Inside one long transaction of the app: deactivation, committed elsewhere, applies at
-    // the next call (as a statement in READ COMMITTED would see it).
+    // Inside one long transaction of the app that began before it: a deactivation
+    // committed elsewhere applies at the next call (as a statement in READ COMMITTED would
+    // see it).
     let mut tx = app.transaction().unwrap();
-    token(&mut tx, "second").unwrap();
+    tx.batch_execute("SELECT 1").unwrap();
     admin
         .execute(
             "UPDATE oauth.client SET active = false WHERE id = 'cached'",
@@ -84,6 +85,32 @@ fn changes_reach_a_warm_backend_at_its_next_call() {
         .unwrap();
     assert!(token(&mut tx, "second").unwrap_err().contains("inactive"));
     tx.rollback().unwrap();
+    admin
+        .execute(
+            "UPDATE oauth.client SET active = true WHERE id = 'cached'",
+            &[],
+        )
+        .unwrap();
+    // A transaction that issued a token holds the client until it ends: a deactivation
+    // waits for it (and then revokes that token), rather than leaving it valid.
+    let mut tx = app.transaction().unwrap();
+    token(&mut tx, "second").unwrap();
+    let deactivation = std::thread::spawn({
+        let mut admin = cluster.connect("oauth");
+        move || {
+            admin
+                .execute(
+                    "UPDATE oauth.client SET active = false WHERE id = 'cached'",
+                    &[],
+                )
+                .unwrap();
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!deactivation.is_finished(), "the deactivation did not wait");
+    tx.commit().unwrap();
+    deactivation.join().unwrap();
+    assert!(token(&mut app, "second").unwrap_err().contains("inactive"));
     admin
         .execute(
             "UPDATE oauth.client SET active = true WHERE id = 'cached'",

@@ -270,16 +270,28 @@ fn raise_descriptor_limit() {
     }
 }
 
+/// A connection to `target` from the local address `from` (any of 127.0.0.0/8 on Linux).
+fn connect_from(from: [u8; 4], target: std::net::SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
+}
+
 #[test]
 fn ten_thousand_idle_connections_do_not_keep_a_client_out() {
     raise_descriptor_limit();
     let (cluster, address) = listener(30_000);
     let before = worker_pids(&cluster);
     let http = Http::new();
+    // From 100 loopback addresses (127.0.0.2–101), 100 each: under the per-source limit, so
+    // the workers hold every one of them, while the client below comes from 127.0.0.1.
+    let target: std::net::SocketAddr = address.parse().unwrap();
     let idle: Vec<TcpStream> = (0..10_000)
         .map(|i| {
-            let mut s =
-                TcpStream::connect(&address).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            let mut s = connect_from([127, 0, 0, 2 + (i % 100) as u8], target)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
             if i % 2 == 0 {
                 s.write_all(b"POST /token HTTP/1.1\r\nHost: x\r\n").unwrap();
             }

@@ -101,18 +101,6 @@ fn listener_token(port: u16) -> Value {
     response.json().unwrap()
 }
 
-/// Wait for the listener to answer (its workers start after the server).
-fn wait_for_listener(port: u16) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/jwks")).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the listener did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 fn upgrade(from: &Path, to: &Path, mode: &str) {
     let (old_bin, new_bin) = (
         PathBuf::from(config(from, "--bindir")),
@@ -140,7 +128,7 @@ fn upgrade(from: &Path, to: &Path, mode: &str) {
     drop(db);
     let mut db = old.connect("app");
     let before = populate(&mut db);
-    wait_for_listener(port);
+    old.wait_for_listener(&format!("127.0.0.1:{port}"));
     listener_token(port);
     drop(db);
     old.stop_server("fast");
@@ -193,7 +181,7 @@ fn upgrade(from: &Path, to: &Path, mode: &str) {
         before.jwks,
         "{what}: the JWK Set"
     );
-    wait_for_listener(port);
+    new.wait_for_listener(&format!("127.0.0.1:{port}"));
     let issued = listener_token(port);
     json(
         &mut db,

@@ -720,6 +720,64 @@ fn tokens_minted_around_a_live_session_are_refused() {
     );
     // The real token is untouched.
     assert_eq!(env.get_with("/notes", &token).status(), StatusCode::OK);
+
+    let sign = |claims: Value| -> String {
+        let mut claims = claims;
+        let obj = claims.as_object_mut().unwrap();
+        let (iat, exp) = (obj.remove("iat").unwrap(), obj.remove("exp").unwrap());
+        let mut jwt = Claims::with_custom_claims(claims, Duration::from_secs(1));
+        jwt.issued_at = Some(UnixTimeStamp::from_secs(iat.as_u64().unwrap()));
+        jwt.expires_at = Some(UnixTimeStamp::from_secs(exp.as_u64().unwrap()));
+        jwt.invalid_before = None;
+        HS256Key::from_bytes(&secret)
+            .with_key_id(&signing_kid)
+            .authenticate_with_options(
+                jwt,
+                &HeaderOptions {
+                    signature_type: Some("at+jwt".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    };
+    let real_claims: Value = {
+        use base64::Engine;
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // A forged token with no jti at all: there is no session to bind it to.
+    let mut no_jti = real_claims.clone();
+    no_jti.as_object_mut().unwrap().remove("jti");
+    no_jti["scope"] = json!("notes:read notes:write notes:admin");
+    let (status, _, err) = body(env.get_with("/notes", &sign(no_jti)));
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "no jti: {err}");
+
+    // Two Authorization headers: PostgREST verifies the first (forged, more scope, the real
+    // jti), request.headers keeps the last (the real token).
+    let mut wider = real_claims.clone();
+    wider["scope"] = json!("notes:read notes:write notes:admin");
+    let response = env
+        .http
+        .get(env.rest.url("/notes"))
+        .header("authorization", format!("Bearer {}", sign(wider)))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .unwrap();
+    let (status, _, err) = body(response);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "two headers: {err}");
+    // Re-signed with the very claims of the real token, a second header changes nothing.
+    let response = env
+        .http
+        .get(env.rest.url("/notes"))
+        .header("authorization", format!("Bearer {}", sign(real_claims)))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// Keys are published before they sign: a client of an algorithm nobody used yet gets that

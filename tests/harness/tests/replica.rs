@@ -82,8 +82,11 @@ fn a_standby_verifies_and_sees_revocations_and_rotations() {
             standby.query_one(sql, &[]).unwrap_err()
         };
         let (code, message) = db_error(&err);
-        assert_eq!(code, "55000", "{message}");
-        assert!(message.contains("read-only standby"), "{message}");
+        assert_eq!(code, "25006", "{message}");
+        assert!(
+            message.starts_with("temporarily_unavailable: this server is a read-only standby"),
+            "{message}"
+        );
     }
 
     // A revocation on the primary holds on the standby once replayed — in a backend that

@@ -26,7 +26,7 @@ fn setup(cluster: &Cluster) -> postgres::Client {
          ALTER ROLE authenticator PASSWORD NULL;
          INSERT INTO oauth.client (id, secret, scope, token_format) VALUES
              ('opaque-client', 'opaque-secret', '{read,write}', 'opaque'),
-             ('jwt-client', 'jwt-secret', '{read,write}', 'jwt');
+             ('jwt-client', 'jwt-client-secret-9', '{read,write}', 'jwt');
          INSERT INTO oauth.policy (client_id, role) VALUES ('jwt-client', 'api_user');
          SELECT oauth.ensure_signing_keys('ES256');",
     )
@@ -238,7 +238,7 @@ fn each_role_reaches_exactly_what_it_should() {
     let mut app_db = cluster.connect_as("oauth", "app");
     let t = json(
         &mut app_db,
-        "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-secret', 'read')",
+        "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-client-secret-9', 'read')",
         &[],
     );
     json(
@@ -262,7 +262,7 @@ fn each_role_reaches_exactly_what_it_should() {
         (
             "nobody",
             vec![
-                "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-secret')",
+                "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-client-secret-9')",
                 "SELECT oauth.auth_verify('x')",
                 "SELECT oauth.auth_jwks()",
                 "SELECT id FROM oauth.client",
@@ -271,7 +271,7 @@ fn each_role_reaches_exactly_what_it_should() {
         (
             "authenticator",
             vec![
-                "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-secret')",
+                "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-client-secret-9')",
                 "SELECT oauth.http_token('{}')",
                 "SELECT id FROM oauth.session",
             ],
@@ -483,7 +483,7 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
     );
     let jwt = json(
         &mut m,
-        "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-secret', 'read write')",
+        "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-client-secret-9', 'read write')",
         &[],
     );
     let rt = json(
@@ -558,10 +558,40 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
          SELECT pg_catalog.set_config('request.jwt.claims', '{\"scope\": \"read\", \"client_id\": \"c\"}', true);
          SELECT oauth.claims(), oauth.client_id(), oauth.has_scope('read'),
                 oauth.has_any_scope('{read}'), oauth.has_all_scopes('{read}');
+         COMMIT;",
+    )
+    .unwrap();
+    // The pre-request hook: an anonymous request passes; the revoked JWT, with its claims as
+    // PostgREST verified them, is refused.
+    m.batch_execute(
+        "BEGIN;
+         SELECT pg_catalog.set_config('request.jwt.claims', '{\"role\": \"anon\"}', true);
          SELECT oauth.postgrest_pre_request();
          COMMIT;",
     )
     .unwrap();
+    let access = jwt["access_token"].as_str().unwrap();
+    let claims = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(access.split('.').nth(1).unwrap())
+            .unwrap()
+    };
+    let mut tx = m.transaction().unwrap();
+    tx.execute(
+        "SELECT pg_catalog.set_config('request.jwt.claims', $1, true),
+                pg_catalog.set_config('request.headers', $2, true)",
+        &[
+            &String::from_utf8(claims).unwrap(),
+            &serde_json::json!({ "authorization": format!("Bearer {access}") }).to_string(),
+        ],
+    )
+    .unwrap();
+    let refused = tx
+        .query_one("SELECT oauth.postgrest_pre_request()", &[])
+        .unwrap_err();
+    assert!(db_error(&refused).1.contains("revoked"), "{refused:?}");
+    drop(tx);
 
     // The administrator's side, run by an admin with the same hostile path: triggers fire
     // on every write. (The admin's own statements qualify what they use, so that only

@@ -83,9 +83,22 @@ BEGIN;
 SET LOCAL request.jwt.claims = '{"client_id": "http-client", "scope": "read write"}';
 SELECT oauth.client_id(), oauth.has_scope('read') AS read, oauth.has_scope('admin') AS admin,
        oauth.has_any_scope('{admin,write}') AS any, oauth.has_all_scopes('{admin,write}') AS all;
+-- The hook binds the verified claims to a session through the token the request carries:
+-- claims with no token, or a token whose claims have no jti (a forged token: no session to
+-- bind it to), or a jti of no session, are refused; no token and no claims is anonymous.
+SAVEPOINT hook;
 SELECT oauth.postgrest_pre_request();
+ROLLBACK TO SAVEPOINT hook;
+SET LOCAL request.headers = '{"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}';
+SELECT oauth.postgrest_pre_request();
+ROLLBACK TO SAVEPOINT hook;
+SET LOCAL request.headers = '{"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.c2ln"}';
 SET LOCAL request.jwt.claims = '{"jti": "01900000-0000-7000-8000-000000000000"}';
 SELECT oauth.postgrest_pre_request();
+ROLLBACK TO SAVEPOINT hook;
+SET LOCAL request.jwt.claims = '{"role": "regress_anon"}';
+SET LOCAL request.headers = '{}';
+SELECT oauth.postgrest_pre_request() AS anonymous;
 ROLLBACK;
 SELECT oauth.claims() AS outside_a_request;
 
