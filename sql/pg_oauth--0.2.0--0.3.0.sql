@@ -75,8 +75,10 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
-        DELETE FROM oauth.session WHERE client_id = OLD.id;
-        DELETE FROM oauth.refresh_family WHERE client_id = OLD.id;
+        UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
+         WHERE client_id = OLD.id AND revoked_at IS NULL;
+        UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deleted'
+         WHERE client_id = OLD.id AND revoked_at IS NULL;
         RETURN OLD;
     END IF;
     UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deactivated'
@@ -464,9 +466,11 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
-GRANT SELECT, DELETE ON oauth.session TO oauth_admin;
+-- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
+-- then removed by oauth.purge_expired): an administrator revokes them, but cannot erase them.
+GRANT SELECT ON oauth.session TO oauth_admin;
 GRANT UPDATE (revoked_at, revoked_reason) ON oauth.session TO oauth_admin;
-GRANT SELECT, DELETE ON oauth.refresh_family, oauth.refresh_token TO oauth_admin;
+GRANT SELECT ON oauth.refresh_family, oauth.refresh_token TO oauth_admin;
 GRANT UPDATE (revoked_at, revoked_reason) ON oauth.refresh_family TO oauth_admin;
 GRANT SELECT ON oauth.auth_failure, oauth.audit_event TO oauth_admin;
 GRANT SELECT ON oauth.source_throttle TO oauth_admin;
@@ -596,7 +600,7 @@ COMMENT ON FUNCTION oauth.are_strings_or_uris IS
 COMMENT ON FUNCTION oauth.client_before_write IS
     'Internal (trigger on oauth.client): replaces a plaintext secret by its argon2id hash before it is stored; checks imported hashes; makes a deactivation or deletion wait for tokens being issued to the client.';
 COMMENT ON FUNCTION oauth.client_close_sessions IS
-    'Internal (trigger on oauth.client): deactivating a client revokes its sessions and refresh grants; deleting it deletes them and its policy.';
+    'Internal (trigger on oauth.client): deactivating or deleting a client revokes its sessions and refresh grants (kept as history until oauth.purge_expired removes them); deleting it deletes its policy.';
 COMMENT ON FUNCTION oauth.client_ensure_signing_keys IS
     'Internal (trigger on oauth.client): a client that gets JWTs makes its algorithm''s keys exist, so they are published before they sign (not for rows loaded with COPY, such as a restore).';
 COMMENT ON FUNCTION oauth.refresh_family_deleted IS

@@ -68,6 +68,15 @@ impl OAuthError {
         }
     }
 
+    /// server_error: pg_oauth.issuer is needed `to` do something and is not set. Says how to
+    /// set it (docs/reference.md, "Settings": the database's value, applied on reload).
+    pub fn no_issuer(to: &str) -> Self {
+        OAuthError::ServerError(format!(
+            "pg_oauth.issuer is not set; it is needed to {to}: \
+             ALTER DATABASE <database> SET pg_oauth.issuer = 'https://...', then SELECT pg_reload_conf()"
+        ))
+    }
+
     pub fn locked_out(retry_after_secs: i64) -> Self {
         OAuthError::LockedOut {
             description: format!(

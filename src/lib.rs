@@ -38,6 +38,7 @@ pgrx::extension_sql_file!("../sql/finalize.sql", finalize);
 pub extern "C-unwind" fn _PG_init() {
     config::gucs::init();
     pg::redact::init();
+    pg::settings::init();
     api::listener::register();
 }
 

@@ -18,7 +18,7 @@ use crate::store::{policy, session};
 /// auto_explain.log_nested_statements would log with its parameters on PostgreSQL 16 and
 /// later). It is proven from the start, as a plaintext write would make it.
 fn hashed(client_id: &str, secret: &str) -> String {
-    let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
+    let _slot = limits::Slot::acquire(gucs::argon2_slots(), limits::Wait::Unbounded).or_raise();
     let hashed = secret::hash(secret).or_raise();
     proofs::remember(client_id, &hashed, secret);
     hashed

@@ -4,6 +4,7 @@
 
 use pgrx::prelude::*;
 
+use crate::config::gucs::Transport;
 use crate::error::OrRaise;
 use crate::flow::metadata;
 use crate::flow::token::{self, TokenRequest};
@@ -97,14 +98,14 @@ fn auth_introspect(token: Option<&str>) -> Jsonb {
 #[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_metadata() -> Jsonb {
-    Jsonb(metadata::metadata().or_raise())
+    Jsonb(metadata::metadata(Transport::PostgRest).or_raise())
 }
 
 /// SMART App Launch 2.x configuration for this database (requires pg_oauth.issuer).
 #[pg_extern(stable, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_smart_configuration() -> Jsonb {
-    Jsonb(metadata::smart_configuration().or_raise())
+    Jsonb(metadata::smart_configuration(Transport::PostgRest).or_raise())
 }
 
 /// The RFC 7517 JWK Set of the public keys that sign, will sign, or signed tokens that

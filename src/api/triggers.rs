@@ -62,7 +62,11 @@ fn client_before_write<'a>(
         redact::statement_carries_secrets();
         match secret::classify_with(&plain, caps) {
             secret::SecretValue::Plaintext => {
-                let _slot = limits::Slot::acquire(limits::Wait::Unbounded).or_raise();
+                let _slot = limits::Slot::acquire(
+                    crate::config::gucs::argon2_slots(),
+                    limits::Wait::Unbounded,
+                )
+                .or_raise();
                 let hashed = secret::hash(&plain).or_raise();
                 // Proven from the start: the client is never locked out by guessers, not
                 // even before its first request (a rolled-back write leaves a proof for a

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use std::rc::Rc;
 
-use crate::config::gucs;
+use crate::config::gucs::{self, Transport};
 use crate::error::quoted;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
@@ -107,13 +107,18 @@ pub fn authenticate(
     assertion: &str,
 ) -> Result<Rc<Client>> {
     let (header, iss) = read_unverified(client_id, assertion_type, assertion)?;
-    let (Some(issuer), Some(token_endpoint)) = (gucs::issuer(), gucs::endpoint("token")) else {
-        return Err(OAuthError::ServerError(
-            "pg_oauth.issuer must be set to accept client assertions".into(),
-        ));
+    let Some(issuer) = gucs::issuer() else {
+        return Err(OAuthError::no_issuer("accept client assertions"));
     };
+    // The token endpoint's URL as either server publishes it names this server too.
+    let endpoints = [Transport::PostgRest, Transport::Listener]
+        .map(|transport| gucs::endpoint(transport, "token").unwrap_or_default());
     let (client, key) = registered_key(spi, &iss, &header)?;
-    let audiences = [token_endpoint.as_str(), issuer.as_str()];
+    let audiences = [
+        issuer.as_str(),
+        endpoints[0].as_str(),
+        endpoints[1].as_str(),
+    ];
     let claims = verify(assertion, &key, header.alg, &iss, &audiences)?;
     remember_once(spi, &client, &iss, claims)?;
     if !client.active {
@@ -218,7 +223,7 @@ fn verify(
     key: &DecodingKey,
     alg: Algorithm,
     iss: &str,
-    audiences: &[&str; 2],
+    audiences: &[&str],
 ) -> Result<Claims> {
     let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);

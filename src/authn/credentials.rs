@@ -9,6 +9,7 @@ use pgrx::spi::SpiClient;
 
 use crate::authn::assertion;
 use crate::authn::attempts::{self, Attempt};
+use crate::config::gucs;
 use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
@@ -216,10 +217,14 @@ fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Res
     }
     // Proven elsewhere in the cluster (proofs.rs) — already, or while we queue for a slot.
     let mut proven_elsewhere = None;
-    let slot = limits::Slot::acquire_unless(limits::Wait::Bounded, || {
-        proven_elsewhere = proven_in_cluster(readings);
-        proven_elsewhere.is_some()
-    })?;
+    let slot = limits::Slot::acquire_unless(
+        gucs::argon2_slots(),
+        limits::Wait::Bounded(gucs::argon2_wait()),
+        || {
+            proven_elsewhere = proven_in_cluster(readings);
+            proven_elsewhere.is_some()
+        },
+    )?;
     if let Some(client) = proven_elsewhere {
         return accept(&client);
     }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::config::gucs;
+use crate::config::gucs::{self, Transport};
 use crate::crypto::alg::JwtAlg;
 use crate::error::{OAuthError, Result};
 
@@ -16,11 +16,10 @@ pub const AUTH_METHODS: [&str; 3] = [
 /// Grant types at the token endpoint.
 pub const GRANT_TYPES: [&str; 2] = ["client_credentials", "refresh_token"];
 
-pub fn metadata() -> Result<Value> {
-    let issuer = gucs::issuer().ok_or_else(|| {
-        OAuthError::ServerError("pg_oauth.issuer must be set to publish metadata".into())
-    })?;
-    let endpoint = |name: &str| gucs::endpoint(name).unwrap_or_default();
+/// The document `transport` serves: its endpoint URLs are the ones that server answers.
+pub fn metadata(transport: Transport) -> Result<Value> {
+    let issuer = gucs::issuer().ok_or_else(|| OAuthError::no_issuer("publish the metadata"))?;
+    let endpoint = |name: &str| gucs::endpoint(transport, name).unwrap_or_default();
     let algs: Vec<&str> = JwtAlg::ALL.iter().map(|a| a.as_str()).collect();
     let assertion_algs = crate::authn::assertion::algorithm_names();
     let mut metadata = json!({
@@ -57,13 +56,10 @@ fn add_scopes_supported(document: &mut Value) {
 /// clients: the token endpoint, how clients authenticate (`private_key_jwt` is SMART's
 /// client-confidential-asymmetric, a secret its -symmetric) and the scope syntaxes taken.
 /// No `issuer`: SMART publishes one only with `sso-openid-connect`, which this is not.
-pub fn smart_configuration() -> Result<Value> {
+pub fn smart_configuration(transport: Transport) -> Result<Value> {
     let endpoint = |name: &str| {
-        gucs::endpoint(name).ok_or_else(|| {
-            OAuthError::ServerError(
-                "pg_oauth.issuer must be set to publish the SMART configuration".into(),
-            )
-        })
+        gucs::endpoint(transport, name)
+            .ok_or_else(|| OAuthError::no_issuer("publish the SMART configuration"))
     };
     let mut configuration = json!({
         "token_endpoint": endpoint("token")?,

@@ -256,13 +256,8 @@ fn issue_access_token(
     let access_token = match client.token_format {
         TokenFormat::Opaque => session::opaque_token(&id),
         TokenFormat::Jwt => {
-            let issuer = gucs::issuer().ok_or_else(|| {
-                OAuthError::ServerError(
-                    "pg_oauth.issuer must be set to issue JWT access tokens \
-                     (ALTER DATABASE ... SET pg_oauth.issuer = 'https://...')"
-                        .into(),
-                )
-            })?;
+            let issuer =
+                gucs::issuer().ok_or_else(|| OAuthError::no_issuer("issue JWT access tokens"))?;
             let key = signing_key(spi, keys::alg_for(client.jwt_alg.as_deref()))?;
             let claims = Claims {
                 issuer: Some(&issuer),

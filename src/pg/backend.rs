@@ -112,3 +112,10 @@ pub fn set_session_setting(name: &std::ffi::CStr, value: &str) {
         );
     }
 }
+
+/// Whether extension `name` is installed in this database (a catalog cache lookup; needs a
+/// transaction).
+pub fn extension_installed(name: &std::ffi::CStr) -> bool {
+    // SAFETY: a syscache lookup inside a transaction; missing_ok, so it never raises.
+    unsafe { pg_sys::get_extension_oid(name.as_ptr(), true) != pg_sys::InvalidOid }
+}

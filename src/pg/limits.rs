@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use pgrx::pg_sys;
 
-use crate::config::gucs;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 
@@ -30,8 +29,8 @@ const POLL_MS: i64 = 2;
 
 /// How long to wait for a slot.
 pub enum Wait {
-    /// Up to pg_oauth.argon2_wait, then temporarily_unavailable.
-    Bounded,
+    /// Up to this long (pg_oauth.argon2_wait), then temporarily_unavailable.
+    Bounded(Duration),
     /// Until a slot is free (or the statement is cancelled).
     Unbounded,
 }
@@ -54,31 +53,24 @@ pub fn cluster_tag(slot: u32) -> pg_sys::LOCKTAG {
     }
 }
 
-/// The configured number of slots (0 = half the CPUs, at least one).
-pub fn concurrency() -> u32 {
-    match gucs::ARGON2_CONCURRENCY.get() {
-        n if n > 0 => n as u32,
-        _ => std::thread::available_parallelism()
-            .map(|n| (n.get() / 2).max(1) as u32)
-            .unwrap_or(1),
-    }
-}
-
 impl Slot {
-    /// Take a slot, waiting as `wait` says.
-    pub fn acquire(wait: Wait) -> Result<Slot> {
-        Ok(Slot::acquire_unless(wait, || false)?.expect("never needless"))
+    /// Take one of `slots` slots (pg_oauth.argon2_concurrency, resolved by the caller),
+    /// waiting as `wait` says.
+    pub fn acquire(slots: u32, wait: Wait) -> Result<Slot> {
+        Ok(Slot::acquire_unless(slots, wait, || false)?.expect("never needless"))
     }
 
     /// Take a slot as `acquire` does, unless `needless()` turns true first (checked before
     /// each round of attempts): then `None`. So a caller whose work another backend has
     /// just done (proofs.rs) stops queueing for a slot it no longer needs.
-    pub fn acquire_unless(wait: Wait, mut needless: impl FnMut() -> bool) -> Result<Option<Slot>> {
-        let slots = concurrency();
+    pub fn acquire_unless(
+        slots: u32,
+        wait: Wait,
+        mut needless: impl FnMut() -> bool,
+    ) -> Result<Option<Slot>> {
+        let slots = slots.max(1);
         let deadline = match wait {
-            Wait::Bounded => {
-                Some(Instant::now() + Duration::from_millis(gucs::ARGON2_WAIT.get() as u64))
-            }
+            Wait::Bounded(patience) => Some(Instant::now() + patience),
             Wait::Unbounded => None,
         };
         // Start at a slot of our own so that backends spread over the slots.

@@ -12,5 +12,6 @@ pub mod jsonb;
 pub mod limits;
 pub mod locks;
 pub mod redact;
+pub mod settings;
 pub mod shmem;
 pub mod subxact;

@@ -42,15 +42,23 @@ pub enum Endpoint {
     SmartConfiguration,
 }
 
-/// Which server carries a request: the statuses it may answer differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// PostgREST, through the `oauth.http_*` functions. It takes any 503 for "database
-    /// away" (it restarts its connection worker and prepends its own `Retry-After: 0`), so
-    /// temporarily_unavailable is a 429 there.
-    PostgRest,
-    /// pg_oauth's own listener: temporarily_unavailable is a 503, as RFC 9110 means it.
-    Listener,
+pub use crate::config::gucs::Transport;
+
+impl Endpoint {
+    /// The methods it answers: POST for the token, revocation and introspection endpoints
+    /// (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1), GET (and HEAD) for the documents.
+    pub fn allowed(self) -> &'static str {
+        match self {
+            Endpoint::Token | Endpoint::Revoke | Endpoint::Introspect => "POST",
+            Endpoint::Jwks | Endpoint::Metadata | Endpoint::SmartConfiguration => "GET, HEAD",
+        }
+    }
+
+    pub fn allows(self, method: &str) -> bool {
+        self.allowed()
+            .split(", ")
+            .any(|allowed| allowed.eq_ignore_ascii_case(method))
+    }
 }
 
 /// What the transport knows of a request.
@@ -87,6 +95,20 @@ impl Reply {
         reply
     }
 
+    /// 405 for a method `endpoint` does not answer, with `Allow` (RFC 9110 §15.5.6).
+    pub fn wrong_method(endpoint: Endpoint, method: &str) -> Reply {
+        let allowed = endpoint.allowed();
+        let first = allowed.split(", ").next().unwrap_or(allowed);
+        let mut reply = Reply::error(
+            405,
+            "invalid_request",
+            &format!("use {first}, not {method}"),
+            None,
+        );
+        reply.headers.push(("Allow".into(), allowed.into()));
+        reply
+    }
+
     fn new(status: u16, headers: &[(&str, &str)], body: Value) -> Reply {
         Reply {
             status,
@@ -114,40 +136,48 @@ impl Request {
             .or_else(|| attempts::postgrest_source(&Value::Object(self.headers.clone())));
         attempts::request(source, f)
     }
-
-    /// RFC 6749 §3.2: the token endpoint takes POST only (PostgREST would run a GET too).
-    fn require_post(&self) -> std::result::Result<(), Failure> {
-        match self.method.as_deref() {
-            Some(method) if !method.eq_ignore_ascii_case("POST") => {
-                Err(OAuthError::InvalidRequest(format!("use POST, not {method}")).into())
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Answer `endpoint` for `req` with the body's parameters (POST endpoints) or none (GET).
 pub fn handle(endpoint: Endpoint, req: &Request, params: &Params) -> Result<Reply> {
+    // PostgREST runs a function for any method it is called with (RFC 6749 §3.2 wants POST
+    // at the token endpoint); the listener refuses before reading the body, with this answer.
+    if let Some(method) = req.method.as_deref().filter(|m| !endpoint.allows(m)) {
+        return Ok(Reply::wrong_method(endpoint, method));
+    }
     match endpoint {
         Endpoint::Token => token_endpoint(req, params),
         Endpoint::Revoke => revocation_endpoint(req, params),
         Endpoint::Introspect => introspection_endpoint(req, params),
         // The JWK Set is cacheable for a minute: new keys are published one rotation ahead
         // of use, so a short cache never misses a signing key.
-        Endpoint::Jwks => public_document(60, || Spi::connect(keys::jwks)),
-        Endpoint::Metadata => public_document(300, metadata::metadata),
-        Endpoint::SmartConfiguration => public_document(300, metadata::smart_configuration),
+        Endpoint::Jwks => public_document(req.transport, 60, || Spi::connect(keys::jwks)),
+        Endpoint::Metadata => {
+            public_document(req.transport, 300, || metadata::metadata(req.transport))
+        }
+        Endpoint::SmartConfiguration => public_document(req.transport, 300, || {
+            metadata::smart_configuration(req.transport)
+        }),
     }
 }
 
-/// A public GET document, cacheable for `max_age` seconds.
-fn public_document(max_age: u32, body: impl FnOnce() -> Result<Value>) -> Result<Reply> {
+/// A public GET document, cacheable for `max_age` seconds; or the error that keeps it from
+/// being served (a missing setting), stated as the token endpoint states it.
+fn public_document(
+    transport: Transport,
+    max_age: u32,
+    body: impl FnOnce() -> Result<Value>,
+) -> Result<Reply> {
     let cache_control = format!("public, max-age={max_age}");
-    Ok(Reply::new(
-        200,
-        &[("Cache-Control", cache_control.as_str())],
-        body()?,
-    ))
+    Ok(match body() {
+        Ok(body) => Reply::new(200, &[("Cache-Control", cache_control.as_str())], body),
+        Err(err) => Reply::error(
+            status_of(&err, false, transport),
+            err.code(),
+            err.description(),
+            err.retry_after_secs(),
+        ),
+    })
 }
 
 /// A request's parameters (form fields or JSON members) as strings.
@@ -212,7 +242,6 @@ impl From<OAuthError> for Failure {
 /// RFC 6749 §2.3: HTTP Basic, client_id/client_secret in the body, or a client assertion
 /// (RFC 7521) — exactly one.
 fn client_auth(req: &Request, params: &Params) -> std::result::Result<ClientAuth, Failure> {
-    req.require_post()?;
     let basic = basic_credentials(req.header("authorization"))
         .map_err(|err| Failure { err, basic: true })?;
     match basic {

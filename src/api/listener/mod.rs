@@ -2,8 +2,9 @@
 //! database server, without PostgREST.
 //!
 //! Opt-in: `shared_preload_libraries = 'pg_oauth'` and `pg_oauth.http_listen =
-//! 'host:port'`. `pg_oauth.http_workers` workers each connect to `pg_oauth.http_database`
-//! and accept on the same port (SO_REUSEPORT: the kernel spreads connections). In each
+//! 'host:port'`. The postmaster binds the port at start, as it binds its own; its
+//! `pg_oauth.http_workers` workers inherit the socket, each connects to
+//! `pg_oauth.http_database`, and all accept on it. In each
 //! worker, HTTP runs on a helper thread (server.rs) that never calls into PostgreSQL; the
 //! worker's main thread answers the requests through the same handler PostgREST's
 //! functions call (api/http), so both transports give the same answers (worker.rs). The
@@ -34,23 +35,45 @@ fn route(path: &str) -> Option<Endpoint> {
     })
 }
 
-/// From _PG_init: register the listener's workers when pg_oauth is being preloaded and
-/// `pg_oauth.http_listen` is set.
+/// The listening socket, bound by the postmaster (as it binds its own port) and shared by the
+/// workers it forks; -1 when the listener is off.
+static LISTEN_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// From _PG_init: bind the listener's port and register its workers, when pg_oauth is being
+/// preloaded and `pg_oauth.http_listen` is set.
 pub fn register() {
     // SAFETY: a flag the postmaster sets while it loads shared_preload_libraries (the
     // listener's settings exist only then: config/gucs.rs).
     if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         return;
     }
-    if gucs::string(&gucs::HTTP_LISTEN).is_none() {
+    let Some(listen) = gucs::string(&gucs::HTTP_LISTEN) else {
         return;
-    }
+    };
     // pg_upgrade runs both servers in binary-upgrade mode, with the old cluster's settings
     // (the new one's too): nothing may serve, or write, then.
     // SAFETY: a flag the postmaster sets from its command line before loading libraries.
     if unsafe { pg_sys::IsBinaryUpgrade } {
         pgrx::log!("pg_oauth: the HTTP listener stays off in binary-upgrade mode (pg_upgrade)");
         return;
+    }
+    let Ok(address) = listen.parse::<std::net::SocketAddr>() else {
+        pgrx::warning!(
+            "pg_oauth: pg_oauth.http_listen = '{listen}' is not an address:port; the HTTP listener is off"
+        );
+        return;
+    };
+    // Bound once, here, without SO_REUSEPORT: a port another server holds (a copy of this
+    // cluster started on the same host, say) is refused, as PostgreSQL refuses its own port,
+    // instead of sharing connections between two databases.
+    match server::bind(address) {
+        Ok(fd) => LISTEN_FD.store(fd, std::sync::atomic::Ordering::Relaxed),
+        Err(why) => {
+            pgrx::warning!(
+                "pg_oauth: the HTTP listener cannot listen on {address}: {why}; it is off (is another server using the port?)"
+            );
+            return;
+        }
     }
     for i in 0..gucs::HTTP_WORKERS.get() {
         BackgroundWorkerBuilder::new(&format!("pg_oauth http listener {i}"))
@@ -64,4 +87,9 @@ pub fn register() {
             .set_restart_time(Some(std::time::Duration::from_secs(1)))
             .load();
     }
+}
+
+/// The listening socket the postmaster bound (inherited by its workers), if any.
+fn listen_fd() -> Option<i32> {
+    Some(LISTEN_FD.load(std::sync::atomic::Ordering::Relaxed)).filter(|fd| *fd >= 0)
 }

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use serde_json::{Map, Value};
@@ -47,6 +47,16 @@ pub(super) const QUEUE: usize = 256;
 /// requests carry a dozen; a 64 KiB array of numbers would otherwise be 30,000 values.
 const MAX_JSON_VALUES: usize = 256;
 
+/// What a new connection gets: plain HTTP, TLS, or (TLS asked for but its certificate or key
+/// not loadable) closed at once — never plain HTTP in TLS's place.
+#[derive(Clone, Default)]
+pub(super) enum Security {
+    Plain,
+    Tls(Arc<ServerConfig>),
+    #[default]
+    Unavailable,
+}
+
 /// The reloadable settings: the worker's main thread stores them (at start and after
 /// each SIGHUP), the HTTP thread reads them for each connection and request.
 #[derive(Default)]
@@ -55,8 +65,8 @@ pub(super) struct Limits {
     max_per_source: AtomicUsize,
     max_body: AtomicUsize,
     timeout_ms: AtomicU64,
-    /// TLS for new connections; None: plain HTTP.
-    tls: RwLock<Option<Arc<ServerConfig>>>,
+    /// What new connections get.
+    security: RwLock<Security>,
     /// pg_oauth.http_trusted_proxies, exempt from the per-source limit.
     trusted: RwLock<Option<String>>,
 }
@@ -83,12 +93,15 @@ impl Limits {
             .store(timeout.as_millis() as u64, Ordering::Relaxed);
     }
 
-    pub fn set_tls(&self, tls: Option<Arc<ServerConfig>>) {
-        *self.tls.write().unwrap_or_else(|e| e.into_inner()) = tls;
+    pub fn set_security(&self, security: Security) {
+        *self.security.write().unwrap_or_else(|e| e.into_inner()) = security;
     }
 
-    fn tls(&self) -> Option<Arc<ServerConfig>> {
-        self.tls.read().unwrap_or_else(|e| e.into_inner()).clone()
+    pub fn security(&self) -> Security {
+        self.security
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn timeout(&self) -> Duration {
@@ -142,11 +155,11 @@ fn raise_descriptor_limit() {
     }
 }
 
-/// Listen on `address` (SO_REUSEPORT, so every worker of the listener binds it), say so on
-/// `ready`, then serve until the process exits: accept, parse, hand each request to `jobs`
-/// and call `wake` so the main thread looks.
+/// Accept on the postmaster's listening socket `fd` (every worker of the listener does, and
+/// whichever is free takes a connection), say so on `ready`, then serve until the process
+/// exits: accept, parse, hand each request to `jobs` and call `wake` so the main thread looks.
 pub(super) fn serve(
-    address: SocketAddr,
+    fd: i32,
     jobs: mpsc::SyncSender<Job>,
     wake: Arc<dyn Fn() + Send + Sync>,
     limits: Arc<Limits>,
@@ -165,7 +178,7 @@ pub(super) fn serve(
         }
     };
     runtime.block_on(async move {
-        let listener = match bind(address) {
+        let listener = match inherited(fd) {
             Ok(listener) => {
                 let _ = ready.send(Ok(()));
                 listener
@@ -210,7 +223,7 @@ pub(super) fn serve(
                 open.clone(),
                 in_flight.clone(),
             );
-            let (timeout, tls) = (limits.timeout(), limits.tls());
+            let (timeout, security) = (limits.timeout(), limits.security());
             tokio::spawn(async move {
                 let service = service_fn(move |req| {
                     let worker = Worker {
@@ -221,15 +234,16 @@ pub(super) fn serve(
                     };
                     answer(req, peer, worker)
                 });
-                match tls {
+                match security {
                     // The handshake is bounded by the timeout as a request's headers are.
-                    Some(config) => {
+                    Security::Tls(config) => {
                         let handshake = TlsAcceptor::from(config).accept(stream);
                         if let Ok(Ok(stream)) = tokio::time::timeout(timeout, handshake).await {
                             serve_connection(stream, service, timeout).await;
                         }
                     }
-                    None => serve_connection(stream, service, timeout).await,
+                    Security::Plain => serve_connection(stream, service, timeout).await,
+                    Security::Unavailable => drop(stream),
                 }
                 if limited {
                     open.leave(source);
@@ -258,16 +272,34 @@ where
     let _ = tokio::time::timeout(timeout * 30, connection).await;
 }
 
-fn bind(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.set_reuseport(true)?;
-    socket.bind(address)?;
-    socket.listen(1024)
+/// Bind and listen on `address` (in the postmaster): the socket's descriptor, non-blocking,
+/// which the workers it forks inherit. SO_REUSEADDR only, as PostgreSQL binds its port: a
+/// restart rebinds at once, and a port another process holds is refused.
+pub(super) fn bind(address: SocketAddr) -> std::io::Result<i32> {
+    use std::os::fd::IntoRawFd;
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    let fd = listener.into_raw_fd();
+    // A deeper accept queue than std's default, for bursts of new connections.
+    // SAFETY: listen(2) on the socket just bound; it only changes the backlog.
+    unsafe { libc::listen(fd, 1024) };
+    Ok(fd)
+}
+
+/// This worker's handle on the postmaster's listening socket `fd`.
+fn inherited(fd: i32) -> std::io::Result<tokio::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` is the listening socket the postmaster bound before forking this worker
+    // and keeps open while it lives; dup gives this process a descriptor of its own, which
+    // the TcpListener owns and closes.
+    let own = unsafe { libc::dup(fd) };
+    if own < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `own` is a fresh descriptor of a listening TCP socket, owned by nothing else.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(own) };
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
 }
 
 /// A reply as a hyper response.
@@ -313,12 +345,11 @@ async fn answer(
             "no such endpoint",
         ));
     };
-    if !matches!(*req.method(), Method::GET | Method::POST) {
-        return Ok(refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request",
-            "use GET or POST",
-        ));
+    if !endpoint.allows(req.method().as_str()) {
+        return Ok(respond(Reply::wrong_method(
+            endpoint,
+            req.method().as_str(),
+        )));
     }
     // A request in flight holds a permit from before its body is read until it is answered.
     let Ok(_permit) = worker.in_flight.clone().try_acquire_owned() else {

@@ -30,6 +30,7 @@ pub(super) fn load(
     if chain.is_empty() {
         return Err(format!("{cert} holds no PEM certificate"));
     }
+    key_is_private(key)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| format!("cannot read a private key from {key}: {e}"))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -41,4 +42,31 @@ pub(super) fn load(
         .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
+}
+
+/// PostgreSQL's rule for `ssl_key_file`: the key file is owned by the server's user with no
+/// group or world access (0600 or less), or by root with at most group read (0640 or less).
+fn key_is_private(path: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let server_user = unsafe { libc::geteuid() };
+    let mode = meta.mode();
+    let refused = match meta.uid() {
+        uid if uid == server_user => mode & 0o077 != 0,
+        0 => mode & 0o037 != 0,
+        _ => {
+            return Err(format!(
+                "the private key file {path} must be owned by the server's user or root"
+            ))
+        }
+    };
+    if refused {
+        return Err(format!(
+            "the private key file {path} has group or world access; it must have permissions \
+             u=rw (0600) or less if owned by the server's user, or u=rw,g=r (0640) or less if \
+             owned by root"
+        ));
+    }
+    Ok(())
 }

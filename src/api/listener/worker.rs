@@ -47,22 +47,21 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
     let Some((queue, limits)) = start(&database) else {
         return;
     };
+    if !BackgroundWorker::transaction(|| backend::extension_installed(c"pg_oauth")) {
+        warning!(
+            "pg_oauth: the HTTP listener's database \"{database}\" has no pg_oauth extension; \
+             requests are answered 500 until CREATE EXTENSION pg_oauth is run there \
+             (or pg_oauth.http_database names the database that has it, and the server restarts)"
+        );
+    }
     serve_jobs(queue, limits);
 }
 
-/// Parse the address, load the limits and TLS, start the HTTP thread: the queue its requests
-/// arrive on and the limits it reads, or None (after a WARNING) when the listener stays off.
+/// Load the limits and TLS, start the HTTP thread on the postmaster's socket: the queue its
+/// requests arrive on and the limits it reads, or None (after a WARNING) when it cannot run.
 fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
-    let listen = gucs::string(&gucs::HTTP_LISTEN)?;
-    let address = match listen.parse::<std::net::SocketAddr>() {
-        Ok(address) => address,
-        Err(_) => {
-            // The worker then exits with 0, which unregisters it: a bad setting is not
-            // retried forever.
-            warning!("pg_oauth: pg_oauth.http_listen = '{listen}' is not an address:port; the HTTP listener is off");
-            return None;
-        }
-    };
+    let fd = super::listen_fd()?;
+    let listen = gucs::string(&gucs::HTTP_LISTEN).unwrap_or_default();
     // Bounded: the HTTP thread answers 503 when it is full (it cannot be, with QUEUE
     // permits in flight; the bound is the second line of defence).
     let (jobs, queue) = mpsc::sync_channel::<Job>(server::QUEUE);
@@ -75,24 +74,24 @@ fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
         Arc::new(move || unsafe { set_latch(latch as *mut pg_sys::Latch) });
     let limits = Arc::new(Limits::default());
     load_limits(&limits);
-    // TLS asked for but not loadable: no listener rather than plain HTTP in its place.
+    // TLS asked for but not loadable: connections are closed (never plain HTTP in TLS's
+    // place) until a reload loads it.
     match load_tls() {
-        Ok(tls) => limits.set_tls(tls),
-        Err(why) => {
-            warning!("pg_oauth: the HTTP listener's TLS: {why}; the HTTP listener is off");
-            return None;
-        }
+        Ok(security) => limits.set_security(security),
+        Err(why) => warning!(
+            "pg_oauth: the HTTP listener's TLS: {why}; connections are refused until a reload (SELECT pg_reload_conf()) loads a certificate and key"
+        ),
     }
     let (ready, started) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("pg_oauth http".into())
         .spawn({
             let limits = limits.clone();
-            move || server::serve(address, jobs, wake, limits, ready)
+            move || server::serve(fd, jobs, wake, limits, ready)
         });
     match (spawned, started.recv()) {
         (Ok(_), Ok(Ok(()))) => log!(
-            "pg_oauth: HTTP listener on {address}{}, database {database}",
+            "pg_oauth: HTTP listener on {listen}{}, database {database}",
             if gucs::string(&gucs::HTTP_TLS_CERT).is_some() {
                 " (TLS)"
             } else {
@@ -100,7 +99,7 @@ fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
             }
         ),
         (_, Ok(Err(why))) => {
-            warning!("pg_oauth: the HTTP listener cannot listen on {address}: {why}");
+            warning!("pg_oauth: the HTTP listener cannot accept on {listen}: {why}");
             return None;
         }
         _ => {
@@ -119,11 +118,16 @@ fn serve_jobs(queue: mpsc::Receiver<Job>, limits: Arc<Limits>) {
             // SAFETY: what every PostgreSQL process does on SIGHUP, outside a transaction.
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             load_limits(&limits);
-            // A certificate that fails to load on reload leaves the previous one in use.
+            // A certificate that fails to load on reload leaves the previous one in use (or
+            // connections still refused, if none ever loaded).
             match load_tls() {
-                Ok(tls) => limits.set_tls(tls),
+                Ok(security) => limits.set_security(security),
                 Err(why) => warning!(
-                    "pg_oauth: the HTTP listener's TLS: {why}; keeping the previous certificate"
+                    "pg_oauth: the HTTP listener's TLS: {why}; {}",
+                    match limits.security() {
+                        server::Security::Unavailable => "connections are still refused",
+                        _ => "keeping the previous certificate",
+                    }
                 ),
             }
         }
@@ -169,10 +173,13 @@ fn load_limits(limits: &Limits) {
     );
 }
 
-fn load_tls() -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+fn load_tls() -> Result<server::Security, String> {
     let cert = gucs::string(&gucs::HTTP_TLS_CERT);
     let key = gucs::string(&gucs::HTTP_TLS_KEY);
-    tls::load(cert.as_deref(), key.as_deref())
+    Ok(match tls::load(cert.as_deref(), key.as_deref())? {
+        Some(config) => server::Security::Tls(config),
+        None => server::Security::Plain,
+    })
 }
 
 /// Exit code 1: the postmaster starts the worker again.
@@ -188,6 +195,17 @@ fn server_error() -> Reply {
         500,
         "server_error",
         "the request failed; see the server log",
+        None,
+    )
+}
+
+/// The answer while the listener's database lacks the extension: what the operator must do,
+/// without internals (the WARNING at start names the database).
+fn not_installed() -> Reply {
+    Reply::error(
+        500,
+        "server_error",
+        "pg_oauth is not installed in the listener's database (pg_oauth.http_database)",
         None,
     )
 }
@@ -213,7 +231,11 @@ fn answer_batch(batch: Vec<Job>) {
         pg_sys::StartTransactionCommand();
         pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
     }
-    let mut replies: Vec<Reply> = batch.iter().map(in_subtransaction).collect();
+    let mut replies: Vec<Reply> = if backend::extension_installed(c"pg_oauth") {
+        batch.iter().map(in_subtransaction).collect()
+    } else {
+        batch.iter().map(|_| not_installed()).collect()
+    };
     let committed = PgTryBuilder::new(|| {
         // SAFETY: ends the transaction started above; every subtransaction has ended.
         unsafe {

@@ -707,6 +707,9 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
         .status()
         .expect("openssl (apt install openssl)");
     assert!(status.success(), "openssl req failed");
+    // Private, as servers require of a key file (PostgreSQL's rule, which pg_oauth applies).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     (crt, key)
 }
 

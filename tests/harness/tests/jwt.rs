@@ -408,7 +408,7 @@ fn issuer_is_required_for_jwts() {
     );
     assert_eq!(code, "55000");
     assert!(
-        message.starts_with("server_error: pg_oauth.issuer must be set"),
+        message.starts_with("server_error: pg_oauth.issuer is not set"),
         "{message}"
     );
 }

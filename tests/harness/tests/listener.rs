@@ -144,7 +144,8 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
         .get(0);
     assert_eq!(source, "127.0.0.1");
     let get = http.get(url(&metadata, "token_endpoint")).send().unwrap();
-    assert_eq!(get.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.headers()["allow"], "POST");
     let unknown = http.get(format!("{issuer}/nothing-here")).send().unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let too_large = http

@@ -493,7 +493,8 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         .basic_auth("api-client", Some("verysecret"))
         .send()
         .unwrap();
-    err(get, StatusCode::BAD_REQUEST, "invalid_request");
+    let headers = err(get, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
+    assert_eq!(header(&headers, "allow"), Some("POST"));
 
     // Tokens PostgREST must not accept: another audience (jwt-aud), and opaque tokens.
     db.batch_execute(

@@ -57,7 +57,8 @@ CREATE ROLE regress_api NOLOGIN;
 INSERT INTO oauth.policy (client_id, role) VALUES ('defaults', 'regress_api');
 SELECT oauth.auth_verify(oauth.auth_token('client_credentials', 'defaults', 'verysecret') ->> 'access_token') ->> 'role' AS role;
 
--- Deactivating a client revokes its sessions; deleting it removes them and its policy.
+-- Deactivating a client revokes its sessions; deleting it removes its policy and keeps the
+-- (revoked) sessions as history.
 UPDATE oauth.client SET active = false WHERE id = 'defaults';
 SELECT count(*) FILTER (WHERE revoked_at IS NULL) AS open, count(*) AS total
   FROM oauth.session WHERE client_id = 'defaults';

@@ -38,14 +38,14 @@ SELECT current_setting('response.status') AS status;
 SELECT regress_api.token('{"grant_type": "client_credentials", "client_id": "http-client", "client_secret": "verysecret", "x": 1}'::jsonb) ? 'access_token' AS issued;
 COMMIT;
 
--- Both methods at once, and GET, are invalid requests.
+-- Both methods at once is an invalid request; GET is not allowed (405, with Allow).
 BEGIN;
 SET LOCAL request.method = 'POST';
 SET LOCAL request.headers = '{"authorization": "Basic aHR0cC1jbGllbnQ6dmVyeXNlY3JldA=="}';
 SELECT regress_api.token(grant_type => 'client_credentials', client_secret => 'verysecret') AS body;
 SET LOCAL request.method = 'GET';
 SELECT regress_api.token(grant_type => 'client_credentials') AS body;
-SELECT current_setting('response.status') AS status;
+SELECT current_setting('response.status') AS status, current_setting('response.headers') AS headers;
 COMMIT;
 
 -- Introspection and revocation need the client's credentials.

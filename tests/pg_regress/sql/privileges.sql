@@ -34,6 +34,16 @@ SELECT kid FROM oauth.signing_key;
 SELECT jsonb_typeof(oauth.auth_jwks()) AS jwks, oauth.auth_introspect('x') AS introspect;
 RESET ROLE;
 
+SET ROLE regress_admin;
+-- The admin revokes tokens but cannot erase the issuance history: deleting a client revokes
+-- its tokens and keeps them (oauth.purge_expired removes them in time).
+DELETE FROM oauth.session WHERE client_id = 'admin-made';
+DELETE FROM oauth.refresh_family WHERE client_id = 'admin-made';
+DELETE FROM oauth.client WHERE id = 'admin-made';
+SELECT count(*) AS kept, count(*) FILTER (WHERE revoked_reason = 'client deleted') AS revoked
+  FROM oauth.session WHERE client_id = 'admin-made';
+RESET ROLE;
+
 SET ROLE regress_nobody;
 -- An unrelated role gets nothing.
 SELECT oauth.auth_token('client_credentials', 'priv-client', 'verysecret');
