@@ -29,11 +29,19 @@ test: setup lint unit install-dev e2e
 setup:
 	@bash .ci/setup
 
+## Formatting, clippy (with the [lints] of Cargo.toml: every unsafe block documented), the
+## docs with their intra-doc links, and the layout rules (tests/harness/src/bin/layout.rs: no
+## import cycle, no file over 600 lines nor function over 80, SQL on oauth.* in src/store/),
+## and the linked crates' licences (tests/harness/src/bin/licenses.rs, from cargo metadata).
 lint:
 	cargo fmt --check
 	cargo fmt $(HARNESS) --check
 	cargo clippy --all-targets --no-default-features --features "$(FEATURES) pg_test" -- -D warnings
 	cargo clippy $(HARNESS) --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links" \
+	    cargo doc -q --no-deps --document-private-items --no-default-features --features "$(FEATURES)"
+	cargo run -q $(HARNESS) --bin layout
+	cargo run -q $(HARNESS) --bin licenses
 
 ## #[pg_test] and #[test] unit tests inside a pgrx-managed server.
 unit:

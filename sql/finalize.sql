@@ -300,7 +300,7 @@ COMMENT ON FUNCTION oauth.auth_metadata IS
 COMMENT ON FUNCTION oauth.auth_smart_configuration IS
     'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
 COMMENT ON FUNCTION oauth.create_client IS
-    'Register a client with a generated secret and return the secret (shown once; only its argon2id hash is stored). One argument per column an administrator may write; client_type is the column type.';
+    'Register a client with a generated secret and return the secret (shown once; only its argon2id hash is stored). One argument per column an administrator may write (client_type is the column type); one left out gets the column''s default.';
 COMMENT ON FUNCTION oauth.rotate_client_secret IS
     'Replace a client''s secret with a generated one and return it (once); the previous secret keeps working for grace (default 1 hour).';
 COMMENT ON FUNCTION oauth.ensure_signing_keys IS

@@ -55,6 +55,28 @@ CREATE OR REPLACE FUNCTION oauth.client_ensure_signing_keys()
 	AS 'MODULE_PATHNAME', 'client_ensure_signing_keys_wrapper';
 ALTER FUNCTION oauth.client_ensure_signing_keys() SECURITY DEFINER SET search_path = pg_catalog, pg_temp;
 
+-- oauth.create_client leaves out of its INSERT what it is not given, so that a column's
+-- default (sql/clients.sql) is the one home of each default.
+CREATE OR REPLACE FUNCTION oauth.create_client(
+	"id" TEXT,
+	"scope" TEXT[] DEFAULT NULL,
+	"grant_types" TEXT[] DEFAULT NULL,
+	"token_format" TEXT DEFAULT NULL,
+	"audience" TEXT[] DEFAULT NULL,
+	"access_token_expiration" INT DEFAULT NULL,
+	"refresh_token" bool DEFAULT NULL,
+	"client_type" TEXT DEFAULT NULL,
+	"jwt_alg" TEXT DEFAULT NULL,
+	"refresh_token_expiration" INT DEFAULT NULL,
+	"jwks" jsonb DEFAULT NULL,
+	"active" bool DEFAULT NULL,
+	"introspect_any" bool DEFAULT NULL
+) RETURNS TEXT
+VOLATILE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'create_client_wrapper';
+
 -- A token issued in a transaction that committed after its client was deactivated stayed
 -- valid: deactivating or deleting a client now waits for the tokens being issued to it.
 DROP TRIGGER client_before_write ON oauth.client;
@@ -542,7 +564,7 @@ COMMENT ON FUNCTION oauth.auth_metadata IS
 COMMENT ON FUNCTION oauth.auth_smart_configuration IS
     'SMART App Launch 2.x configuration (.well-known/smart-configuration) for this database; needs pg_oauth.issuer.';
 COMMENT ON FUNCTION oauth.create_client IS
-    'Register a client with a generated secret and return the secret (shown once; only its argon2id hash is stored). One argument per column an administrator may write; client_type is the column type.';
+    'Register a client with a generated secret and return the secret (shown once; only its argon2id hash is stored). One argument per column an administrator may write (client_type is the column type); one left out gets the column''s default.';
 COMMENT ON FUNCTION oauth.rotate_client_secret IS
     'Replace a client''s secret with a generated one and return it (once); the previous secret keeps working for grace (default 1 hour).';
 COMMENT ON FUNCTION oauth.ensure_signing_keys IS

@@ -11,12 +11,12 @@ use base64::Engine;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
-use crate::api::http;
 use crate::authn::assertion;
 use crate::crypto::alg::JwtAlg;
-use crate::crypto::secret;
+use crate::crypto::argon2id;
 use crate::error::OAuthError;
 use crate::grant::scope::{self, Smart};
+use crate::http;
 use crate::jose::jwt::{self, Expiry};
 use crate::jose::keys::{self, Key};
 use crate::pg::backend;
@@ -165,7 +165,7 @@ fn fuzz_scope_patterns_against_a_reference() {
     let pattern = "a*".repeat(30) + "b";
     assert!(!scope::glob_matches(
         &pattern,
-        &"a".repeat(crate::grant::MAX_LIST_BYTES)
+        &"a".repeat(crate::grant::list::MAX_LIST_BYTES)
     ));
 }
 
@@ -183,7 +183,7 @@ fn fuzz_opaque_tokens() {
                 let mut raw = [0u8; 48];
                 raw[..16].copy_from_slice(&id);
                 raw[16..].copy_from_slice(&random);
-                let token = secret::b64url(&raw);
+                let token = crate::crypto::random::b64url(&raw);
                 prop_assert_eq!(session::opaque_token_id(&token), Some(id));
                 Ok(())
             },
@@ -290,7 +290,12 @@ fn fuzz_jwt_verification() {
                 }
                 // Junk, and junk dressed as a JWT.
                 prop_assert!(verify(&junk).is_err());
-                let dressed = format!("{}.{}.{}", secret::b64url(junk.as_bytes()), "e30", "AA");
+                let dressed = format!(
+                    "{}.{}.{}",
+                    crate::crypto::random::b64url(junk.as_bytes()),
+                    "e30",
+                    "AA"
+                );
                 prop_assert!(verify(&dressed).is_err());
                 // Another key's header on this payload and signature (kid swap, alg confusion).
                 let other = &tokens[(which + 1) % tokens.len()];
@@ -309,17 +314,17 @@ fn fuzz_client_assertions_and_imported_hashes() {
     runner()
         .run(&(text(), text()), |(junk, phc_tail)| {
             let _ = assertion::claimed_client(&junk);
-            let dressed = format!("e30.{}.sig", secret::b64url(junk.as_bytes()));
+            let dressed = format!("e30.{}.sig", crate::crypto::random::b64url(junk.as_bytes()));
             let _ = assertion::claimed_client(&dressed);
-            let _ = secret::classify(&junk);
-            let _ = secret::classify(&format!("$argon2id$v=19$m=19456,t=2,p=1${phc_tail}"));
-            let _ = secret::classify(&format!("$argon2id${phc_tail}"));
+            let _ = argon2id::classify(&junk);
+            let _ = argon2id::classify(&format!("$argon2id$v=19$m=19456,t=2,p=1${phc_tail}"));
+            let _ = argon2id::classify(&format!("$argon2id${phc_tail}"));
             Ok(())
         })
         .unwrap();
     // Costs beyond the import bounds are refused, not hashed as a plaintext secret.
     assert!(matches!(
-        secret::classify("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"),
-        secret::SecretValue::BadHash(_)
+        argon2id::classify("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"),
+        argon2id::SecretValue::BadHash(_)
     ));
 }

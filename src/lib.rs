@@ -12,6 +12,7 @@ mod crypto;
 mod error;
 mod flow;
 mod grant;
+mod http;
 mod jose;
 mod pg;
 mod store;
@@ -39,7 +40,7 @@ pub extern "C-unwind" fn _PG_init() {
     config::gucs::init();
     pg::redact::init();
     pg::settings::init();
-    api::listener::register();
+    http::listener::register();
 }
 
 /// Required by `cargo pgrx test`.

@@ -40,17 +40,17 @@ mod tests {
         Spi::run("SELECT oauth.rotate_client_secret('rotating', interval '1 hour')").unwrap();
         Spi::run("INSERT INTO oauth.client (id) VALUES ('no-secret')").unwrap();
         for id in ["plain", "rotating", "no-secret", "unknown"] {
-            let before = crate::crypto::secret::argon2_runs();
+            let before = crate::crypto::argon2id::argon2_runs();
             assert!(!attempt(id, "wrong-guess"));
             assert_eq!(
-                crate::crypto::secret::argon2_runs() - before,
+                crate::crypto::argon2id::argon2_runs() - before,
                 2,
                 "argon2 verifications for a wrong guess at {id}"
             );
         }
-        let before = crate::crypto::secret::argon2_runs();
+        let before = crate::crypto::argon2id::argon2_runs();
         assert!(attempt("plain", "verysecret"));
-        assert!(crate::crypto::secret::argon2_runs() - before <= 1);
+        assert!(crate::crypto::argon2id::argon2_runs() - before <= 1);
     }
 
     /// Once a source is throttled, the ids it names are read from the table, not the cache,
@@ -214,7 +214,7 @@ mod tests {
 
     #[pg_test]
     fn imported_phc_string_is_kept() {
-        let phc = crate::crypto::secret::hash("imported").unwrap();
+        let phc = crate::crypto::argon2id::hash("imported").unwrap();
         Spi::run_with_args(
             "INSERT INTO oauth.client (id, secret) VALUES ('imp', $1)",
             &[phc.as_str().into()],

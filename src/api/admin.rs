@@ -1,17 +1,19 @@
 //! The SQL API administrators call (granted to `oauth_admin`): clients, signing keys,
 //! policy roles; and the one setting `oauth.purge_expired` reads.
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 
 use crate::config::gucs;
+use crate::crypto::argon2id;
 use crate::crypto::secret;
-use crate::error::{OAuthError, OrRaise, Result};
-use crate::jose::keys;
+use crate::error::{OAuthError, OrRaise};
+use crate::jose::ring;
 use crate::pg::cache::Fresh;
 use crate::pg::limits;
 use crate::pg::redact;
 use crate::pg::shmem::proofs;
-use crate::store::{policy, session};
+use crate::store::{client, policy, session};
 
 /// The argon2id hash of a secret generated for `client_id`, made here rather than by the
 /// write trigger: the plaintext never becomes a parameter of a statement (which
@@ -19,7 +21,7 @@ use crate::store::{policy, session};
 /// later). It is proven from the start, as a plaintext write would make it.
 fn hashed(client_id: &str, secret: &str) -> String {
     let _slot = limits::Slot::acquire(gucs::argon2_slots(), limits::Wait::Unbounded).or_raise();
-    let hashed = secret::hash(secret).or_raise();
+    let hashed = argon2id::hash(secret).or_raise();
     proofs::remember(client_id, &hashed, secret);
     hashed
 }
@@ -35,20 +37,8 @@ fn rotate_client_secret(
     let _sensitive = redact::sensitive();
     let secret = secret::generate();
     let hashed = hashed(client_id, &secret);
-    let rotated = Spi::connect_mut(|spi| -> Result<bool> {
-        let table = spi.update(
-            "UPDATE oauth.client
-                SET previous_secret = secret,
-                    previous_secret_expires_at = pg_catalog.now() + $2,
-                    secret = $3
-              WHERE id = $1 AND secret IS NOT NULL AND $2 >= interval '0'
-              RETURNING 1",
-            None,
-            &[client_id.into(), grace.into(), hashed.as_str().into()],
-        )?;
-        Ok(!table.is_empty())
-    })
-    .or_raise();
+    let rotated =
+        Spi::connect_mut(|spi| client::rotate_secret(spi, client_id, grace, &hashed)).or_raise();
     if !rotated {
         OAuthError::InvalidRequest(format!(
             "no client {} with a secret to rotate (and the grace period must not be negative)",
@@ -61,56 +51,54 @@ fn rotate_client_secret(
 
 /// Register a client with a generated secret and return the secret. This is the only
 /// time the secret is visible: only its hash is stored. One argument per column an
-/// administrator may write (`client_type` is the column `type`), defaulted as the column is.
+/// administrator may write (`client_type` is the column `type`); one left out (NULL) gets the
+/// column's default.
 #[pg_extern(volatile)]
 #[search_path(pg_catalog, pg_temp)]
-#[allow(clippy::too_many_arguments)] // one per optional client setting, all defaulted in SQL
+#[allow(clippy::too_many_arguments)] // one per optional client setting
 fn create_client(
     id: &str,
-    scope: default!(Vec<String>, "'{}'"),
-    grant_types: default!(Vec<String>, "'{client_credentials}'"),
-    token_format: default!(&str, "'opaque'"),
-    audience: default!(Vec<String>, "'{}'"),
-    access_token_expiration: default!(i32, 3600),
-    refresh_token: default!(bool, false),
+    scope: default!(Option<Vec<String>>, "NULL"),
+    grant_types: default!(Option<Vec<String>>, "NULL"),
+    token_format: default!(Option<&str>, "NULL"),
+    audience: default!(Option<Vec<String>>, "NULL"),
+    access_token_expiration: default!(Option<i32>, "NULL"),
+    refresh_token: default!(Option<bool>, "NULL"),
     client_type: default!(Option<&str>, "NULL"),
     jwt_alg: default!(Option<&str>, "NULL"),
-    refresh_token_expiration: default!(i32, 86400),
+    refresh_token_expiration: default!(Option<i32>, "NULL"),
     jwks: default!(Option<pgrx::JsonB>, "NULL"),
-    active: default!(bool, true),
-    introspect_any: default!(bool, false),
+    active: default!(Option<bool>, "NULL"),
+    introspect_any: default!(Option<bool>, "NULL"),
 ) -> String {
     let _sensitive = redact::sensitive();
     let secret = secret::generate();
     let hashed = hashed(id, &secret);
-    Spi::connect_mut(|spi| {
-        spi.update(
-            "INSERT INTO oauth.client (id, secret, scope, grant_types, token_format, audience,
-                                       access_token_expiration, refresh_token, type, jwt_alg,
-                                       refresh_token_expiration, jwks, active, introspect_any)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            None,
-            &[
-                id.into(),
-                hashed.as_str().into(),
-                scope.into(),
-                grant_types.into(),
-                token_format.into(),
-                audience.into(),
-                access_token_expiration.into(),
-                refresh_token.into(),
-                client_type.into(),
-                jwt_alg.into(),
-                refresh_token_expiration.into(),
-                jwks.into(),
-                active.into(),
-                introspect_any.into(),
-            ],
-        )
-        .map(|_| ())
-    })
-    .map_err(OAuthError::from)
-    .or_raise();
+    let given: Vec<(&'static str, Option<DatumWithOid<'_>>)> = vec![
+        ("scope", scope.map(Into::into)),
+        ("grant_types", grant_types.map(Into::into)),
+        ("token_format", token_format.map(Into::into)),
+        ("audience", audience.map(Into::into)),
+        (
+            "access_token_expiration",
+            access_token_expiration.map(Into::into),
+        ),
+        ("refresh_token", refresh_token.map(Into::into)),
+        ("type", client_type.map(Into::into)),
+        ("jwt_alg", jwt_alg.map(Into::into)),
+        (
+            "refresh_token_expiration",
+            refresh_token_expiration.map(Into::into),
+        ),
+        ("jwks", jwks.map(Into::into)),
+        ("active", active.map(Into::into)),
+        ("introspect_any", introspect_any.map(Into::into)),
+    ];
+    let values = given
+        .into_iter()
+        .filter_map(|(column, value)| value.map(|v| (column, v)))
+        .collect();
+    Spi::connect_mut(|spi| client::insert(spi, id, &hashed, values)).or_raise();
     secret
 }
 
@@ -120,8 +108,8 @@ fn create_client(
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn ensure_signing_keys(alg: default!(Option<&str>, "NULL")) -> String {
-    let alg = keys::alg_or_default(alg).or_raise();
-    Spi::connect_mut(|spi| keys::ensure(spi, alg)).or_raise()
+    let alg = ring::alg_or_default(alg).or_raise();
+    Spi::connect_mut(|spi| ring::ensure(spi, alg)).or_raise()
 }
 
 /// Rotate the keys of one algorithm: next becomes active, active is retired (published
@@ -129,8 +117,8 @@ fn ensure_signing_keys(alg: default!(Option<&str>, "NULL")) -> String {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
-    let alg = keys::alg_or_default(alg).or_raise();
-    Spi::connect_mut(|spi| keys::rotate(spi, alg)).or_raise()
+    let alg = ring::alg_or_default(alg).or_raise();
+    Spi::connect_mut(|spi| ring::rotate(spi, alg)).or_raise()
 }
 
 /// Why `role_name` may not be a policy role (tokens act as it), or NULL: it does not exist,

@@ -1,10 +1,9 @@
-//! The SQL surface, and nothing else: every `#[pg_extern]` and `#[pg_trigger]` lives here,
-//! as a thin wrapper over the layers below. Depends on everything below it; nothing depends
-//! on it.
+//! The SQL surface: every `#[pg_extern]` and `#[pg_trigger]` lives here, as a thin wrapper
+//! over the layers below — the `auth_*` functions (sql), administration (admin), the write
+//! triggers (triggers), claim helpers for row-level security (rls), and PostgREST's
+//! endpoints and hooks (postgrest, over the HTTP handler of src/http). Nothing depends on it.
 
 mod admin;
-pub mod http;
-pub mod listener;
 pub mod postgrest;
 mod rls;
 mod sql;

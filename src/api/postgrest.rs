@@ -1,17 +1,19 @@
 //! The PostgREST transport: the `oauth.http_*` functions PostgREST exposes (the request from
 //! PostgREST's `request.method`/`request.headers`, the answer through its
-//! `response.status`/`response.headers`; the handler is api/http), PostgREST's pre-config
+//! `response.status`/`response.headers`; the handler is http/handler.rs), PostgREST's pre-config
 //! and pre-request hooks. Claim helpers for row-level security are rls.rs.
 
-use pgrx::pg_sys;
 use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::http::{self, Endpoint, Params, Request, Transport};
-use super::rls::request_claims;
+use crate::http::handler;
+use crate::http::message::{Endpoint, Params, Request, Transport};
 
+use super::rls::request_claims;
+use crate::authn::source::{self, Edge};
 use crate::error::{OrRaise, Result};
-use crate::jose::keys;
+use crate::jose::ring;
+use crate::pg::backend;
 use crate::pg::db::Statement;
 use crate::pg::jsonb::Jsonb;
 use crate::pg::redact;
@@ -24,23 +26,10 @@ static SET_RESPONSE: Statement = Statement::new(
     &[TEXTOID, TEXTOID],
 );
 
-/// A setting PostgREST sets for the request (`request.headers`, `request.method`, ...).
-pub(super) fn request_setting(name: &std::ffi::CStr) -> Option<String> {
-    // SAFETY: with missing_ok, GetConfigOptionByName returns NULL or a palloc'd string.
-    unsafe {
-        let value = pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), true);
-        (!value.is_null()).then(|| {
-            std::ffi::CStr::from_ptr(value)
-                .to_string_lossy()
-                .into_owned()
-        })
-    }
-}
-
 /// The request as PostgREST describes it; the source is PostgREST's connection (or the
 /// configured proxy header), never a socket peer.
 fn postgrest_request() -> Request {
-    let headers = match request_setting(c"request.headers")
+    let headers = match backend::request_setting(c"request.headers")
         .and_then(|r| serde_json::from_str::<Value>(&r).ok())
     {
         Some(Value::Object(headers)) => headers,
@@ -48,9 +37,9 @@ fn postgrest_request() -> Request {
     };
     Request {
         transport: Transport::PostgRest,
-        method: request_setting(c"request.method"),
+        method: backend::request_setting(c"request.method"),
+        source: source::resolve(Edge::PostgRest, &Value::Object(headers.clone())),
         headers,
-        peer: None,
     }
 }
 
@@ -58,7 +47,7 @@ fn postgrest_request() -> Request {
 /// settings, the body as the function's result.
 fn serve(endpoint: Endpoint, params: Option<pgrx::JsonB>) -> Jsonb {
     let _sensitive = redact::sensitive();
-    let answered = http::handle(
+    let answered = handler::handle(
         endpoint,
         &postgrest_request(),
         &Params::new(params.map(|p| p.0)),
@@ -130,7 +119,7 @@ fn http_smart_configuration() -> Jsonb {
 #[search_path(pg_catalog, pg_temp)]
 fn postgrest_pre_config() {
     Spi::connect(|spi| -> Result<()> {
-        let jwks = keys::jwks_for_postgrest(spi)?;
+        let jwks = ring::jwks_for_postgrest(spi)?;
         spi.select(
             "SELECT pg_catalog.set_config('pgrst.jwt_secret', $1, true)",
             None,

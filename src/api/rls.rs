@@ -4,8 +4,8 @@
 use pgrx::prelude::*;
 use serde_json::{Map, Value};
 
-use super::postgrest::request_setting;
 use crate::grant::scope;
+use crate::pg::backend::request_setting;
 use crate::pg::jsonb::Jsonb;
 
 /// The verified claims of the current PostgREST request (`request.jwt.claims`).

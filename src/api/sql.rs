@@ -6,13 +6,14 @@ use pgrx::prelude::*;
 
 use crate::config::gucs::Transport;
 use crate::error::OrRaise;
+use crate::flow::deferred;
+use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
-use crate::flow::token::{self, TokenRequest};
-use crate::jose::keys;
+use crate::flow::token;
+use crate::jose::ring;
 use crate::pg::backend;
 use crate::pg::jsonb::Jsonb;
 use crate::pg::redact;
-use crate::store::deferred;
 
 /// The client credentials grant (RFC 6749 §4.4) and the refresh token grant (§6): returns
 /// the RFC 6749 §5.1 response as jsonb. Errors are raised with the OAuth error code first
@@ -42,7 +43,7 @@ fn auth_token(
         client_assertion_type,
         client_assertion,
     };
-    Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| token::issue(spi, &req))).or_raise())
+    Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
 }
 
 /// Verify an access token; returns its claims or raises invalid_token.
@@ -113,5 +114,5 @@ fn auth_smart_configuration() -> Jsonb {
 #[pg_extern(stable, parallel_safe, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn auth_jwks() -> Jsonb {
-    Jsonb(Spi::connect(keys::jwks).or_raise())
+    Jsonb(Spi::connect(ring::jwks).or_raise())
 }

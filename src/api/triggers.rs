@@ -1,11 +1,13 @@
 //! Trigger functions: secrets stay write-only (client_before_write), and a change to a
 //! cached table invalidates every backend's caches (invalidate_caches).
 
+use pgrx::datum::TryFromDatumError;
 use pgrx::prelude::*;
 
-use crate::crypto::secret;
+use crate::config::gucs;
+use crate::crypto::argon2id;
 use crate::error::{OAuthError, OrRaise};
-use crate::jose::keys;
+use crate::jose::ring;
 use crate::pg::backend;
 use crate::pg::limits;
 use crate::pg::redact;
@@ -19,7 +21,7 @@ use crate::store::client;
 #[pg_trigger]
 fn client_before_write<'a>(
     trigger: &'a PgTrigger<'a>,
-) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, pgrx::datum::TryFromDatumError> {
+) -> Result<Option<PgHeapTuple<'a, impl WhoAllocated>>, TryFromDatumError> {
     let _sensitive = redact::sensitive();
     let old = trigger.old();
     let Some(new) = trigger.new() else {
@@ -33,81 +35,17 @@ fn client_before_write<'a>(
     };
     let mut new = new.into_owned();
     if let Some(old) = &old {
-        let was: Option<bool> = old.get_by_name("active")?;
-        let is: Option<bool> = new.get_by_name("active")?;
-        if was == Some(true) && is != Some(true) {
-            // Deactivation: its AFTER trigger revokes the client's tokens, those being
-            // issued now included once they commit (store/client.rs).
-            if let Some(id) = old.get_by_name::<String>("id")? {
-                client::lock_for_deactivation(&id);
-            }
-        }
+        wait_if_deactivated(old, &new)?;
     }
-
     // Rows loaded with COPY (a restore) may carry hashes imported under the looser caps of
     // earlier releases: kept, and rehashed at our cost when their secret first verifies.
     let caps = if backend::in_copy() {
-        secret::Caps::Restored
+        argon2id::Caps::Restored
     } else {
-        secret::Caps::Import
+        argon2id::Caps::Import
     };
-    let secret: Option<String> = new.get_by_name("secret")?;
-    let old_secret: Option<String> = match &old {
-        Some(old) => old.get_by_name("secret")?,
-        None => None,
-    };
-    if let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) {
-        // Whatever becomes of this statement (a check constraint may still fail it), its
-        // text, which may hold the plaintext, stays out of the log.
-        redact::statement_carries_secrets();
-        match secret::classify_with(&plain, caps) {
-            secret::SecretValue::Plaintext => {
-                let _slot = limits::Slot::acquire(
-                    crate::config::gucs::argon2_slots(),
-                    limits::Wait::Unbounded,
-                )
-                .or_raise();
-                let hashed = secret::hash(&plain).or_raise();
-                // Proven from the start: the client is never locked out by guessers, not
-                // even before its first request (a rolled-back write leaves a proof for a
-                // hash that never exists, which matches nothing).
-                if let Some(id) = new.get_by_name::<String>("id")? {
-                    proofs::remember(&id, &hashed, &plain);
-                }
-                new.set_by_name("secret", hashed)?;
-            }
-            secret::SecretValue::Argon2Hash => {}
-            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
-                "the secret looks like an argon2 hash to import, but {why}"
-            ))
-            .raise(),
-        }
-        if let Some(old) = &old {
-            // rotate_client_secret sets previous_secret itself; any other change of the
-            // secret ends a grace period at once.
-            let previous: Option<String> = new.get_by_name("previous_secret")?;
-            let old_previous: Option<String> = old.get_by_name("previous_secret")?;
-            // (pg_oauth's own rehash of a costly hash keeps the grace: same secret.)
-            if previous == old_previous && !secret::is_rehash() {
-                new.set_by_name("previous_secret", None::<String>)?;
-                new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
-            }
-        }
-    }
-    let previous: Option<String> = new.get_by_name("previous_secret")?;
-    if let Some(previous) = previous {
-        match secret::classify_with(&previous, caps) {
-            secret::SecretValue::Plaintext => {
-                new.set_by_name("previous_secret", secret::hash(&previous).or_raise())?;
-            }
-            secret::SecretValue::Argon2Hash => {}
-            secret::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
-                "the previous secret looks like an argon2 hash, but {why}"
-            ))
-            .raise(),
-        }
-    }
-
+    hash_new_secret(old.as_ref(), &mut new, caps)?;
+    hash_previous_secret(&mut new, caps)?;
     if let Some(old) = &old {
         let old_id: Option<String> = old.get_by_name("id")?;
         let new_id: Option<String> = new.get_by_name("id")?;
@@ -122,13 +60,101 @@ fn client_before_write<'a>(
     Ok(Some(new))
 }
 
+/// Deactivation: its AFTER trigger revokes the client's tokens, those being issued now
+/// included once they commit (store/client.rs).
+fn wait_if_deactivated<A: WhoAllocated, B: WhoAllocated>(
+    old: &PgHeapTuple<'_, A>,
+    new: &PgHeapTuple<'_, B>,
+) -> Result<(), TryFromDatumError> {
+    let was: Option<bool> = old.get_by_name("active")?;
+    let is: Option<bool> = new.get_by_name("active")?;
+    if was == Some(true) && is != Some(true) {
+        if let Some(id) = old.get_by_name::<String>("id")? {
+            client::lock_for_deactivation(&id);
+        }
+    }
+    Ok(())
+}
+
+/// A secret written in plaintext is hashed (and proven); an argon2 PHC string is kept, for
+/// imports. Any change of the secret but a rotation's ends a grace period at once.
+fn hash_new_secret<A: WhoAllocated>(
+    old: Option<&PgHeapTuple<'_, A>>,
+    new: &mut PgHeapTuple<'_, AllocatedByRust>,
+    caps: argon2id::Caps,
+) -> Result<(), TryFromDatumError> {
+    let secret: Option<String> = new.get_by_name("secret")?;
+    let old_secret: Option<String> = match old {
+        Some(old) => old.get_by_name("secret")?,
+        None => None,
+    };
+    let Some(plain) = secret.filter(|s| Some(s) != old_secret.as_ref()) else {
+        return Ok(());
+    };
+    // Whatever becomes of this statement (a check constraint may still fail it), its text,
+    // which may hold the plaintext, stays out of the log.
+    redact::statement_carries_secrets();
+    match argon2id::classify_with(&plain, caps) {
+        argon2id::SecretValue::Plaintext => {
+            let _slot =
+                limits::Slot::acquire(gucs::argon2_slots(), limits::Wait::Unbounded).or_raise();
+            let hashed = argon2id::hash(&plain).or_raise();
+            // Proven from the start: the client is never locked out by guessers, not even
+            // before its first request (a rolled-back write leaves a proof for a hash that
+            // never exists, which matches nothing).
+            if let Some(id) = new.get_by_name::<String>("id")? {
+                proofs::remember(&id, &hashed, &plain);
+            }
+            new.set_by_name("secret", hashed)?;
+        }
+        argon2id::SecretValue::Argon2Hash => {}
+        argon2id::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+            "the secret looks like an argon2 hash to import, but {why}"
+        ))
+        .raise(),
+    }
+    if let Some(old) = old {
+        // rotate_client_secret sets previous_secret itself; any other change of the secret
+        // ends a grace period at once (pg_oauth's own rehash of a costly hash keeps it: same
+        // secret).
+        let previous: Option<String> = new.get_by_name("previous_secret")?;
+        let old_previous: Option<String> = old.get_by_name("previous_secret")?;
+        if previous == old_previous && !argon2id::is_rehash() {
+            new.set_by_name("previous_secret", None::<String>)?;
+            new.set_by_name("previous_secret_expires_at", None::<TimestampWithTimeZone>)?;
+        }
+    }
+    Ok(())
+}
+
+/// A previous secret (a rotation's, or an import's) is stored hashed too.
+fn hash_previous_secret(
+    new: &mut PgHeapTuple<'_, AllocatedByRust>,
+    caps: argon2id::Caps,
+) -> Result<(), TryFromDatumError> {
+    let previous: Option<String> = new.get_by_name("previous_secret")?;
+    if let Some(previous) = previous {
+        match argon2id::classify_with(&previous, caps) {
+            argon2id::SecretValue::Plaintext => {
+                new.set_by_name("previous_secret", argon2id::hash(&previous).or_raise())?;
+            }
+            argon2id::SecretValue::Argon2Hash => {}
+            argon2id::SecretValue::BadHash(why) => OAuthError::InvalidRequest(format!(
+                "the previous secret looks like an argon2 hash, but {why}"
+            ))
+            .raise(),
+        }
+    }
+    Ok(())
+}
+
 /// AFTER INSERT OR UPDATE OF token_format, jwt_alg on oauth.client, for JWT clients: keys are
 /// published before they sign, so writing a client that may get JWTs makes its algorithm's
 /// active and next keys exist; they reach verifiers (PostgREST reloads through NOTIFY at
 /// commit) before its first token. Rows loaded with COPY make none: pg_restore and a dump
 /// replayed with psql bring the keys they had, which fresh keys would collide with (and a
 /// restore must give back exactly what was dumped). Keys still missing at the first token are
-/// made and committed before it is signed (flow/token.rs). SECURITY DEFINER (finalize.sql):
+/// made and committed before it is signed (flow/issue.rs). SECURITY DEFINER (finalize.sql):
 /// oauth_admin writes clients but not keys.
 #[pg_trigger]
 fn client_ensure_signing_keys<'a>(
@@ -139,8 +165,8 @@ fn client_ensure_signing_keys<'a>(
             .new()
             .expect("client_ensure_signing_keys is a row-level INSERT/UPDATE trigger");
         let alg: Option<String> = new.get_by_name("jwt_alg")?;
-        let alg = keys::alg_for(alg.as_deref());
-        Spi::connect_mut(|spi| keys::ensure(spi, alg)).or_raise();
+        let alg = ring::alg_for(alg.as_deref());
+        Spi::connect_mut(|spi| ring::ensure(spi, alg)).or_raise();
     }
     Ok(None::<PgHeapTuple<'a, AllocatedByPostgres>>)
 }

@@ -5,7 +5,6 @@
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
-use pgrx::pg_sys::BuiltinOid::{TEXTOID, TIMESTAMPTZOID};
 use pgrx::spi::SpiClient;
 use serde::Deserialize;
 
@@ -15,7 +14,7 @@ use crate::config::gucs::{self, Transport};
 use crate::error::quoted;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
-use crate::pg::db::Statement;
+use crate::store::assertion_jti;
 use crate::store::client::{self, Client};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -89,14 +88,6 @@ fn hidden(reason: impl Into<String>) -> OAuthError {
         reason: reason.into(),
     }
 }
-
-static REMEMBER_JTI: Statement = Statement::new(
-    "INSERT INTO oauth.client_assertion_jti (client_id, jti, expires_at)
-     VALUES ($1, $2, $3)
-     ON CONFLICT DO NOTHING
-     RETURNING 1",
-    &[TEXTOID, TEXTOID, TIMESTAMPTZOID],
-);
 
 /// Authenticate a client by its assertion; `client_id`, if the request carries one, must
 /// name the same client.
@@ -288,17 +279,8 @@ fn remember_once(
     // A standby cannot record the jti, and an assertion it accepted could be replayed.
     backend::require_primary("authenticate with a client assertion")?;
     let accepted_until = claims.exp.saturating_add(i64::from(gucs::LEEWAY.get()));
-    let fresh = !REMEMBER_JTI
-        .execute(
-            spi,
-            &[
-                iss.into(),
-                jti.as_str().into(),
-                backend::timestamptz(accepted_until.saturating_mul(1_000_000)).into(),
-            ],
-        )?
-        .is_empty();
-    if !fresh {
+    let until = backend::timestamptz(accepted_until.saturating_mul(1_000_000));
+    if !assertion_jti::remember(spi, iss, &jti, until)? {
         return Err(fail("the client assertion was already used (jti replay)"));
     }
     Ok(())

@@ -10,6 +10,7 @@ use pgrx::spi::SpiClient;
 use crate::authn::assertion;
 use crate::authn::attempts::{self, Attempt};
 use crate::config::gucs;
+use crate::crypto::argon2id;
 use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
@@ -243,7 +244,7 @@ fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Res
             }
         }
         for _ in verified..VERIFICATIONS_PER_READING {
-            secret::verify_dummy(reading.secret);
+            argon2id::verify_dummy(reading.secret);
         }
     }
     let reason = match readings.iter().find_map(|r| r.client.as_ref()) {
@@ -269,10 +270,10 @@ fn rehash_if_costly(
     stored: &str,
     plain: &str,
 ) -> Result<()> {
-    if !secret::needs_rehash(stored) || backend::is_standby() {
+    if !argon2id::needs_rehash(stored) || backend::is_standby() {
         return Ok(());
     }
-    let rehashed = secret::hash(plain)?;
+    let rehashed = argon2id::hash(plain)?;
     if store::client::rehash(spi, &client.id, stored, &rehashed)? {
         proofs::remember(&client.id, &rehashed, plain);
         secret::remember_warm(&client.id, &rehashed, plain);

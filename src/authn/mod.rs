@@ -1,6 +1,7 @@
 //! Client authentication: secrets (Basic or form), private_key_jwt assertions, and the
-//! lockout and throttling that bound guessing.
+//! lockout and throttling that bound guessing, counted by where requests come from.
 
 pub mod assertion;
 pub mod attempts;
 pub mod credentials;
+pub mod source;

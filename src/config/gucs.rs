@@ -333,6 +333,7 @@ pub fn with_issuer<R>(f: impl FnOnce(Option<&str>) -> R) -> R {
     // SAFETY: the GUC machinery owns the string and does not change it while we run.
     let raw = unsafe { *ISSUER.0.as_ptr() };
     let issuer = (!raw.is_null())
+        // SAFETY: a non-null GUC string is a NUL-terminated C string.
         .then(|| unsafe { std::ffi::CStr::from_ptr(raw) }.to_str().ok())
         .flatten()
         .map(str::trim)
@@ -375,7 +376,7 @@ pub fn endpoint(transport: Transport, name: &str) -> Option<String> {
     })
 }
 
-/// pg_oauth's own HTTP listener (api/listener): off unless pg_oauth is in
+/// pg_oauth's own HTTP listener (http/listener): off unless pg_oauth is in
 /// shared_preload_libraries and http_listen is set. Its settings are read at server start,
 /// so they exist only then (PostgreSQL refuses postmaster settings from a library loaded
 /// later, as pg_stat_statements' are).

@@ -1,5 +1,5 @@
 //! The JWS algorithms pg_oauth signs with: a setting's values (`pg_oauth.default_jwt_alg`)
-//! and a column's (`oauth.client.jwt_alg`, `oauth.signing_key.alg`). Apart from keys.rs so
+//! and a column's (`oauth.client.jwt_alg`, `oauth.signing_key.alg`). Apart from jose/keys.rs so
 //! that the settings need not depend on key handling.
 
 use pgrx::prelude::*;

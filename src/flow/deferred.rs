@@ -1,20 +1,20 @@
-//! Carrying deferred actions out (see mod.rs): in the request's transaction over HTTP, in a
-//! background worker from SQL or when the request's transaction cannot take a lock at once,
-//! and the worker's own side. Every way ends in a known outcome, which the request's error
+//! Carrying deferred actions out (the queue: store/deferred.rs): in the request's
+//! transaction over HTTP, in a background worker from SQL or when the request's transaction
+//! cannot take a lock at once, and the worker's own side. Every way ends in a known outcome, which the request's error
 //! reports truthfully (a reused refresh token: store/refresh.rs).
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
-use super::queue::{self, Action};
 use crate::error::{OAuthError, Result};
-use crate::jose::keys;
+use crate::jose::ring;
 use crate::pg::autonomous::{self, Status};
 use crate::pg::backend;
 use crate::pg::db;
 use crate::pg::subxact;
 use crate::store::audit;
+use crate::store::deferred::{self as queue, Action};
 use crate::store::refresh::{self, Outcome};
 
 const WORKER_MAIN: &str = "pg_oauth_autonomous_main";
@@ -129,20 +129,9 @@ fn run(actions: &[Action], wait: bool) -> Status {
     status
 }
 
-/// Count actions that could not be carried out (sequences are not transactional: the
-/// count survives the caller's rollback).
+/// Count actions that could not be carried out (the count survives the caller's rollback).
 fn count_dropped(n: usize) {
-    let counted = Spi::connect_mut(|spi| -> Result<()> {
-        for _ in 0..n {
-            spi.update(
-                "SELECT pg_catalog.nextval('oauth.audit_dropped_seq')",
-                None,
-                &[],
-            )?;
-        }
-        Ok(())
-    });
-    if counted.is_err() {
+    if Spi::connect_mut(|spi| audit::count_dropped(spi, n)).is_err() {
         warning!("pg_oauth: {n} deferred actions were lost and could not be counted");
     }
 }
@@ -155,8 +144,8 @@ fn execute(spi: &mut SpiClient<'_>, action: &Action) -> Result<()> {
         Action::RecordFailure(failure) => audit::record(spi, failure)?,
         Action::RecordThrottled(throttled) => audit::record_throttled(spi, throttled)?,
         Action::PublishKeys { alg } => {
-            let alg = keys::alg_or_default(Some(alg))?;
-            keys::ensure(spi, alg)?;
+            let alg = ring::alg_or_default(Some(alg))?;
+            ring::ensure(spi, alg)?;
         }
     }
     Ok(())

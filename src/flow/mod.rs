@@ -1,5 +1,8 @@
 //! The protocol flows: the token endpoint, verification, revocation, introspection and
-//! server metadata, shared by the SQL functions and the HTTP endpoints.
+//! server metadata, shared by the SQL functions and the HTTP endpoints; and carrying out
+//! what failed requests leave to be done (`deferred`).
 
+pub mod deferred;
+pub mod issue;
 pub mod metadata;
 pub mod token;

@@ -6,10 +6,10 @@ use crate::error::{quoted, OAuthError, Result};
 use crate::store::client::Client;
 
 /// Split a requested audience list (space-delimited; over HTTP also a JSON array, joined
-/// before it gets here) by the same rule as scopes (`super::parse_list`). Values are checked
+/// before it gets here) by the same rule as scopes (`list::parse_list`). Values are checked
 /// against what the client may have, so no syntax rule applies here.
 pub fn parse(audience: Option<&str>) -> Result<Option<Vec<String>>> {
-    super::parse_list(audience, "audience", OAuthError::InvalidTarget, |_| Ok(()))
+    super::list::parse_list(audience, "audience", OAuthError::InvalidTarget, |_| Ok(()))
 }
 
 /// The audiences a token gets: those requested (each must be allowed), else every audience

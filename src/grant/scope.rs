@@ -5,7 +5,7 @@ use pgrx::spi::SpiClient;
 
 use crate::error::quoted;
 use crate::error::{OAuthError, Result};
-use crate::pg::db::Statement;
+use crate::store::fhir;
 
 /// scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 pub fn is_scope_token(token: &str) -> bool {
@@ -16,9 +16,9 @@ pub fn is_scope_token(token: &str) -> bool {
 }
 
 /// Split a space-delimited scope parameter into distinct tokens, in request order
-/// (`super::parse_list`'s rule); `None` or a blank string means "no scope requested".
+/// (`list::parse_list`'s rule); `None` or a blank string means "no scope requested".
 pub fn parse(scope: Option<&str>) -> Result<Option<Vec<String>>> {
-    super::parse_list(scope, "scope", OAuthError::InvalidScope, |token| {
+    super::list::parse_list(scope, "scope", OAuthError::InvalidScope, |token| {
         is_scope_token(token).then_some(()).ok_or_else(|| {
             OAuthError::InvalidScope(format!("malformed scope token {}", quoted(token)))
         })
@@ -195,11 +195,6 @@ pub fn grant(
     }
 }
 
-static RESOURCE_TYPES: Statement = Statement::new(
-    "SELECT name FROM oauth.fhir_resource_type ORDER BY name",
-    &[],
-);
-
 /// Replace `system/*.<perm>` by one scope per FHIR resource type.
 fn expand_smart(spi: &SpiClient<'_>, scopes: Vec<String>) -> Result<Vec<String>> {
     if !scopes
@@ -208,10 +203,7 @@ fn expand_smart(spi: &SpiClient<'_>, scopes: Vec<String>) -> Result<Vec<String>>
     {
         return Ok(scopes);
     }
-    let mut types: Vec<String> = Vec::new();
-    for row in RESOURCE_TYPES.query(spi, &[])? {
-        types.extend(row.get::<String>(1)?);
-    }
+    let types = fhir::resource_types(spi)?;
     let mut expanded: Vec<String> = Vec::new();
     let mut push = |s: String| {
         if !expanded.contains(&s) {

@@ -1,7 +1,7 @@
 //! The OAuth HTTP endpoints, transport-neutral: token (RFC 6749), revocation (RFC 7009),
 //! introspection (RFC 7662), the JWK Set and the metadata documents. One handler, two
 //! transports: PostgREST calls it through the `oauth.http_*` functions (api/postgrest),
-//! pg_oauth's own listener directly (api/listener). A [`Request`] carries what the
+//! pg_oauth's own listener directly (http/listener). A [`Request`] carries what the
 //! transport knows (method, headers, socket peer); a [`Reply`] the status, headers and body.
 //!
 //! Protocol errors are answers, not SQL errors: the RFC error body and status, and the
@@ -10,132 +10,28 @@
 
 use std::rc::Rc;
 
-use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-pub mod basic;
-
-use basic::basic_credentials;
-
+use super::basic::basic_credentials;
+use super::message::{Endpoint, Params, Reply, Request, Transport, NO_STORE};
 use crate::authn::attempts;
 use crate::authn::credentials;
 use crate::error::{OAuthError, Result};
+use crate::flow::deferred;
+use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
-use crate::flow::token::{self, TokenRequest};
-use crate::jose::keys;
+use crate::flow::token;
+use crate::jose::ring;
+use crate::pg::subxact::atomically;
 use crate::store::client::Client;
-use crate::store::deferred;
+use crate::store::deferred::clear_deferred;
 
-/// Headers every token-endpoint response carries (RFC 6749 §5.1).
-const NO_STORE: [(&str, &str); 2] = [("Cache-Control", "no-store"), ("Pragma", "no-cache")];
-
-/// What an HTTP request asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Token,
-    Revoke,
-    Introspect,
-    Jwks,
-    Metadata,
-    SmartConfiguration,
-}
-
-pub use crate::config::gucs::Transport;
-
-impl Endpoint {
-    /// The methods it answers: POST for the token, revocation and introspection endpoints
-    /// (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1), GET (and HEAD) for the documents.
-    pub fn allowed(self) -> &'static str {
-        match self {
-            Endpoint::Token | Endpoint::Revoke | Endpoint::Introspect => "POST",
-            Endpoint::Jwks | Endpoint::Metadata | Endpoint::SmartConfiguration => "GET, HEAD",
-        }
-    }
-
-    pub fn allows(self, method: &str) -> bool {
-        self.allowed()
-            .split(", ")
-            .any(|allowed| allowed.eq_ignore_ascii_case(method))
-    }
-}
-
-/// What the transport knows of a request.
-pub struct Request {
-    pub transport: Transport,
-    /// `GET`, `POST`, ...; None when unknown (a SQL caller outside PostgREST).
-    pub method: Option<String>,
-    /// Header names in lower case, as PostgREST gives them in `request.headers`.
-    pub headers: Map<String, Value>,
-    /// The socket peer, when the transport is pg_oauth's own listener; None under PostgREST,
-    /// whose connection is the proxy's. Only a transport sets it, never a SQL caller.
-    pub peer: Option<String>,
-}
-
-/// An answer: status, headers, JSON body.
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Value,
-}
-
-impl Reply {
-    /// An RFC 6749 §5.2 error answer (the one builder of error bodies, for every transport
-    /// and for the listener's own refusals): never cacheable, `Retry-After` when given.
-    pub fn error(status: u16, error: &str, description: &str, retry_after: Option<i64>) -> Reply {
-        let mut reply = Reply::new(
-            status,
-            &NO_STORE,
-            json!({ "error": error, "error_description": description }),
-        );
-        if let Some(secs) = retry_after {
-            reply.headers.push(("Retry-After".into(), secs.to_string()));
-        }
-        reply
-    }
-
-    /// 405 for a method `endpoint` does not answer, with `Allow` (RFC 9110 §15.5.6).
-    pub fn wrong_method(endpoint: Endpoint, method: &str) -> Reply {
-        let allowed = endpoint.allowed();
-        let first = allowed.split(", ").next().unwrap_or(allowed);
-        let mut reply = Reply::error(
-            405,
-            "invalid_request",
-            &format!("use {first}, not {method}"),
-            None,
-        );
-        reply.headers.push(("Allow".into(), allowed.into()));
-        reply
-    }
-
-    fn new(status: u16, headers: &[(&str, &str)], body: Value) -> Reply {
-        Reply {
-            status,
-            headers: headers
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            body,
-        }
-    }
-}
-
-impl Request {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(Value::as_str)
-    }
-
-    /// Run one endpoint request with its source (for the audit trail and lockouts): the
-    /// listener's socket peer, else the configured proxy header, else the connection's.
-    fn run<R>(&self, f: impl FnOnce() -> R) -> R {
-        deferred::clear_deferred();
-        let source = self
-            .peer
-            .clone()
-            .or_else(|| attempts::postgrest_source(&Value::Object(self.headers.clone())));
-        attempts::request(source, f)
-    }
+/// Run one endpoint request counted by its source (the audit trail, lockouts).
+fn run<R>(req: &Request, f: impl FnOnce() -> R) -> R {
+    clear_deferred();
+    attempts::request(req.source.clone(), f)
 }
 
 /// Answer `endpoint` for `req` with the body's parameters (POST endpoints) or none (GET).
@@ -151,7 +47,7 @@ pub fn handle(endpoint: Endpoint, req: &Request, params: &Params) -> Result<Repl
         Endpoint::Introspect => introspection_endpoint(req, params),
         // The JWK Set is cacheable for a minute: new keys are published one rotation ahead
         // of use, so a short cache never misses a signing key.
-        Endpoint::Jwks => public_document(req.transport, 60, || Spi::connect(keys::jwks)),
+        Endpoint::Jwks => public_document(req.transport, 60, || Spi::connect(ring::jwks)),
         Endpoint::Metadata => {
             public_document(req.transport, 300, || metadata::metadata(req.transport))
         }
@@ -178,43 +74,6 @@ fn public_document(
             err.retry_after_secs(),
         ),
     })
-}
-
-/// A request's parameters (form fields or JSON members) as strings.
-pub struct Params(Map<String, Value>);
-
-impl Params {
-    /// The members of a JSON object (PostgREST's arguments, the listener's parsed body);
-    /// anything else has none.
-    pub fn new(body: Option<Value>) -> Params {
-        match body {
-            Some(Value::Object(map)) => Params(map),
-            _ => Params(Map::new()),
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// A list parameter as one space-separated value: a string (already space-separated,
-    /// the only way a form can carry several: PostgREST keeps the last of repeated fields)
-    /// or, in a JSON body, an array of strings. Anything else in the array is refused.
-    fn list(&self, name: &str) -> Result<Option<String>> {
-        match self.0.get(name) {
-            Some(Value::Array(items)) => {
-                let items: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-                let items = items.ok_or_else(|| {
-                    OAuthError::InvalidRequest(format!("{name} must be a list of strings"))
-                })?;
-                Ok(Some(items.join(" ")).filter(|v| !v.trim().is_empty()))
-            }
-            _ => Ok(self.get(name).map(str::to_owned)),
-        }
-    }
 }
 
 /// How the client authenticated in this request.
@@ -308,27 +167,6 @@ fn required<'p>(params: &'p Params, name: &str) -> Result<&'p str> {
         .ok_or_else(|| OAuthError::InvalidRequest(format!("the {name} parameter is required")))
 }
 
-/// Run `f` in a subtransaction: its writes stay only if it succeeds.
-fn atomically<T, E>(f: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, E> {
-    // SAFETY: the sequence PL/pgSQL uses for an exception block. A PostgreSQL ERROR raised
-    // inside propagates and aborts the whole transaction, subtransaction included.
-    unsafe {
-        let context = pg_sys::CurrentMemoryContext;
-        let owner = pg_sys::CurrentResourceOwner;
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(context);
-        let result = f();
-        if result.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-        result
-    }
-}
-
 /// The HTTP status of an OAuth error over `transport` (`basic`: the client tried HTTP
 /// Basic, which makes a failed client authentication a 401 with `WWW-Authenticate`).
 pub fn status_of(err: &OAuthError, basic: bool, transport: Transport) -> u16 {
@@ -378,7 +216,7 @@ fn answer(transport: Transport, outcome: std::result::Result<Value, Failure>) ->
 }
 
 fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
-    req.run(|| {
+    run(req, || {
         answer(
             req.transport,
             atomically(|| {
@@ -400,7 +238,7 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
                         client_assertion_type: params.get("client_assertion_type"),
                         client_assertion: params.get("client_assertion"),
                     };
-                    token::issue(spi, &req).map_err(|err| Failure {
+                    issue::issue(spi, &req).map_err(|err| Failure {
                         err,
                         basic: auth.basic,
                     })
@@ -411,7 +249,7 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
 }
 
 fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
-    req.run(|| {
+    run(req, || {
         answer(
             req.transport,
             atomically(|| {
@@ -436,7 +274,7 @@ fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
 
 fn introspection_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     // A subtransaction: authenticating by assertion records its jti.
-    req.run(|| {
+    run(req, || {
         answer(
             req.transport,
             atomically(|| {

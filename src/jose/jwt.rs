@@ -14,9 +14,10 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::crypto::secret::b64url;
+use crate::crypto::random::b64url;
 use crate::error::{OAuthError, Result};
-use crate::jose::keys::{self, Key};
+use crate::jose::keys::Key;
+use crate::jose::ring;
 
 /// Sign `payload` (the claims as JSON) with `key`.
 pub fn sign(key: &Key, payload: &[u8]) -> Result<String> {
@@ -106,7 +107,7 @@ pub fn verify(
     else {
         return Err(invalid("malformed JWT: expected three dot-separated parts"));
     };
-    let key = match keys::by_header(header_b64) {
+    let key = match ring::by_header(header_b64) {
         Some(key) => key,
         None => key_for_header(header_b64, find_key)?,
     };

@@ -1,4 +1,6 @@
-//! JOSE: signing keys (generation, rotation, the JWK Set) and JWS compact tokens.
+//! JOSE: signing key material (`keys`), which keys sign and are published (`ring`), and JWS
+//! compact tokens (`jwt`).
 
 pub mod jwt;
 pub mod keys;
+pub mod ring;

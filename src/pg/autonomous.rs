@@ -1,6 +1,6 @@
 //! A transaction that commits although the caller's rolls back: a dynamic background
 //! worker, connected to the caller's database as the caller's user, runs a payload in its
-//! own transaction. What the payload means is the caller's business (store/deferred.rs);
+//! own transaction. What the payload means is the caller's business (flow/deferred.rs);
 //! this module moves it, retries it, and reports the outcome.
 //!
 //! Bounded, every way: at most `limit()` such workers run in the whole cluster (a quarter of

@@ -119,3 +119,17 @@ pub fn extension_installed(name: &std::ffi::CStr) -> bool {
     // SAFETY: a syscache lookup inside a transaction; missing_ok, so it never raises.
     unsafe { pg_sys::get_extension_oid(name.as_ptr(), true) != pg_sys::InvalidOid }
 }
+
+/// A setting of the current session that may not exist: those PostgREST sets for a request
+/// (`request.headers`, `request.method`, `request.jwt.claims`, ...).
+pub fn request_setting(name: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: with missing_ok, GetConfigOptionByName returns NULL or a palloc'd string.
+    unsafe {
+        let value = pg_sys::GetConfigOptionByName(name.as_ptr(), std::ptr::null_mut(), true);
+        (!value.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(value)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}

@@ -48,6 +48,24 @@ impl Row {
     }
 }
 
+impl Row {
+    /// Column `name` as a Rust value (None for SQL NULL).
+    pub fn get_by_name<T: FromDatum + IntoDatum>(&self, name: &str) -> Result<Option<T>> {
+        let name = CString::new(name).map_err(|_| failed())?;
+        // SAFETY: desc is this row's descriptor (see `get`); SPI_fnumber only reads it.
+        let ordinal = unsafe { pg_sys::SPI_fnumber(self.desc, name.as_ptr()) };
+        if ordinal <= 0 {
+            return Err(failed());
+        }
+        self.get(ordinal as usize)
+    }
+
+    /// Column `name` of a NOT NULL column: a NULL there is an error, never a default.
+    pub fn required<T: FromDatum + IntoDatum>(&self, name: &str) -> Result<T> {
+        self.get_by_name(name)?.ok_or_else(failed)
+    }
+}
+
 fn failed() -> OAuthError {
     OAuthError::ServerError("database access failed".into())
 }

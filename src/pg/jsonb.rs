@@ -34,8 +34,11 @@ unsafe fn push_jsonb(
     use pg_sys::jbvType::*;
     use pg_sys::JsonbIteratorToken::*;
     use serde_json::Value;
+    // SAFETY: JsonbValue is a plain C struct; all zeroes is a valid (null) value.
     let mut scalar: pg_sys::JsonbValue = unsafe { std::mem::zeroed() };
     match value {
+        // SAFETY: pushes into `state` as jsonb's builder expects (begin, key/value pairs,
+        // end); keys are referenced, and outlive the build (the caller's contract).
         Value::Object(map) => unsafe {
             pg_sys::pushJsonbValue(state, WJB_BEGIN_OBJECT, std::ptr::null_mut());
             let mut pairs: Vec<_> = map.iter().collect();
@@ -50,6 +53,7 @@ unsafe fn push_jsonb(
             }
             return pg_sys::pushJsonbValue(state, WJB_END_OBJECT, std::ptr::null_mut());
         },
+        // SAFETY: as for objects: begin, elements, end.
         Value::Array(items) => unsafe {
             pg_sys::pushJsonbValue(state, WJB_BEGIN_ARRAY, std::ptr::null_mut());
             for v in items {
@@ -70,12 +74,14 @@ unsafe fn push_jsonb(
         Value::Number(n) => {
             scalar.type_ = jbvNumeric;
             let numeric = match n.as_i64() {
+                // SAFETY: int8_numeric takes one non-null int8 datum.
                 Some(i) => unsafe {
                     pgrx::direct_function_call_as_datum(
                         pg_sys::int8_numeric,
                         &[Some(pg_sys::Datum::from(i))],
                     )
                 },
+                // SAFETY: float8_numeric takes one non-null float8 datum.
                 None => unsafe {
                     let f = n.as_f64().unwrap_or(f64::NAN);
                     pgrx::direct_function_call_as_datum(
@@ -87,6 +93,7 @@ unsafe fn push_jsonb(
             scalar.val.numeric = numeric.expect("numeric conversion").cast_mut_ptr();
         }
     }
+    // SAFETY: a scalar pushed as `token` in the state the caller is building.
     unsafe { pg_sys::pushJsonbValue(state, token, &mut scalar) }
 }
 
@@ -123,6 +130,7 @@ unsafe impl pgrx::callconv::BoxRet for Jsonb {
     ) -> pgrx::datum::Datum<'fcx> {
         use pgrx::datum::IntoDatum;
         match self.into_datum() {
+            // SAFETY: a jsonb datum built for this call, returned as its result.
             Some(datum) => unsafe { fcinfo.return_raw_datum(datum) },
             None => fcinfo.return_null(),
         }

@@ -27,23 +27,61 @@ impl Raised {
     }
 }
 
+/// The state a subtransaction is begun from, restored when it ends.
+struct Outer {
+    context: pg_sys::MemoryContext,
+    owner: pg_sys::ResourceOwner,
+    level: i32,
+}
+
+fn begin() -> Outer {
+    // SAFETY: BeginInternalSubTransaction switches memory context and resource owner; both
+    // are restored by `end`, however the subtransaction ends.
+    unsafe {
+        let outer = Outer {
+            context: pg_sys::CurrentMemoryContext,
+            owner: pg_sys::CurrentResourceOwner,
+            level: pg_sys::GetCurrentTransactionNestLevel(),
+        };
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(outer.context);
+        outer
+    }
+}
+
+/// End the subtransaction begun from `outer`: keep its work, or roll it back together with
+/// any subtransaction left open inside it, down to the level it was begun at.
+fn end(outer: Outer, keep: bool) {
+    // SAFETY: ends the subtransaction `begin` began (pgrx has flushed a caught error's
+    // state), and those left open inside it; then restores what `begin` saved.
+    unsafe {
+        if keep {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            while pg_sys::GetCurrentTransactionNestLevel() > outer.level {
+                pg_sys::RollbackAndReleaseCurrentSubTransaction();
+            }
+        }
+        pg_sys::MemoryContextSwitchTo(outer.context);
+        pg_sys::CurrentResourceOwner = outer.owner;
+    }
+}
+
+/// Run `f` in a subtransaction: its work stays only if it returns `Ok`. An ERROR raised
+/// inside is not caught: it aborts the transaction, which rolls the subtransaction back.
+pub fn atomically<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    let outer = begin();
+    let result = f();
+    end(outer, result.is_ok());
+    result
+}
+
 /// Run `f` in a subtransaction. Its work stays when it returns `Ok` and raises nothing;
 /// it is rolled back when it returns `Err` (given back as `Ok(Err(..))`) or raises an ERROR
 /// (`Err(Raised)`). Subtransactions `f` began and left open when an ERROR unwound through
 /// them are rolled back too, so the caller finds the transaction at the level it was.
 pub fn attempt<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, Raised> {
-    // SAFETY: BeginInternalSubTransaction switches memory context and resource owner; both
-    // are restored below, however the subtransaction ends.
-    let (context, owner, level) = unsafe {
-        let saved = (
-            pg_sys::CurrentMemoryContext,
-            pg_sys::CurrentResourceOwner,
-            pg_sys::GetCurrentTransactionNestLevel(),
-        );
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(saved.0);
-        saved
-    };
+    let outer = begin();
     // Unwind-safe as far as PostgreSQL's state goes (rolled back below); Rust state `f`
     // touched on its way to an ERROR is its caller's to judge, as with any ERROR.
     let f = std::panic::AssertUnwindSafe(f);
@@ -51,7 +89,7 @@ pub fn attempt<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, R
         .catch_others(|caught| Err(raised(&caught)))
         .execute();
     // SAFETY: reads this backend's nesting level.
-    let nested = unsafe { pg_sys::GetCurrentTransactionNestLevel() } != level + 1;
+    let nested = unsafe { pg_sys::GetCurrentTransactionNestLevel() } != outer.level + 1;
     if nested && outcome.is_ok() {
         // Work done in a subtransaction nobody ended is not ours to keep.
         outcome = Err(Raised {
@@ -59,19 +97,7 @@ pub fn attempt<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<Result<T, E>, R
             message: "a subtransaction was left open".into(),
         });
     }
-    // SAFETY: ends the subtransaction begun above (pgrx has flushed a caught error's state),
-    // and any left open inside it, down to the level we started at.
-    unsafe {
-        if matches!(outcome, Ok(Ok(_))) {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            while pg_sys::GetCurrentTransactionNestLevel() > level {
-                pg_sys::RollbackAndReleaseCurrentSubTransaction();
-            }
-        }
-        pg_sys::MemoryContextSwitchTo(context);
-        pg_sys::CurrentResourceOwner = owner;
-    }
+    end(outer, matches!(outcome, Ok(Ok(_))));
     outcome
 }
 

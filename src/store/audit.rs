@@ -204,6 +204,19 @@ pub fn record_throttled(spi: &mut SpiClient<'_>, throttled: &Throttled) -> Resul
     Ok(())
 }
 
+/// Count `n` deferred actions that could not be carried out (`oauth.audit_dropped_events()`):
+/// a sequence, which is not transactional, so the count survives the caller's rollback.
+pub fn count_dropped(spi: &mut SpiClient<'_>, n: usize) -> Result<()> {
+    for _ in 0..n {
+        spi.update(
+            "SELECT pg_catalog.nextval('oauth.audit_dropped_seq')",
+            None,
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod unit {
     use super::*;

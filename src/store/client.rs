@@ -1,10 +1,12 @@
-//! OAuth clients: loading a client with its policy (cached per backend), the trigger that
-//! keeps secrets write-only, and `oauth.create_client`. Authenticating one is
-//! authn/credentials.rs.
+//! OAuth clients: loading a client with its policy (cached per backend), writing one with a
+//! generated secret (`oauth.create_client`, `oauth.rotate_client_secret`), replacing a
+//! costly hash, and the lock that orders issuance against deactivation. Authenticating one
+//! is authn/credentials.rs; the trigger that keeps secrets write-only is api/triggers.rs.
 
 use pgrx::pg_sys::BuiltinOid::TEXTOID;
 use std::rc::Rc;
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
@@ -60,13 +62,13 @@ pub struct Client {
 macro_rules! load_client {
     ($introspect_any:literal) => {
         concat!(
-            "SELECT c.secret, c.previous_secret,
-                    c.grant_types, c.scope, c.audience, c.type = 'smart-app', c.token_format,
-                    c.jwt_alg, c.access_token_expiration, c.refresh_token,
-                    c.refresh_token_expiration, c.active, p.role::text,
-                    c.previous_secret_expires_at, c.jwks, ",
+            "SELECT c.secret, c.previous_secret, c.previous_secret_expires_at,
+                    c.grant_types, c.scope, c.audience, c.type = 'smart-app' AS smart,
+                    c.token_format, c.jwt_alg, c.access_token_expiration, c.refresh_token,
+                    c.refresh_token_expiration, c.active, c.jwks, p.role::text AS role, ",
             $introspect_any,
-            "  FROM oauth.client c
+            " AS introspect_any
+               FROM oauth.client c
                LEFT JOIN oauth.policy p ON p.client_id = c.id
               WHERE c.id = $1"
         )
@@ -127,7 +129,7 @@ static REHASH: Statement = Statement::new(
 /// Replace the stored hash `old` of `client_id` (current or previous secret) by `new`, a hash
 /// of the same secret: a rotation's grace period goes on. Returns whether it was still there.
 pub fn rehash(spi: &mut SpiClient<'_>, client_id: &str, old: &str, new: &str) -> Result<bool> {
-    let updated = crate::crypto::secret::as_rehash(|| {
+    let updated = crate::crypto::argon2id::as_rehash(|| {
         REHASH.execute(spi, &[client_id.into(), old.into(), new.into()])
     })?;
     Ok(!updated.is_empty())
@@ -140,31 +142,31 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         &LOAD_CLIENT_0_1
     };
     let mut rows = statement.query_fresh(spi, fresh, &[client_id.into()], |row| {
-        let previous: Option<String> = row.get(2)?;
+        let previous: Option<String> = row.get_by_name("previous_secret")?;
         let previous_until = row
-            .get::<TimestampWithTimeZone>(14)?
+            .get_by_name::<TimestampWithTimeZone>("previous_secret_expires_at")?
             .map(|ts| backend::unix_seconds(ts) * 1_000_000);
         Ok(Client {
             id: client_id.to_owned(),
-            secret: row.get(1)?,
+            secret: row.get_by_name("secret")?,
             previous_secret: previous.zip(previous_until),
-            grant_types: row.get(3)?.unwrap_or_default(),
-            scope: row.get(4)?.unwrap_or_default(),
-            audience: row.get(5)?.unwrap_or_default(),
-            smart: row.get(6)?.unwrap_or(false),
-            token_format: match row.get::<String>(7)?.as_deref() {
-                Some("jwt") => TokenFormat::Jwt,
+            grant_types: row.required("grant_types")?,
+            scope: row.required("scope")?,
+            audience: row.required("audience")?,
+            smart: row.get_by_name("smart")?.unwrap_or(false),
+            token_format: match row.required::<String>("token_format")?.as_str() {
+                "jwt" => TokenFormat::Jwt,
                 _ => TokenFormat::Opaque,
             },
-            jwt_alg: row.get(8)?,
-            access_token_expiration: row.get(9)?.unwrap_or(3600),
-            refresh_token: row.get(10)?.unwrap_or(false),
-            refresh_token_expiration: row.get(11)?.unwrap_or(86400),
-            active: row.get(12)?.unwrap_or(false),
-            role: row.get(13)?,
+            jwt_alg: row.get_by_name("jwt_alg")?,
+            access_token_expiration: row.required("access_token_expiration")?,
+            refresh_token: row.required("refresh_token")?,
+            refresh_token_expiration: row.required("refresh_token_expiration")?,
+            active: row.required("active")?,
+            role: row.get_by_name("role")?,
             role_problem: None,
-            jwks: row.get::<pgrx::JsonB>(15)?.map(|j| j.0),
-            introspect_any: row.get(16)?.unwrap_or(false),
+            jwks: row.get_by_name::<pgrx::JsonB>("jwks")?.map(|j| j.0),
+            introspect_any: row.required("introspect_any")?,
         })
     })?;
     let Some(mut client) = rows.pop() else {
@@ -174,6 +176,55 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         client.role_problem = policy::role_problem(spi, fresh, role)?;
     }
     Ok(Some(client))
+}
+
+/// Insert client `id` with the secret hash `hashed` and `values` for the columns they name;
+/// every other column gets its default: the table is the one home of the defaults. The
+/// column names are this crate's own (api/admin.rs), never a caller's.
+pub fn insert(
+    spi: &mut SpiClient<'_>,
+    id: &str,
+    hashed: &str,
+    values: Vec<(&'static str, DatumWithOid<'_>)>,
+) -> Result<()> {
+    let mut columns = vec!["id", "secret"];
+    let mut args: Vec<DatumWithOid<'_>> = vec![id.into(), hashed.into()];
+    for (column, value) in values {
+        columns.push(column);
+        args.push(value);
+    }
+    let placeholders: Vec<String> = (1..=columns.len()).map(|i| format!("${i}")).collect();
+    spi.update(
+        &format!(
+            "INSERT INTO oauth.client ({}) VALUES ({})",
+            columns.join(", "),
+            placeholders.join(", ")
+        ),
+        None,
+        &args,
+    )?;
+    Ok(())
+}
+
+/// Replace the secret of `client_id` by the hash `hashed`, keeping the old one for `grace`.
+/// Returns false when there is no such client with a secret (or `grace` is negative).
+pub fn rotate_secret(
+    spi: &mut SpiClient<'_>,
+    client_id: &str,
+    grace: pgrx::datum::Interval,
+    hashed: &str,
+) -> Result<bool> {
+    let table = spi.update(
+        "UPDATE oauth.client
+            SET previous_secret = secret,
+                previous_secret_expires_at = pg_catalog.now() + $2,
+                secret = $3
+          WHERE id = $1 AND secret IS NOT NULL AND $2 >= interval '0'
+          RETURNING 1",
+        None,
+        &[client_id.into(), grace.into(), hashed.into()],
+    )?;
+    Ok(!table.is_empty())
 }
 
 /// The lock name that orders a client's issuance against its deactivation or deletion.

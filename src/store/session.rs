@@ -10,7 +10,6 @@
 
 use aws_lc_rs::{constant_time, digest};
 use pgrx::datum::Uuid;
-use pgrx::pg_sys;
 use pgrx::pg_sys::BuiltinOid::{
     self as PgBuiltInOids, BYTEAOID, INT2OID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID,
 };
@@ -20,11 +19,11 @@ use pgrx::spi::SpiClient;
 use std::sync::OnceLock;
 
 use crate::config::gucs;
-use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 use crate::pg::cache::{Fresh, SESSION_PARTITIONS};
 use crate::pg::db::Statement;
+use crate::pg::index;
 use crate::store::client::TokenFormat;
 
 pub type SessionId = [u8; 16];
@@ -44,8 +43,8 @@ pub fn uuid_string(id: &SessionId) -> String {
 pub fn opaque_token(id: &SessionId) -> String {
     let mut raw = [0u8; 48];
     raw[..16].copy_from_slice(id);
-    raw[16..].copy_from_slice(&secret::random_bytes::<32>());
-    secret::b64url(&raw)
+    raw[16..].copy_from_slice(&crate::crypto::random::random_bytes::<32>());
+    crate::crypto::random::b64url(&raw)
 }
 
 /// The session id inside an opaque token, or `None` if it is not shaped like one.
@@ -330,8 +329,9 @@ pub fn probe(id: &SessionId, token: &str) -> Result<Probe> {
     };
     for slot in slots {
         let found = match probe_index(slot, id, &fresh) {
-            Some(found) => found,
-            None => probe_sql(PROBE_SESSION.of(slot), id, &fresh)?,
+            Lookup::Found(found) => Some(found),
+            Lookup::Absent => None,
+            Lookup::NeedsSql => probe_sql(PROBE_SESSION.of(slot), id, &fresh)?,
         };
         if found.is_some() {
             return Ok(Probe::of(found, token));
@@ -359,59 +359,31 @@ fn probe_sql(
     Ok(found.into_iter().next())
 }
 
-/// (open, token hash) of session `id` in partition `slot` by a direct primary-key probe;
-/// `None` when the probe cannot run here (then use SPI), `Some(None)` when there is no such
-/// session there.
-#[allow(clippy::option_option)]
-fn probe_index(slot: usize, id: &SessionId, fresh: &Fresh) -> Option<Option<(bool, Vec<u8>)>> {
-    let rel = crate::pg::cache::session_rel(slot)?;
-    // SAFETY: the standard index-scan sequence (as in systable scans): relations opened and
-    // closed with AccessShareLock, a slot of the table's type, a registered snapshot, and a
-    // uuid key compared with uuid_eq; the hash is copied out before the slot is dropped and
-    // everything is released before return.
-    unsafe {
-        let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
-        let heap = pg_sys::table_open(rel.table, lock);
-        let index = pg_sys::index_open(rel.primary_key, lock);
-        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-        // A uuid datum is a pointer to its 16 bytes (pg_uuid_t).
-        let uuid: SessionId = *id;
-        pg_sys::ScanKeyInit(
-            &mut key,
-            1,
-            pg_sys::BTEqualStrategyNumber as pg_sys::StrategyNumber,
-            pg_sys::Oid::from(pg_sys::F_UUID_EQ),
-            pg_sys::Datum::from(uuid.as_ptr()),
-        );
-        // PostgreSQL 18 added an instrumentation argument (NULL: none).
-        #[cfg(not(feature = "pg18"))]
-        let scan = pg_sys::index_beginscan(heap, index, fresh.snapshot(), 1, 0);
-        #[cfg(feature = "pg18")]
-        let scan =
-            pg_sys::index_beginscan(heap, index, fresh.snapshot(), std::ptr::null_mut(), 1, 0);
-        pg_sys::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
-        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-        let found =
-            pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-        let row = found.then(|| {
-            let last = i32::from(rel.revoked_at.max(rel.token_hash));
-            if last > i32::from((*slot).tts_nvalid) {
-                pg_sys::slot_getsomeattrs_int(slot, last);
-            }
-            let open = *(*slot).tts_isnull.add(rel.revoked_at as usize - 1);
-            let at = rel.token_hash as usize - 1;
-            let hash = if *(*slot).tts_isnull.add(at) {
-                Vec::new()
-            } else {
-                Vec::<u8>::from_datum(*(*slot).tts_values.add(at), false).unwrap_or_default()
-            };
-            (open, hash)
-        });
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::index_endscan(scan);
-        pg_sys::index_close(index, lock);
-        pg_sys::table_close(heap, lock);
-        Some(row)
+/// What a direct probe of a partition's primary key found.
+enum Lookup {
+    /// (open, token hash) of the session.
+    Found((bool, Vec<u8>)),
+    /// No such session in this partition.
+    Absent,
+    /// The probe cannot run here (the partition's relations are not known yet): use SQL.
+    NeedsSql,
+}
+
+/// Session `id` in partition `slot`, by a direct primary-key probe (pg/index.rs).
+fn probe_index(slot: usize, id: &SessionId, fresh: &Fresh) -> Lookup {
+    let Some(rel) = crate::pg::cache::session_rel(slot) else {
+        return Lookup::NeedsSql;
+    };
+    let last = rel.revoked_at.max(rel.token_hash);
+    let probed = index::probe_by_uuid(rel.table, rel.primary_key, id, fresh, last, |row| {
+        (
+            row.is_null(rel.revoked_at),
+            row.bytes(rel.token_hash).unwrap_or_default(),
+        )
+    });
+    match probed {
+        Some(found) => Lookup::Found(found),
+        None => Lookup::Absent,
     }
 }
 

@@ -7,33 +7,18 @@
 //! `pg_oauth.http_database`, and all accept on it. In each
 //! worker, HTTP runs on a helper thread (server.rs) that never calls into PostgreSQL; the
 //! worker's main thread answers the requests through the same handler PostgREST's
-//! functions call (api/http), so both transports give the same answers (worker.rs). The
+//! functions call (http/handler.rs), so both transports give the same answers (worker.rs). The
 //! request's source, for lockouts and the audit trail, is the socket peer.
 
+mod limits;
+mod request;
 mod server;
-mod tls;
 mod worker;
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::pg_sys;
 
-use super::http::Endpoint;
 use crate::config::gucs;
-
-/// The standard paths (RFC 8414 §3 for the metadata, SMART App Launch for its
-/// configuration), and PostgREST's names for the two documents; publish them with
-/// `pg_oauth.endpoint_prefix = ''`.
-fn route(path: &str) -> Option<Endpoint> {
-    Some(match path {
-        "/token" => Endpoint::Token,
-        "/revoke" => Endpoint::Revoke,
-        "/introspect" => Endpoint::Introspect,
-        "/jwks" => Endpoint::Jwks,
-        "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
-        "/.well-known/smart-configuration" | "/smart_configuration" => Endpoint::SmartConfiguration,
-        _ => return None,
-    })
-}
 
 /// The listening socket, bound by the postmaster (as it binds its own port) and shared by the
 /// workers it forks; -1 when the listener is off.

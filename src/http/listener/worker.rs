@@ -1,6 +1,8 @@
 //! The PostgreSQL side of a listener worker: its main thread waits on its latch and
 //! answers the requests the HTTP thread hands over through the handler PostgREST's
-//! functions call (api/http), with the socket peer as each request's source.
+//! functions call (http/handler.rs), each counted by the source its socket peer gives
+//! (authn/source.rs). On SIGTERM it stops the HTTP thread's accepting and answers what is
+//! still in flight before it ends.
 //!
 //! The requests waiting when the worker looks (at most [`BATCH`]) share one transaction,
 //! each in a subtransaction of its own, and are answered after it commits: every answer
@@ -10,17 +12,21 @@
 //! fails, every request of the batch gets 500. The worker goes on either way.
 
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use serde_json::Value;
 
-use super::server::{self, Job, Limits};
-use super::tls;
-use crate::api::http::{self, Params, Reply};
-use crate::authn::attempts;
+use super::limits::{Limits, Security};
+use super::request::{self, Handoff, Job};
+use super::server;
+use crate::authn::source::{self, Edge};
 use crate::config::gucs;
+use crate::http::handler;
+use crate::http::message::{Params, Reply, Request, Transport};
+use crate::http::tls;
 use crate::pg::backend;
 use crate::pg::redact;
 use crate::pg::subxact;
@@ -44,7 +50,7 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
     // As in the SECURITY DEFINER functions PostgREST calls: nothing a database user
     // creates in a schema on the default path can stand in for what pg_oauth calls.
     backend::set_session_setting(c"search_path", "pg_catalog, pg_temp");
-    let Some((queue, limits)) = start(&database) else {
+    let Some(running) = start(&database) else {
         return;
     };
     if !BackgroundWorker::transaction(|| backend::extension_installed(c"pg_oauth")) {
@@ -54,24 +60,30 @@ pub extern "C-unwind" fn pg_oauth_http_main(_arg: pg_sys::Datum) {
              (or pg_oauth.http_database names the database that has it, and the server restarts)"
         );
     }
-    serve_jobs(queue, limits);
+    serve_jobs(running);
 }
 
-/// Load the limits and TLS, start the HTTP thread on the postmaster's socket: the queue its
-/// requests arrive on and the limits it reads, or None (after a WARNING) when it cannot run.
-fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
+/// A running HTTP thread, as the main thread sees it.
+struct Running {
+    queue: mpsc::Receiver<Job>,
+    limits: Arc<Limits>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+/// Load the limits and TLS, start the HTTP thread on the postmaster's socket, or return None
+/// (after a WARNING) when it cannot run.
+fn start(database: &str) -> Option<Running> {
     let fd = super::listen_fd()?;
     let listen = gucs::string(&gucs::HTTP_LISTEN).unwrap_or_default();
     // Bounded: the HTTP thread answers 503 when it is full (it cannot be, with QUEUE
     // permits in flight; the bound is the second line of defence).
-    let (jobs, queue) = mpsc::sync_channel::<Job>(server::QUEUE);
+    let (jobs, queue) = mpsc::sync_channel::<Job>(request::QUEUE);
     // SAFETY: this process's own latch, which lives as long as the process.
     let latch = unsafe { pg_sys::MyLatch } as usize;
     // SAFETY: SetLatch is async-signal-safe and made to be set by others (other processes,
     // signal handlers); it touches only the latch and the wakeup fd/signal. Called directly,
     // not through pgrx, whose guard rightly refuses other threads for everything else.
-    let wake: Arc<dyn Fn() + Send + Sync> =
-        Arc::new(move || unsafe { set_latch(latch as *mut pg_sys::Latch) });
+    let wake = Box::new(move || unsafe { set_latch(latch as *mut pg_sys::Latch) });
     let limits = Arc::new(Limits::default());
     load_limits(&limits);
     // TLS asked for but not loadable: connections are closed (never plain HTTP in TLS's
@@ -82,22 +94,25 @@ fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
             "pg_oauth: the HTTP listener's TLS: {why}; connections are refused until a reload (SELECT pg_reload_conf()) loads a certificate and key"
         ),
     }
+    let handoff = Handoff {
+        jobs,
+        wake,
+        limits: limits.clone(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(request::QUEUE)),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let (ready, started) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("pg_oauth http".into())
-        .spawn({
-            let limits = limits.clone();
-            move || server::serve(fd, jobs, wake, limits, ready)
-        });
+        .spawn(move || server::serve(fd, handoff, stopped, ready));
     match (spawned, started.recv()) {
-        (Ok(_), Ok(Ok(()))) => log!(
-            "pg_oauth: HTTP listener on {listen}{}, database {database}",
-            if gucs::string(&gucs::HTTP_TLS_CERT).is_some() {
-                " (TLS)"
-            } else {
-                ""
-            }
-        ),
+        (Ok(_), Ok(Ok(()))) => {
+            let tls = gucs::string(&gucs::HTTP_TLS_CERT).is_some();
+            log!(
+                "pg_oauth: HTTP listener on {listen}{}, database {database}",
+                if tls { " (TLS)" } else { "" }
+            )
+        }
         (_, Ok(Err(why))) => {
             warning!("pg_oauth: the HTTP listener cannot accept on {listen}: {why}");
             return None;
@@ -107,51 +122,83 @@ fn start(database: &str) -> Option<(mpsc::Receiver<Job>, Arc<Limits>)> {
             return None;
         }
     }
-    Some((queue, limits))
+    Some(Running {
+        queue,
+        limits,
+        stop,
+    })
 }
 
 /// Answer what the HTTP thread queues until SIGTERM or the postmaster's death; reload on
-/// SIGHUP.
-fn serve_jobs(queue: mpsc::Receiver<Job>, limits: Arc<Limits>) {
+/// SIGHUP. On SIGTERM: stop accepting, answer the requests the open connections still
+/// carry (for at most 10 s), then end.
+fn serve_jobs(running: Running) {
     while BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
         if BackgroundWorker::sighup_received() {
-            // SAFETY: what every PostgreSQL process does on SIGHUP, outside a transaction.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            load_limits(&limits);
-            // A certificate that fails to load on reload leaves the previous one in use (or
-            // connections still refused, if none ever loaded).
-            match load_tls() {
-                Ok(security) => limits.set_security(security),
-                Err(why) => warning!(
-                    "pg_oauth: the HTTP listener's TLS: {why}; {}",
-                    match limits.security() {
-                        server::Security::Unavailable => "connections are still refused",
-                        _ => "keeping the previous certificate",
-                    }
-                ),
-            }
+            reload(&running.limits);
         }
-        loop {
-            let mut batch = Vec::new();
-            while batch.len() < BATCH {
-                match queue.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(mpsc::TryRecvError::Empty) => break,
-                    Err(mpsc::TryRecvError::Disconnected) => {
-                        warning!(
-                            "pg_oauth: the HTTP listener's thread ended; restarting the worker"
-                        );
-                        exit_for_restart()
-                    }
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
+        while let Some(batch) = take_batch(&running.queue, None) {
             answer_batch(batch);
         }
     }
     log!("pg_oauth: HTTP listener stopping");
+    let _ = running.stop.send(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match take_batch(&running.queue, Some(Duration::from_millis(50))) {
+            Some(batch) => answer_batch(batch),
+            None if running_thread_ended(&running.queue) => break,
+            None => {}
+        }
+    }
+}
+
+/// The requests waiting (at most BATCH), after waiting up to `wait` for the first; None when
+/// there are none. A thread that ended while the worker serves means a restart.
+fn take_batch(queue: &mpsc::Receiver<Job>, wait: Option<Duration>) -> Option<Vec<Job>> {
+    let first = match wait {
+        Some(wait) => queue.recv_timeout(wait).ok()?,
+        None => match queue.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::TryRecvError::Empty) => return None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                warning!("pg_oauth: the HTTP listener's thread ended; restarting the worker");
+                exit_for_restart()
+            }
+        },
+    };
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// Whether the HTTP thread has ended (every connection closed, after a stop).
+fn running_thread_ended(queue: &mpsc::Receiver<Job>) -> bool {
+    matches!(queue.try_recv(), Err(mpsc::TryRecvError::Disconnected))
+}
+
+/// SIGHUP: what every PostgreSQL process does, then the listener's own settings.
+fn reload(limits: &Limits) {
+    // SAFETY: what every PostgreSQL process does on SIGHUP, outside a transaction.
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+    load_limits(limits);
+    // A certificate that fails to load on reload leaves the previous one in use (or
+    // connections still refused, if none ever loaded).
+    match load_tls() {
+        Ok(security) => limits.set_security(security),
+        Err(why) => warning!(
+            "pg_oauth: the HTTP listener's TLS: {why}; {}",
+            match limits.security() {
+                Security::Unavailable => "connections are still refused",
+                _ => "keeping the previous certificate",
+            }
+        ),
+    }
 }
 
 /// The listener's reloadable settings, as this process now has them.
@@ -173,12 +220,12 @@ fn load_limits(limits: &Limits) {
     );
 }
 
-fn load_tls() -> Result<server::Security, String> {
+fn load_tls() -> Result<Security, String> {
     let cert = gucs::string(&gucs::HTTP_TLS_CERT);
     let key = gucs::string(&gucs::HTTP_TLS_KEY);
     Ok(match tls::load(cert.as_deref(), key.as_deref())? {
-        Some(config) => server::Security::Tls(config),
-        None => server::Security::Plain,
+        Some(config) => Security::Tls(config),
+        None => Security::Plain,
     })
 }
 
@@ -265,7 +312,7 @@ fn answer_batch(batch: Vec<Job>) {
 /// waiting for a lock.
 fn in_subtransaction(job: &Job) -> Reply {
     let _sensitive = redact::sensitive();
-    let Some(body) = server::params(&job.content_type, &job.body) else {
+    let Some(body) = request::params(&job.content_type, &job.body) else {
         return Reply::error(
             400,
             "invalid_request",
@@ -274,14 +321,17 @@ fn in_subtransaction(job: &Job) -> Reply {
         );
     };
     let params = Params::new(Some(body));
-    let request = http::Request {
-        transport: http::Transport::Listener,
-        method: job.request.method.clone(),
-        headers: job.request.headers.clone(),
-        peer: Some(source(&job.request)),
+    let request = Request {
+        transport: Transport::Listener,
+        method: Some(job.method.clone()),
+        source: source::resolve(
+            Edge::Listener(job.peer),
+            &Value::Object(job.headers.clone()),
+        ),
+        headers: job.headers.clone(),
     };
     let endpoint = job.endpoint;
-    let answered = subxact::attempt(|| http::handle(endpoint, &request, &params));
+    let answered = subxact::attempt(|| handler::handle(endpoint, &request, &params));
     match answered {
         Ok(Ok(reply)) => reply,
         Ok(Err(why)) => {
@@ -301,18 +351,4 @@ fn in_subtransaction(job: &Job) -> Reply {
             server_error()
         }
     }
-}
-
-/// The request's source (authn/attempts.rs decides it from the socket peer, the headers and
-/// `pg_oauth.http_trusted_proxies`).
-fn source(request: &http::Request) -> String {
-    let peer = request.peer.as_deref().and_then(|p| p.parse().ok());
-    let Some(peer) = peer else {
-        return request.peer.clone().unwrap_or_default();
-    };
-    attempts::source_of_peer(
-        peer,
-        &serde_json::Value::Object(request.headers.clone()),
-        gucs::string(&gucs::HTTP_TRUSTED_PROXIES).as_deref(),
-    )
 }

@@ -4,19 +4,9 @@
 //! oldest mark there goes. Its user: refresh grants whose revocation is owed but not yet
 //! committed (store/refresh.rs).
 
-use super::{bucket_of, key_of, segment};
-
-const BUCKETS: usize = 256;
-const WAYS: usize = 4;
-
-#[repr(C)]
-pub(super) struct Entry {
-    key: [u8; 32],
-    /// 0: empty; else the clock value when it was marked.
-    marked: u64,
-}
-
-pub(super) type Table = [[Entry; WAYS]; BUCKETS];
+use super::segment::{
+    bucket_of, key_of, segment, MarkEntry as Entry, MARK_BUCKETS as BUCKETS, MARK_WAYS as WAYS,
+};
 
 /// Mark `id` (in this database).
 pub fn mark(id: &[u8; 16]) {

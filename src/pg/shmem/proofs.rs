@@ -5,7 +5,7 @@
 //! plaintext to oauth.client — leaves a proof: HMAC(k, key ‖ secret) under key =
 //! SHA-256(database, client id, stored hash), k existing only in shared memory (a copy of
 //! the database or its backups holds nothing to test guesses against offline; a disclosure
-//! of server memory is no worse than one of a backend's warm cache, secret.rs). Proofs serve
+//! of server memory is no worse than one of a backend's warm cache, crypto/secret.rs). Proofs serve
 //! twice:
 //!
 //! - After the lockout check, for every secret: a backend that has not verified the secret
@@ -24,24 +24,14 @@
 
 use aws_lc_rs::{constant_time, hmac};
 
-use super::{bucket_of, key_of, segment, Segment};
-use crate::crypto::secret::MAX_SECRET_BYTES;
+use super::segment::{
+    bucket_of, key_of, segment, ProofEntry as Entry, Segment, PROOF_BUCKETS as BUCKETS,
+    PROOF_WAYS as WAYS,
+};
+use crate::crypto::argon2id::MAX_SECRET_BYTES;
 
 /// Shortest secret whose proof lets a client past its lockout.
 pub const MIN_SECRET_BYTES: usize = 32;
-
-const BUCKETS: usize = 1024;
-const WAYS: usize = 8;
-
-#[repr(C)]
-pub(super) struct Entry {
-    key: [u8; 32],
-    proof: [u8; 32],
-    /// 0: empty; else the clock value of its last use.
-    used: u64,
-}
-
-pub(super) type Table = [[Entry; WAYS]; BUCKETS];
 
 /// Whether `secret` is a proven secret of `client_id` with stored hash `stored_hash`.
 pub fn holds(client_id: &str, stored_hash: &str, secret: &str) -> bool {
@@ -90,7 +80,7 @@ pub fn remember(client_id: &str, stored_hash: &str, secret: &str) {
     });
 }
 
-/// Secrets that can be hashed at all (secret.rs refuses the others unhashed).
+/// Secrets that can be hashed at all (crypto/argon2id.rs refuses the others unhashed).
 fn provable(secret: &str) -> bool {
     !secret.is_empty() && secret.len() <= MAX_SECRET_BYTES
 }

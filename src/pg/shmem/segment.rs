@@ -1,19 +1,5 @@
-//! State shared by every backend of the cluster, without shared_preload_libraries: one
-//! dynamic shared memory segment, created by the first backend that needs it, pinned until
-//! the server stops, and found by the others through `pg_dynshmem/pg_oauth_shared` (its
-//! handle and a random nonce; PostgreSQL's own directory for DSM state, which base backups
-//! skip). A restart forgets it all. Two tables live in it:
-//!
-//! - proofs.rs: proofs of verified secrets (8192, 8-way buckets, least recently used
-//!   evicted), so that a client that knows its secret is not locked out by guessers;
-//! - sources.rs: failed authentications per source and window (4096, 4-way), so that
-//!   rotating client ids does not escape throttling;
-//! - marks.rs: a small set of ids (refresh grants whose revocation is owed);
-//!
-//! and a count of pg_oauth's running background workers, to bound them (workers.rs).
-//!
-//! About 770 KB. Every access runs under one spinlock, for a few dozen instructions over
-//! plain memory: nothing under it can raise an error or sleep.
+//! The segment itself: its layout (the tables' entries are declared here, their use in the
+//! files named after them), how a backend finds or makes it, and its lock.
 
 use std::cell::{Cell, UnsafeCell};
 use std::io::{Read, Write};
@@ -24,11 +10,6 @@ use pgrx::pg_sys;
 
 use crate::pg::limits;
 
-pub mod marks;
-pub mod proofs;
-pub mod sources;
-pub mod workers;
-
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
 const LAYOUT: u32 = 3;
@@ -37,28 +18,68 @@ const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
 
 #[repr(C)]
-struct Segment {
+pub(super) struct Segment {
     magic: u64,
     layout: u32,
     lock: AtomicU32,
     nonce: [u8; 16],
     /// The proofs' HMAC key: it exists only here.
-    hmac_key: [u8; 32],
+    pub(super) hmac_key: [u8; 32],
     clock: AtomicU64,
     /// pg_oauth's background workers running now (workers.rs).
-    workers: AtomicU32,
-    proofs: UnsafeCell<proofs::Table>,
-    sources: UnsafeCell<sources::Table>,
-    marks: UnsafeCell<marks::Table>,
+    pub(super) workers: AtomicU32,
+    proofs: UnsafeCell<ProofTable>,
+    sources: UnsafeCell<SourceTable>,
+    marks: UnsafeCell<MarkTable>,
 }
 
+pub(super) const MARK_BUCKETS: usize = 256;
+pub(super) const MARK_WAYS: usize = 4;
+
+#[repr(C)]
+pub(super) struct MarkEntry {
+    pub(super) key: [u8; 32],
+    /// 0: empty; else the clock value when it was marked.
+    pub(super) marked: u64,
+}
+
+pub(super) type MarkTable = [[MarkEntry; MARK_WAYS]; MARK_BUCKETS];
+
+pub(super) const PROOF_BUCKETS: usize = 1024;
+pub(super) const PROOF_WAYS: usize = 8;
+
+#[repr(C)]
+pub(super) struct ProofEntry {
+    pub(super) key: [u8; 32],
+    pub(super) proof: [u8; 32],
+    /// 0: empty; else the clock value of its last use.
+    pub(super) used: u64,
+}
+
+pub(super) type ProofTable = [[ProofEntry; PROOF_WAYS]; PROOF_BUCKETS];
+
+pub(super) const SOURCE_BUCKETS: usize = 1024;
+pub(super) const SOURCE_WAYS: usize = 4;
+
+#[repr(C)]
+pub(super) struct SourceEntry {
+    pub(super) key: [u8; 32],
+    /// Start of the counting window, in seconds since the epoch; 0: empty.
+    pub(super) window_start: i64,
+    pub(super) failures: u32,
+    /// Requests refused since the source was throttled, in this window.
+    pub(super) refused: u32,
+}
+
+pub(super) type SourceTable = [[SourceEntry; SOURCE_WAYS]; SOURCE_BUCKETS];
+
 /// The tables, borrowed under the lock.
-struct Tables<'a> {
-    proofs: &'a mut proofs::Table,
-    sources: &'a mut sources::Table,
-    marks: &'a mut marks::Table,
+pub(super) struct Tables<'a> {
+    pub(super) proofs: &'a mut ProofTable,
+    pub(super) sources: &'a mut SourceTable,
+    pub(super) marks: &'a mut MarkTable,
     /// A fresh value of the segment's clock (for least-recently-used eviction).
-    tick: u64,
+    pub(super) tick: u64,
 }
 
 thread_local! {
@@ -70,7 +91,7 @@ thread_local! {
 
 impl Segment {
     /// Run `f` on the tables under the segment's spinlock.
-    fn locked<R>(&self, f: impl FnOnce(Tables<'_>) -> R) -> R {
+    pub(super) fn locked<R>(&self, f: impl FnOnce(Tables<'_>) -> R) -> R {
         let mut spins = 0u32;
         while self
             .lock
@@ -100,7 +121,7 @@ impl Segment {
 }
 
 /// SHA-256 over this database's oid and `parts` (each followed by a 0 byte).
-fn key_of(parts: &[&[u8]]) -> [u8; 32] {
+pub(super) fn key_of(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     // SAFETY: reading this backend's database oid.
     ctx.update(&unsafe { pg_sys::MyDatabaseId }.to_u32().to_le_bytes());
@@ -114,14 +135,14 @@ fn key_of(parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// The bucket of `key` among `buckets`.
-fn bucket_of(key: &[u8; 32], buckets: usize) -> usize {
+pub(super) fn bucket_of(key: &[u8; 32], buckets: usize) -> usize {
     let mut first = [0u8; 8];
     first.copy_from_slice(&key[..8]);
     (u64::from_le_bytes(first) % buckets as u64) as usize
 }
 
 /// This backend's mapping of the cluster's segment, attached or created on first use.
-fn segment() -> Option<&'static Segment> {
+pub(super) fn segment() -> Option<&'static Segment> {
     let cached = SEGMENT.get();
     if !cached.is_null() {
         // SAFETY: a pinned mapping stays valid for the life of this process.

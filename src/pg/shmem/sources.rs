@@ -4,22 +4,10 @@
 //! once in every backend, with no table write; so are the refusals of a throttled source,
 //! which the audit trail shows as one aggregate row per source and window (audit.rs).
 
-use super::{bucket_of, key_of, segment};
-
-const BUCKETS: usize = 1024;
-const WAYS: usize = 4;
-
-#[repr(C)]
-pub(super) struct Entry {
-    key: [u8; 32],
-    /// Start of the counting window, in seconds since the epoch; 0: empty.
-    window_start: i64,
-    failures: u32,
-    /// Requests refused since the source was throttled, in this window.
-    refused: u32,
-}
-
-pub(super) type Table = [[Entry; WAYS]; BUCKETS];
+use super::segment::{
+    bucket_of, key_of, segment, SourceEntry as Entry, SOURCE_BUCKETS as BUCKETS,
+    SOURCE_WAYS as WAYS,
+};
 
 /// A request refused because its source is throttled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

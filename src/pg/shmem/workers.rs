@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::segment;
+use super::segment::segment;
 
 /// Take a place if fewer than `limit` are taken. Without shared memory (no segment could be
 /// made), always.

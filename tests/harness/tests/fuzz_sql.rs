@@ -86,184 +86,12 @@ fn random_input_gets_documented_errors_and_crashes_nothing() {
     let n = cases();
 
     for _ in 0..n {
-        // Verification, introspection and revocation of junk and of mutated tokens.
-        let junk = if rng.below(2) == 0 {
-            rng.text()
-        } else {
-            let t = rng.pick(&access).clone();
-            rng.mutate(&t)
-        };
-        check(
-            db.query("SELECT oauth.auth_verify($1)", &[&junk]),
-            "auth_verify",
-            seed,
-        );
-        let aud = rng.text();
-        check(
-            db.query(
-                "SELECT oauth.auth_verify($1, $2)",
-                &[&rng.pick(&access).as_str(), &aud],
-            ),
-            "auth_verify(audience)",
-            seed,
-        );
-        let introspected: Value = db
-            .query_one("SELECT oauth.auth_introspect($1)", &[&junk])
-            .unwrap()
-            .get(0);
-        if !access.contains(&junk) && !refresh.contains(&junk) {
-            assert_eq!(
-                introspected,
-                json!({ "active": false }),
-                "{junk:?}; seed {seed}"
-            );
-        }
-        if !access.contains(&junk) && !refresh.contains(&junk) {
-            let revoked: bool = db
-                .query_one("SELECT oauth.auth_revoke($1)", &[&junk])
-                .unwrap()
-                .get(0);
-            assert!(!revoked, "revoked something with {junk:?}; seed {seed}");
-        }
-
-        // Token requests from an authenticated client, every other parameter random.
-        let client = *rng.pick(&["fz-opaque", "fz-jwt", "fz-smart"]);
-        let scope = if rng.below(3) == 0 {
-            rng.pick(&[
-                "read",
-                "api:x",
-                "system/Observation.rs",
-                "system/*.read",
-                "patient/*.read",
-            ])
-            .to_string()
-        } else {
-            rng.text()
-        };
-        let audience = if rng.below(2) == 0 {
-            None
-        } else {
-            Some(rng.text())
-        };
-        let grant = rng
-            .pick(&[
-                "client_credentials",
-                "client_credentials",
-                "refresh_token",
-                "password",
-                "",
-            ])
-            .to_string();
-        let grant = if rng.below(8) == 0 { rng.text() } else { grant };
-        let rt = if rng.below(2) == 0 {
-            let r = rng.pick(&refresh).clone();
-            rng.mutate(&r)
-        } else {
-            rng.text()
-        };
-        check(
-            db.query(
-                "SELECT oauth.auth_token($1, $2, 'fz', $3, $4, refresh_token => $5)",
-                &[&grant, &client, &scope, &audience, &rt],
-            ),
-            "auth_token",
-            seed,
-        );
-
-        // Client authentication itself, sometimes (a wrong secret costs an argon2 check and
-        // a background worker to record it).
+        verification_of_junk_and_mutated_tokens(&mut db, &mut rng, &access, &refresh, seed);
+        let client = token_requests_with_random_parameters(&mut db, &mut rng, &refresh, seed);
         if rng.below(20) == 0 {
-            let id = rng.text();
-            let secret = rng.text();
-            check(
-                db.query(
-                    "SELECT oauth.auth_token('client_credentials', $1, $2)",
-                    &[&id, &secret],
-                ),
-                "auth_token(credentials)",
-                seed,
-            );
-            let assertion = rng.mutate("eyJhbGciOiJFUzI1NiIsImtpZCI6IngifQ.eyJpc3MiOiJmei1qd3QiLCJzdWIiOiJmei1qd3QifQ.AAAA");
-            check(
-                db.query(
-                    "SELECT oauth.auth_token('client_credentials', client_assertion_type => 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion => $1)",
-                    &[&assertion],
-                ),
-                "auth_token(assertion)",
-                seed,
-            );
+            client_authentication_with_random_credentials(&mut db, &mut rng, seed);
         }
-
-        // The HTTP endpoints as PostgREST calls them: random members, random headers.
-        let mut body = serde_json::Map::new();
-        for _ in 0..rng.below(5) {
-            let key = rng
-                .pick(&[
-                    "grant_type",
-                    "client_id",
-                    "client_secret",
-                    "scope",
-                    "audience",
-                    "resource",
-                    "token",
-                    "refresh_token",
-                    "client_assertion",
-                    "x",
-                ])
-                .to_string();
-            let value = match rng.below(6) {
-                0 => json!(rng.below(1000)),
-                1 => json!([rng.text()]),
-                2 => json!(null),
-                _ => json!(rng.text()),
-            };
-            body.insert(key, value);
-        }
-        if rng.below(2) == 0 {
-            body.insert("client_id".into(), json!(client));
-            body.insert("client_secret".into(), json!("fz"));
-        }
-        let authorization = match rng.below(4) {
-            0 => format!("Basic {}", rng.text()),
-            1 => format!("Bearer {}", rng.text()),
-            2 => rng.text(),
-            _ => String::new(),
-        };
-        let headers = json!({ "authorization": authorization });
-        let method = *rng.pick(&["POST", "POST", "GET", "post", ""]);
-        let endpoint = *rng.pick(&["http_token", "http_revoke", "http_introspect"]);
-        let (status, answer) = as_postgrest(
-            &mut db,
-            &headers,
-            method,
-            &format!("SELECT oauth.{endpoint}($1::jsonb)"),
-            &[&Value::Object(body.clone())],
-        );
-        match status.as_str() {
-            "200" => {}
-            // A method the endpoint does not take (the fuzz sends GET too).
-            "405" => assert!(
-                answer["error"] == "invalid_request" && !method.eq_ignore_ascii_case("POST"),
-                "{endpoint} {method}: {answer}; seed {seed}"
-            ),
-            "400" | "401" => {
-                let error = answer["error"].as_str().unwrap_or("");
-                assert!(
-                    [
-                        "invalid_request",
-                        "invalid_client",
-                        "invalid_grant",
-                        "unauthorized_client",
-                        "unsupported_grant_type",
-                        "invalid_scope",
-                        "invalid_target"
-                    ]
-                    .contains(&error),
-                    "{endpoint}: {answer}; seed {seed}"
-                );
-            }
-            other => panic!("{endpoint}: status {other}: {answer}; seed {seed}"),
-        }
+        the_http_endpoints_with_random_requests(&mut db, &mut rng, client, seed);
     }
 
     // The server is up and no backend died.
@@ -279,4 +107,215 @@ fn random_input_gets_documented_errors_and_crashes_nothing() {
         .count();
     assert_eq!(crashes, 0, "seed {seed}:\n{log}");
     println!("{n} rounds of every entry point, seed {seed}");
+}
+
+/// Verification, introspection and revocation of junk and of mutated tokens.
+fn verification_of_junk_and_mutated_tokens(
+    db: &mut postgres::Client,
+    rng: &mut Rng,
+    access: &[String],
+    refresh: &[String],
+    seed: u64,
+) {
+    // Verification, introspection and revocation of junk and of mutated tokens.
+    let junk = if rng.below(2) == 0 {
+        rng.text()
+    } else {
+        let t = rng.pick(access).clone();
+        rng.mutate(&t)
+    };
+    check(
+        db.query("SELECT oauth.auth_verify($1)", &[&junk]),
+        "auth_verify",
+        seed,
+    );
+    let aud = rng.text();
+    check(
+        db.query(
+            "SELECT oauth.auth_verify($1, $2)",
+            &[&rng.pick(access).as_str(), &aud],
+        ),
+        "auth_verify(audience)",
+        seed,
+    );
+    let introspected: Value = db
+        .query_one("SELECT oauth.auth_introspect($1)", &[&junk])
+        .unwrap()
+        .get(0);
+    if !access.contains(&junk) && !refresh.contains(&junk) {
+        assert_eq!(
+            introspected,
+            json!({ "active": false }),
+            "{junk:?}; seed {seed}"
+        );
+    }
+    if !access.contains(&junk) && !refresh.contains(&junk) {
+        let revoked: bool = db
+            .query_one("SELECT oauth.auth_revoke($1)", &[&junk])
+            .unwrap()
+            .get(0);
+        assert!(!revoked, "revoked something with {junk:?}; seed {seed}");
+    }
+}
+
+/// Token requests from an authenticated client, every other parameter random; returns the
+/// client.
+fn token_requests_with_random_parameters(
+    db: &mut postgres::Client,
+    rng: &mut Rng,
+    refresh: &[String],
+    seed: u64,
+) -> &'static str {
+    let client = *rng.pick(&["fz-opaque", "fz-jwt", "fz-smart"]);
+    let scope = if rng.below(3) == 0 {
+        rng.pick(&[
+            "read",
+            "api:x",
+            "system/Observation.rs",
+            "system/*.read",
+            "patient/*.read",
+        ])
+        .to_string()
+    } else {
+        rng.text()
+    };
+    let audience = if rng.below(2) == 0 {
+        None
+    } else {
+        Some(rng.text())
+    };
+    let grant = rng
+        .pick(&[
+            "client_credentials",
+            "client_credentials",
+            "refresh_token",
+            "password",
+            "",
+        ])
+        .to_string();
+    let grant = if rng.below(8) == 0 { rng.text() } else { grant };
+    let rt = if rng.below(2) == 0 {
+        let r = rng.pick(refresh).clone();
+        rng.mutate(&r)
+    } else {
+        rng.text()
+    };
+    check(
+        db.query(
+            "SELECT oauth.auth_token($1, $2, 'fz', $3, $4, refresh_token => $5)",
+            &[&grant, &client, &scope, &audience, &rt],
+        ),
+        "auth_token",
+        seed,
+    );
+
+    client
+}
+
+/// Client authentication itself (a wrong secret costs an argon2 check and a background
+/// worker to record it), with random ids, secrets and assertions.
+fn client_authentication_with_random_credentials(
+    db: &mut postgres::Client,
+    rng: &mut Rng,
+    seed: u64,
+) {
+    let id = rng.text();
+    let secret = rng.text();
+    check(
+        db.query(
+            "SELECT oauth.auth_token('client_credentials', $1, $2)",
+            &[&id, &secret],
+        ),
+        "auth_token(credentials)",
+        seed,
+    );
+    let assertion = rng.mutate(
+        "eyJhbGciOiJFUzI1NiIsImtpZCI6IngifQ.eyJpc3MiOiJmei1qd3QiLCJzdWIiOiJmei1qd3QifQ.AAAA",
+    );
+    check(
+        db.query(
+            "SELECT oauth.auth_token('client_credentials', client_assertion_type => 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion => $1)",
+            &[&assertion],
+        ),
+        "auth_token(assertion)",
+        seed,
+    );
+}
+
+/// The HTTP endpoints as PostgREST calls them: random members, random headers.
+fn the_http_endpoints_with_random_requests(
+    db: &mut postgres::Client,
+    rng: &mut Rng,
+    client: &str,
+    seed: u64,
+) {
+    let mut body = serde_json::Map::new();
+    for _ in 0..rng.below(5) {
+        let key = rng
+            .pick(&[
+                "grant_type",
+                "client_id",
+                "client_secret",
+                "scope",
+                "audience",
+                "resource",
+                "token",
+                "refresh_token",
+                "client_assertion",
+                "x",
+            ])
+            .to_string();
+        let value = match rng.below(6) {
+            0 => json!(rng.below(1000)),
+            1 => json!([rng.text()]),
+            2 => json!(null),
+            _ => json!(rng.text()),
+        };
+        body.insert(key, value);
+    }
+    if rng.below(2) == 0 {
+        body.insert("client_id".into(), json!(client));
+        body.insert("client_secret".into(), json!("fz"));
+    }
+    let authorization = match rng.below(4) {
+        0 => format!("Basic {}", rng.text()),
+        1 => format!("Bearer {}", rng.text()),
+        2 => rng.text(),
+        _ => String::new(),
+    };
+    let headers = json!({ "authorization": authorization });
+    let method = *rng.pick(&["POST", "POST", "GET", "post", ""]);
+    let endpoint = *rng.pick(&["http_token", "http_revoke", "http_introspect"]);
+    let (status, answer) = as_postgrest(
+        db,
+        &headers,
+        method,
+        &format!("SELECT oauth.{endpoint}($1::jsonb)"),
+        &[&Value::Object(body.clone())],
+    );
+    match status.as_str() {
+        "200" => {}
+        // A method the endpoint does not take (the fuzz sends GET too).
+        "405" => assert!(
+            answer["error"] == "invalid_request" && !method.eq_ignore_ascii_case("POST"),
+            "{endpoint} {method}: {answer}; seed {seed}"
+        ),
+        "400" | "401" => {
+            let error = answer["error"].as_str().unwrap_or("");
+            assert!(
+                [
+                    "invalid_request",
+                    "invalid_client",
+                    "invalid_grant",
+                    "unauthorized_client",
+                    "unsupported_grant_type",
+                    "invalid_scope",
+                    "invalid_target"
+                ]
+                .contains(&error),
+                "{endpoint}: {answer}; seed {seed}"
+            );
+        }
+        other => panic!("{endpoint}: status {other}: {answer}; seed {seed}"),
+    }
 }

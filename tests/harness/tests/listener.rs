@@ -56,15 +56,36 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
          VALUES ('listener-client', 'a-long-enough-secret-for-the-listener', '{read,write}', 'jwt');",
     );
     let http = Http::new();
+    let metadata = discovery_from_the_issuer_alone(&http, &issuer);
+    a_stock_client_gets_introspects_and_revokes(&http, &metadata, &issuer, &mut db);
+    errors_are_rfc6749_answers(&http, &metadata, &issuer, &mut db);
+    hostile_connections_starve_no_one(&http, &metadata, port);
+    a_crashed_worker_comes_back(&http, &metadata, &cluster, db);
+    // SIGTERM (a fast shutdown) ends both workers cleanly.
+    cluster.stop_server("fast");
+    let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap();
+    let since_restart = log
+        .rsplit("all server processes terminated")
+        .next()
+        .unwrap();
+    for said in [
+        "pg_oauth: HTTP listener on",
+        "pg_oauth: HTTP listener stopping",
+    ] {
+        assert_eq!(since_restart.matches(said).count(), 2, "{said}: {log}");
+    }
+}
 
-    // Discovery at the standard path of the issuer's origin.
+/// Discovery at the standard path of the issuer's origin: every endpoint listed, the JWK
+/// Set non-empty. Returns the metadata.
+fn discovery_from_the_issuer_alone(http: &Http, issuer: &str) -> Value {
     let metadata: Value = http
         .get(format!("{issuer}/.well-known/oauth-authorization-server"))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert_eq!(metadata["issuer"], issuer);
     for (name, path) in [
         ("token_endpoint", "/token"),
         ("jwks_uri", "/jwks"),
@@ -81,33 +102,44 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
         .unwrap();
     assert!(!jwks["keys"].as_array().unwrap().is_empty(), "{jwks}");
 
+    metadata
+}
+
+/// The oauth2 crate gets a token, introspects it, and (by hand: that crate revokes over https
+/// only) revokes it; the database verifies it, then refuses it.
+fn a_stock_client_gets_introspects_and_revokes(
+    http: &Http,
+    metadata: &Value,
+    issuer: &str,
+    db: &mut postgres::Client,
+) {
     let client = BasicClient::new(ClientId::new("listener-client".into()))
         .set_client_secret(ClientSecret::new(
             "a-long-enough-secret-for-the-listener".into(),
         ))
         .set_auth_type(AuthType::BasicAuth)
-        .set_token_uri(TokenUrl::new(url(&metadata, "token_endpoint")).unwrap())
+        .set_token_uri(TokenUrl::new(url(metadata, "token_endpoint")).unwrap())
         .set_introspection_url(
-            IntrospectionUrl::new(url(&metadata, "introspection_endpoint")).unwrap(),
+            IntrospectionUrl::new(url(metadata, "introspection_endpoint")).unwrap(),
         );
     let token = client
         .exchange_client_credentials()
-        .request(&http)
+        .request(http)
         .unwrap_or_else(|e| panic!("token from the listener: {e:?}"));
     let access = token.access_token().secret().clone();
-    let verified = json(&mut db, "SELECT oauth.auth_verify($1)", &[&access]);
+    let verified = json(db, "SELECT oauth.auth_verify($1)", &[&access]);
     assert_eq!(verified["client_id"], "listener-client");
-    assert_eq!(verified["iss"], issuer.as_str());
+    assert_eq!(verified["iss"], issuer);
 
     let introspection = client
         .introspect(&AccessToken::new(access.clone()))
-        .request(&http)
+        .request(http)
         .unwrap();
     assert!(introspection.active());
     // The oauth2 crate revokes over https only (the listener speaks plain HTTP: TLS is a
     // proxy's here), so the RFC 7009 request is made by hand.
     let revoked = http
-        .post(url(&metadata, "revocation_endpoint"))
+        .post(url(metadata, "revocation_endpoint"))
         .basic_auth(
             "listener-client",
             Some("a-long-enough-secret-for-the-listener"),
@@ -118,17 +150,25 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
     assert_eq!(revoked.status(), StatusCode::OK);
     let introspection = client
         .introspect(&AccessToken::new(access.clone()))
-        .request(&http)
+        .request(http)
         .unwrap();
     assert!(!introspection.active());
     assert!(db
         .query_one("SELECT oauth.auth_verify($1)", &[&access])
         .is_err());
+}
 
-    // RFC 6749 answers from the same handler PostgREST uses: a wrong secret is a 401 with a
-    // Basic challenge, recorded with the socket peer as its source; GET is refused.
+/// RFC 6749 answers from the same handler PostgREST uses: a wrong secret is a 401 with a
+/// Basic challenge, recorded with the socket peer as its source; GET is 405, an unknown path
+/// 404, a body over the limit 413.
+fn errors_are_rfc6749_answers(
+    http: &Http,
+    metadata: &Value,
+    issuer: &str,
+    db: &mut postgres::Client,
+) {
     let refused = http
-        .post(url(&metadata, "token_endpoint"))
+        .post(url(metadata, "token_endpoint"))
         .basic_auth("listener-client", Some("wrong"))
         .form(&[("grant_type", "client_credentials")])
         .send()
@@ -143,21 +183,23 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
         .unwrap()
         .get(0);
     assert_eq!(source, "127.0.0.1");
-    let get = http.get(url(&metadata, "token_endpoint")).send().unwrap();
+    let get = http.get(url(metadata, "token_endpoint")).send().unwrap();
     assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(get.headers()["allow"], "POST");
     let unknown = http.get(format!("{issuer}/nothing-here")).send().unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     let too_large = http
-        .post(url(&metadata, "token_endpoint"))
+        .post(url(metadata, "token_endpoint"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(vec![b'a'; 100_000])
         .send()
         .unwrap();
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
 
-    // Hostile connections do not starve the others: hundreds of idle and half-sent requests
-    // are open while a client is served; a request line that is not HTTP gets 400.
+/// Hostile connections do not starve the others: hundreds of idle and half-sent requests are
+/// open while a client is served; a request line that is not HTTP gets 400.
+fn hostile_connections_starve_no_one(http: &Http, metadata: &Value, port: u16) {
     use std::io::{Read, Write};
     let address = format!("127.0.0.1:{port}");
     let mut idle: Vec<std::net::TcpStream> = (0..300)
@@ -170,7 +212,7 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
             s
         })
         .collect();
-    let served = http.get(url(&metadata, "jwks_uri")).send().unwrap();
+    let served = http.get(url(metadata, "jwks_uri")).send().unwrap();
     assert_eq!(served.status(), StatusCode::OK);
     let mut garbage = std::net::TcpStream::connect(&address).unwrap();
     garbage
@@ -184,8 +226,16 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
         String::from_utf8_lossy(&answer)
     );
     idle.clear();
+}
 
-    // A worker that crashes (SIGKILL) is started again, and the listener answers again.
+/// A worker that crashes (SIGKILL) is started again (after the postmaster's crash restart),
+/// and the listener answers again.
+fn a_crashed_worker_comes_back(
+    http: &Http,
+    metadata: &Value,
+    cluster: &Cluster,
+    mut db: postgres::Client,
+) {
     let pid: i32 = db
         .query_one(
             "SELECT pid FROM pg_stat_activity WHERE backend_type = 'pg_oauth http listener' LIMIT 1",
@@ -217,7 +267,7 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
             .unwrap_or(0);
         let answers = new_workers == 2
             && http
-                .get(url(&metadata, "jwks_uri"))
+                .get(url(metadata, "jwks_uri"))
                 .timeout(std::time::Duration::from_secs(2))
                 .send()
                 .is_ok_and(|r| r.status() == StatusCode::OK);
@@ -229,20 +279,6 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
             "the listener did not come back"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-
-    // SIGTERM (a fast shutdown) ends both workers cleanly.
-    cluster.stop_server("fast");
-    let log = std::fs::read_to_string(cluster.dir.join("server.log")).unwrap();
-    let since_restart = log
-        .rsplit("all server processes terminated")
-        .next()
-        .unwrap();
-    for said in [
-        "pg_oauth: HTTP listener on",
-        "pg_oauth: HTTP listener stopping",
-    ] {
-        assert_eq!(since_restart.matches(said).count(), 2, "{said}: {log}");
     }
 }
 

@@ -369,6 +369,60 @@ fn a_reload_applies_the_listener_limits_and_the_handlers_settings() {
     assert_eq!(worker_pids(&cluster), before, "applied without a restart");
 }
 
+/// SIGTERM (a server shutdown, or pg_terminate_backend) ends a worker gracefully: it accepts
+/// nothing more, but a request it is receiving is read, answered, and only then is the
+/// connection closed and the worker gone. Before, the worker exited at once and the client
+/// got a closed connection.
+#[test]
+fn a_worker_told_to_stop_answers_the_request_it_is_receiving() {
+    let (cluster, address) = listener(10_000);
+    let before = worker_pids(&cluster);
+    let body = "grant_type=client_credentials";
+    let credentials = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("good:{SECRET}"))
+    };
+    let mut streams: Vec<TcpStream> = before
+        .iter()
+        .map(|_| {
+            let mut s = TcpStream::connect(&address).unwrap();
+            write!(
+                s,
+                "POST /token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {credentials}\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                &body[..10]
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // Half a body on a connection to each worker; then every worker is told to stop.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut db = cluster.connect("postgres");
+    for pid in &before {
+        db.execute("SELECT pg_terminate_backend($1)", &[pid])
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for stream in &mut streams {
+        stream.write_all(&body.as_bytes()[10..]).unwrap();
+        let (answer, _) = read_all(stream, Duration::from_secs(10));
+        assert_eq!(
+            status_line(&answer),
+            "HTTP/1.1 200 OK",
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !worker_pids(&cluster).is_empty() {
+        assert!(Instant::now() < deadline, "the workers did not end");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(cluster.log().contains("HTTP listener stopping"));
+}
+
 #[test]
 fn the_workers_end_with_the_postmaster() {
     let (cluster, address) = listener(10_000);

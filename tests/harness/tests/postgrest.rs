@@ -263,23 +263,37 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
          VALUES ('odd id/ü', 'api_user'), ('urn:example:a+b&c=d', 'api_user');",
     )
     .unwrap();
-    let ok = |resp: Response| {
-        let (status, headers, body) = body(resp);
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
-        assert_eq!(header(&headers, "pragma"), Some("no-cache"));
-        assert_eq!(body["token_type"], "Bearer");
-        body
-    };
-    let err = |resp: Response, status: StatusCode, code: &str| {
-        let (got, headers, body) = body(resp);
-        assert_eq!(got, status, "{body}");
-        assert_eq!(body["error"], code, "{body}");
-        assert!(body["error_description"].is_string(), "{body}");
-        assert_eq!(header(&headers, "cache-control"), Some("no-store"));
-        headers
-    };
+    credentials_in_every_encoding(&env);
+    every_rfc6749_error_with_its_status(&env, &mut db);
+    introspection_and_revocation_need_the_client(&env);
+    documents_over_get_and_the_token_endpoint_by_post(&env);
+    tokens_postgrest_must_not_accept(&env, &mut db);
+    drop(env.db);
+}
 
+/// A token response: 200, never cacheable.
+fn ok(resp: Response) -> Value {
+    let (status, headers, body) = body(resp);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    assert_eq!(header(&headers, "pragma"), Some("no-cache"));
+    assert_eq!(body["token_type"], "Bearer");
+    body
+}
+
+/// An RFC 6749 §5.2 error answer with `status` and `code`: its headers.
+fn err(resp: Response, status: StatusCode, code: &str) -> reqwest::header::HeaderMap {
+    let (got, headers, body) = body(resp);
+    assert_eq!(got, status, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    headers
+}
+
+/// RFC 6749 §2.3.1 credentials in HTTP Basic (form-url-encoded inside), in a form body and in
+/// a JSON body, with parameters nobody registered.
+fn credentials_in_every_encoding(env: &Env) {
     // RFC 6749 §2.3.1: id and secret are form-url-encoded inside HTTP Basic; the oauth2
     // crate does that, and so must we.
     for id in ["odd id/ü", "urn:example:a+b&c=d"] {
@@ -311,7 +325,11 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         .send()
         .unwrap();
     assert_eq!(ok(json_body)["scope"], "notes:read");
+}
 
+/// invalid_client (401 with Basic, 400 in the body) and the other §5.2 errors; a failed
+/// request leaves nothing behind.
+fn every_rfc6749_error_with_its_status(env: &Env, db: &mut postgres::Client) {
     // invalid_client: 401 + WWW-Authenticate with Basic, 400 with body credentials.
     let headers = err(
         env.post_form(
@@ -428,7 +446,11 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         sessions, 2,
         "only the two successful api-client requests created sessions"
     );
+}
 
+/// Introspection needs client authentication; revocation takes only the client's own tokens.
+fn introspection_and_revocation_need_the_client(env: &Env) {
+    let basic = Some(("api-client", "verysecret"));
     // Introspection needs client authentication.
     let token = env.token("api-client", "verysecret");
     let (status, _, intro) = body(env.post_form("/rpc/introspect", basic, &[("token", &token)]));
@@ -473,7 +495,10 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         StatusCode::OK,
         "unknown tokens are not an error (RFC 7009)"
     );
+}
 
+/// The JWK Set and the metadata over GET; the token endpoint by POST only (RFC 6749 §3.2).
+fn documents_over_get_and_the_token_endpoint_by_post(env: &Env) {
     // JWKS and metadata over GET.
     let (status, headers, jwks) = body(env.http.get(env.rest.url("/rpc/jwks")).send().unwrap());
     assert_eq!(status, StatusCode::OK);
@@ -495,8 +520,10 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         .unwrap();
     let headers = err(get, StatusCode::METHOD_NOT_ALLOWED, "invalid_request");
     assert_eq!(header(&headers, "allow"), Some("POST"));
+}
 
-    // Tokens PostgREST must not accept: another audience (jwt-aud), and opaque tokens.
+/// Tokens PostgREST must not accept: another audience (jwt-aud), and opaque tokens.
+fn tokens_postgrest_must_not_accept(env: &Env, db: &mut postgres::Client) {
     db.batch_execute(
         "INSERT INTO oauth.client (id, secret, token_format, audience)
          VALUES ('elsewhere', 'verysecret', 'jwt', '{https://other.example}');
@@ -513,7 +540,6 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
         env.get_with("/notes", &opaque).status(),
         StatusCode::UNAUTHORIZED
     );
-    drop(env.db);
 }
 
 /// authlib, requests-oauthlib, httpx-auth and @badgateway/oauth2-client send HTTP Basic

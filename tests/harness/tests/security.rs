@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 
 use pg_oauth_harness::{as_postgrest, db_error, json, postgres, repo_root, Cluster};
+use serde_json::Value;
 
 const ISSUER: &str = "http://127.0.0.1:3000";
 
@@ -90,7 +91,15 @@ fn each_role_reaches_exactly_what_it_should() {
     // keeps those statements (and their secrets) out of the server log.
     db.batch_execute("ALTER DATABASE oauth SET session_preload_libraries = 'pg_oauth'")
         .unwrap();
+    each_role_executes_exactly_its_functions(&mut db);
+    only_the_admin_reaches_tables_and_never_hashes_or_keys(&mut db);
+    every_definer_function_pins_its_search_path(&mut db);
+    let token = each_role_in_practice(&cluster);
+    no_answer_holds_a_hash_or_a_private_key(&cluster, &mut db, &token);
+    constraint_violations_show_no_secret(&cluster, &mut db);
+}
 
+fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
     // Functions: everyone may run the claim helpers and the pre-request hook (they read
     // only the caller's own request), nothing else of pg_oauth's.
     let public = strings(&[
@@ -137,7 +146,7 @@ fn each_role_reaches_exactly_what_it_should() {
             .map(String::from),
         )
         .collect();
-    let api: BTreeSet<String> = executable(&mut db, "postgres")
+    let api: BTreeSet<String> = executable(db, "postgres")
         .into_iter()
         .filter(|f| f.starts_with("api."))
         .collect();
@@ -147,19 +156,21 @@ fn each_role_reaches_exactly_what_it_should() {
     let mut authenticator = public.clone();
     authenticator.insert("oauth.postgrest_pre_config()".into());
 
-    assert_eq!(executable(&mut db, "nobody"), public);
-    assert_eq!(executable(&mut db, "api_user"), public);
-    assert_eq!(executable(&mut db, "app"), app);
-    assert_eq!(executable(&mut db, "admin"), admin);
-    assert_eq!(executable(&mut db, "anon"), anon);
-    assert_eq!(executable(&mut db, "authenticator"), authenticator);
+    assert_eq!(executable(db, "nobody"), public);
+    assert_eq!(executable(db, "api_user"), public);
+    assert_eq!(executable(db, "app"), app);
+    assert_eq!(executable(db, "admin"), admin);
+    assert_eq!(executable(db, "anon"), anon);
+    assert_eq!(executable(db, "authenticator"), authenticator);
+}
 
+fn only_the_admin_reaches_tables_and_never_hashes_or_keys(db: &mut postgres::Client) {
     // Tables: only the admin, and never the secret hashes or private keys.
     for role in ["nobody", "app", "anon", "authenticator", "api_user"] {
-        assert_eq!(column_privileges(&mut db, role), BTreeSet::new(), "{role}");
-        assert_eq!(table_privileges(&mut db, role), BTreeSet::new(), "{role}");
+        assert_eq!(column_privileges(db, role), BTreeSet::new(), "{role}");
+        assert_eq!(table_privileges(db, role), BTreeSet::new(), "{role}");
     }
-    let admin_columns = column_privileges(&mut db, "admin");
+    let admin_columns = column_privileges(db, "admin");
     for hidden in [
         "client.secret:SELECT",
         "client.previous_secret:SELECT",
@@ -186,8 +197,10 @@ fn each_role_reaches_exactly_what_it_should() {
     ] {
         assert!(admin_columns.contains(granted), "admin lacks {granted}");
     }
-    assert!(!table_privileges(&mut db, "admin").contains("client:TRUNCATE"));
+    assert!(!table_privileges(db, "admin").contains("client:TRUNCATE"));
+}
 
+fn every_definer_function_pins_its_search_path(db: &mut postgres::Client) {
     // Every SECURITY DEFINER function pins its search_path — except auth_verify, whose
     // fast path runs no SQL and whose fallbacks pin it themselves (search_path test below).
     let unpinned = set(db
@@ -202,7 +215,11 @@ fn each_role_reaches_exactly_what_it_should() {
         unpinned,
         strings(&["oauth.auth_verify(text)", "oauth.auth_verify(text,text)"])
     );
+}
 
+/// As each role, in practice: the admin manages but cannot read hashes or keys, the
+/// application calls functions only, others get nothing. Returns a token the app got.
+fn each_role_in_practice(cluster: &Cluster) -> String {
     // In practice, as each role: the admin manages but cannot read hashes or keys.
     let mut admin_db = cluster.connect_as("oauth", "admin");
     admin_db
@@ -284,8 +301,17 @@ fn each_role_reaches_exactly_what_it_should() {
         }
     }
 
-    // Nothing any role can call returns a hash or a private key: look for them in every
-    // answer (the owner reads them to know what to look for).
+    t["access_token"].as_str().unwrap().to_owned()
+}
+
+/// Nothing any role can call returns a hash or a private key: look for them in every answer
+/// (the owner reads them to know what to look for).
+fn no_answer_holds_a_hash_or_a_private_key(
+    cluster: &Cluster,
+    db: &mut postgres::Client,
+    token: &str,
+) {
+    let mut admin_db = cluster.connect_as("oauth", "admin");
     let hashes: Vec<String> = db
         .query("SELECT secret FROM oauth.client", &[])
         .unwrap()
@@ -307,7 +333,7 @@ fn each_role_reaches_exactly_what_it_should() {
     ] {
         let mut app_db = cluster.connect_as("oauth", "app");
         let row = if sql.contains("$1") {
-            app_db.query_one(sql, &[&t["access_token"].as_str().unwrap()])
+            app_db.query_one(sql, &[&token])
         } else {
             app_db.query_one(sql, &[])
         };
@@ -338,8 +364,11 @@ fn each_role_reaches_exactly_what_it_should() {
             }
         }
     }
+}
 
-    // Constraint violations as the admin: the plaintext never shows, and no stored hash does.
+/// Constraint violations as the admin: the plaintext never shows, and no stored hash does.
+fn constraint_violations_show_no_secret(cluster: &Cluster, db: &mut postgres::Client) {
+    let mut admin_db = cluster.connect_as("oauth", "admin");
     // (PostgreSQL's "Failing row contains" shows the columns a statement writes, so a
     // rejected INSERT or UPDATE of a secret shows the hash of that rejected value — which
     // the admin supplied and which is never stored.)
@@ -475,24 +504,48 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
     )
     .unwrap();
 
-    // Every entry point mallory can reach, with correct results.
+    let (opaque, jwt) = every_entry_point_answers_correctly(&mut m);
+    the_postgrest_endpoints_and_revocation(&mut m, &opaque, &jwt);
+    the_claim_helpers_and_the_pre_request_hook(&mut m, &jwt);
+    the_administrators_side(&cluster, &mut db);
+    let calls: Vec<String> = db
+        .query("SELECT what FROM evil.calls", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(calls.is_empty(), "planted objects ran: {calls:?}");
+    // And the planted objects do work for whoever calls them unqualified (the test is live).
+    m.batch_execute("SELECT now(), 'a'::text = 'b'::text")
+        .unwrap();
+    let live: i64 = db
+        .query_one("SELECT count(*) FROM evil.calls", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(live, 2);
+}
+
+/// Every entry point mallory can reach, with correct results: tokens of each kind (and a
+/// failure, through the autonomous worker, and a reused refresh token), verified and
+/// introspected. Returns the opaque and the JWT token responses.
+fn every_entry_point_answers_correctly(m: &mut postgres::Client) -> (Value, Value) {
     let opaque = json(
-        &mut m,
+        m,
         "SELECT oauth.auth_token('client_credentials', 'opaque-client', 'opaque-secret', 'read')",
         &[],
     );
     let jwt = json(
-        &mut m,
+        m,
         "SELECT oauth.auth_token('client_credentials', 'jwt-client', 'jwt-client-secret-9', 'read write')",
         &[],
     );
     let rt = json(
-        &mut m,
+        m,
         "SELECT oauth.auth_token('client_credentials', 'rt-client', 'rt-secret')",
         &[],
     );
     let refreshed = json(
-        &mut m,
+        m,
         "SELECT oauth.auth_token('refresh_token', 'rt-client', 'rt-secret', refresh_token => $1)",
         &[&rt["refresh_token"].as_str().unwrap()],
     );
@@ -512,21 +565,22 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
         .is_err());
     for token in [&opaque, &jwt] {
         let access = token["access_token"].as_str().unwrap();
-        let claims = json(&mut m, "SELECT oauth.auth_verify($1)", &[&access]);
+        let claims = json(m, "SELECT oauth.auth_verify($1)", &[&access]);
         assert_eq!(claims["scope"], token["scope"]);
-        json(
-            &mut m,
-            "SELECT oauth.auth_verify($1, $2)",
-            &[&access, &ISSUER],
-        );
-        let introspected = json(&mut m, "SELECT oauth.auth_introspect($1)", &[&access]);
+        json(m, "SELECT oauth.auth_verify($1, $2)", &[&access, &ISSUER]);
+        let introspected = json(m, "SELECT oauth.auth_introspect($1)", &[&access]);
         assert_eq!(introspected["active"], true);
     }
     m.batch_execute("SET pg_oauth.verify_revocation = off")
         .unwrap_err(); // superuser-only
-    json(&mut m, "SELECT oauth.auth_jwks()", &[]);
-    json(&mut m, "SELECT oauth.auth_metadata()", &[]);
-    // Through the PostgREST endpoints (mallory is in anon), as PostgREST would call them.
+    json(m, "SELECT oauth.auth_jwks()", &[]);
+    json(m, "SELECT oauth.auth_metadata()", &[]);
+    (opaque, jwt)
+}
+
+/// Through the PostgREST endpoints (mallory is in anon), as PostgREST would call them; then
+/// both tokens revoked.
+fn the_postgrest_endpoints_and_revocation(m: &mut postgres::Client, opaque: &Value, jwt: &Value) {
     m.batch_execute(
         "BEGIN;
          SELECT pg_catalog.set_config('request.method', 'POST', true),
@@ -540,7 +594,7 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
     .unwrap();
     let status: Vec<postgres::Row> = m.query("SELECT 1", &[]).unwrap();
     assert_eq!(status.len(), 1);
-    for token in [&opaque, &jwt] {
+    for token in [opaque, jwt] {
         let access = token["access_token"].as_str().unwrap();
         let revoked: bool = m
             .query_one("SELECT oauth.auth_revoke($1)", &[&access])
@@ -552,7 +606,11 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
             .unwrap_err();
         assert_eq!(db_error(&err).0, "28000");
     }
-    // The claim helpers, with a request's claims set as PostgREST sets them.
+}
+
+/// The claim helpers, with a request's claims set as PostgREST sets them; the pre-request
+/// hook passing an anonymous request and refusing the revoked JWT.
+fn the_claim_helpers_and_the_pre_request_hook(m: &mut postgres::Client, jwt: &Value) {
     m.batch_execute(
         "BEGIN;
          SELECT pg_catalog.set_config('request.jwt.claims', '{\"scope\": \"read\", \"client_id\": \"c\"}', true);
@@ -592,10 +650,12 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
         .unwrap_err();
     assert!(db_error(&refused).1.contains("revoked"), "{refused:?}");
     drop(tx);
+}
 
-    // The administrator's side, run by an admin with the same hostile path: triggers fire
-    // on every write. (The admin's own statements qualify what they use, so that only
-    // pg_oauth's code could reach the planted objects.)
+/// The administrator's side, run by an admin with the same hostile path: triggers fire on
+/// every write. (The admin's own statements qualify what they use, so that only pg_oauth's
+/// code could reach the planted objects.)
+fn the_administrators_side(cluster: &Cluster, db: &mut postgres::Client) {
     db.batch_execute("GRANT USAGE ON SCHEMA evil TO admin")
         .unwrap();
     let mut a = cluster.connect_as("oauth", "admin");
@@ -615,22 +675,6 @@ fn planted_functions_operators_and_temp_objects_are_never_called() {
          SELECT count(*) FROM oauth.audit_event;",
     )
     .unwrap();
-
-    let calls: Vec<String> = db
-        .query("SELECT what FROM evil.calls", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(calls.is_empty(), "planted objects ran: {calls:?}");
-    // And the planted objects do work for whoever calls them unqualified (the test is live).
-    m.batch_execute("SELECT now(), 'a'::text = 'b'::text")
-        .unwrap();
-    let live: i64 = db
-        .query_one("SELECT count(*) FROM evil.calls", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(live, 2);
 }
 
 /// Text that would break SQL built by string formatting, unicode, and megabyte strings:

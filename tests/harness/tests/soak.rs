@@ -62,6 +62,140 @@ fn jti(db: &mut postgres::Client, access: &str) -> String {
     .get(0)
 }
 
+/// What the connections share: refresh tokens offered for a race (one connection posts,
+/// its partner presents it too), and what each raced token's presentations got.
+#[derive(Clone, Default)]
+struct Shared {
+    offered: Arc<Mutex<VecDeque<(String, String)>>>,
+    races: Arc<Mutex<HashMap<String, Race>>>,
+}
+
+/// One connection's run: issue, revoke, refresh its own chain, offer and present refresh
+/// tokens for races, and check at each step that what it holds still verifies.
+struct Connection {
+    db: postgres::Client,
+    client: &'static str,
+    shared: Shared,
+    out: Outcome,
+    live: Vec<String>,
+    chain: Option<String>,
+}
+
+impl Connection {
+    fn run(mut self, deadline: Instant) -> Outcome {
+        let mut step = 0usize;
+        while Instant::now() < deadline {
+            step += 1;
+            self.out.operations += 1;
+            match step % 6 {
+                0 | 1 => self.issue_and_verify(),
+                2 => self.revoke_one(),
+                3 => self.refresh_own_chain(),
+                4 => self.offer_for_a_race(),
+                _ => self.present_offered(),
+            }
+            // What we hold and did not revoke still verifies.
+            if let Some(access) = self.live.first() {
+                self.db
+                    .query_one("SELECT oauth.auth_verify($1)", &[access])
+                    .unwrap_or_else(|e| panic!("a live token failed: {e}"));
+            }
+        }
+        self.out
+    }
+
+    /// Issue, and verify at once.
+    fn issue_and_verify(&mut self) {
+        let (t, access, id) = issue(&mut self.db, self.client);
+        self.out.issued.push((access.clone(), id));
+        self.live.push(access);
+        if self.chain.is_none() {
+            self.chain = t["refresh_token"].as_str().map(str::to_owned);
+        }
+    }
+
+    /// Revoke one of ours; it must stop verifying at once.
+    fn revoke_one(&mut self) {
+        let Some(access) = self.live.pop() else {
+            return;
+        };
+        let revoked: bool = self
+            .db
+            .query_one("SELECT oauth.auth_revoke($1)", &[&access])
+            .unwrap()
+            .get(0);
+        if revoked {
+            self.out.revoked.push(access.clone());
+            let err = self
+                .db
+                .query_one("SELECT oauth.auth_verify($1)", &[&access])
+                .unwrap_err();
+            assert_eq!(db_error(&err).0, "28000");
+        }
+    }
+
+    /// Refresh our own chain (burnt, if a race we took part in burnt it).
+    fn refresh_own_chain(&mut self) {
+        let Some(rt) = self.chain.take() else {
+            return;
+        };
+        match self.db.query_one(
+            "SELECT oauth.auth_token('refresh_token', $1, 's', refresh_token => $2)",
+            &[&self.client, &rt],
+        ) {
+            Ok(row) => {
+                let t: Value = row.get(0);
+                let access = t["access_token"].as_str().unwrap().to_owned();
+                let id = jti(&mut self.db, &access);
+                self.out.issued.push((access, id));
+                self.chain = t["refresh_token"].as_str().map(str::to_owned);
+            }
+            Err(e) => assert_eq!(db_error(&e).0, "0LP01", "{e}"),
+        }
+    }
+
+    /// Race: offer a fresh refresh token twice (two presentations, usually by two
+    /// connections).
+    fn offer_for_a_race(&mut self) {
+        let (t, access, id) = issue(&mut self.db, self.client);
+        self.out.issued.push((access.clone(), id.clone()));
+        self.out.from_raced.push((access, id));
+        let rt = t["refresh_token"].as_str().unwrap().to_owned();
+        let mut pool = self.shared.offered.lock().unwrap();
+        pool.push_back((self.client.to_owned(), rt.clone()));
+        pool.push_back((self.client.to_owned(), rt));
+    }
+
+    /// Present refresh tokens someone offered (maybe our own), and note what each got.
+    fn present_offered(&mut self) {
+        for _ in 0..2 {
+            let offered = self.shared.offered.lock().unwrap().pop_front();
+            let Some((owner, rt)) = offered else { break };
+            let result = self.db.query_one(
+                "SELECT oauth.auth_token('refresh_token', $1, 's', refresh_token => $2)",
+                &[&owner, &rt],
+            );
+            let mut races = self.shared.races.lock().unwrap();
+            let race = races.entry(rt.clone()).or_default();
+            match result {
+                Ok(row) => {
+                    race.wins += 1;
+                    drop(races);
+                    let t: Value = row.get(0);
+                    let access = t["access_token"].as_str().unwrap().to_owned();
+                    let id = jti(&mut self.db, &access);
+                    self.out.issued.push((access.clone(), id.clone()));
+                    self.out.from_raced.push((access, id));
+                }
+                Err(e) => {
+                    assert_eq!(db_error(&e).0, "0LP01", "{e}");
+                    race.losses += 1;
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn eight_connections_at_once_lose_nothing() {
     let cluster = Cluster::start("soak", &[("deadlock_timeout", "'100ms'")]);
@@ -73,126 +207,25 @@ fn eight_connections_at_once_lose_nothing() {
     )
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds());
-    // Refresh tokens offered for a race: one connection posts, its partner presents it too.
-    let shared: Arc<Mutex<VecDeque<(String, String)>>> = Arc::default();
-    let races: Arc<Mutex<HashMap<String, Race>>> = Arc::default();
-
+    let shared = Shared::default();
     let workers: Vec<_> = (0..THREADS)
         .map(|n| {
-            let url = format!(
-                "host=127.0.0.1 port={} dbname=oauth user=postgres",
-                cluster.port
-            );
-            let shared = shared.clone();
-            let races = races.clone();
-            std::thread::spawn(move || {
-                let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-                let client = if n % 2 == 0 { "soak-opaque" } else { "soak-jwt" };
-                let mut out = Outcome::default();
-                let mut live: Vec<String> = Vec::new();
-                let mut chain: Option<String> = None;
-                let mut step = 0usize;
-                while Instant::now() < deadline {
-                    step += 1;
-                    out.operations += 1;
-                    match step % 6 {
-                        // Issue, and verify at once.
-                        0 | 1 => {
-                            let (t, access, id) = issue(&mut db, client);
-                            out.issued.push((access.clone(), id));
-                            live.push(access);
-                            if chain.is_none() {
-                                chain = t["refresh_token"].as_str().map(str::to_owned);
-                            }
-                        }
-                        // Revoke one of ours; it must stop verifying at once.
-                        2 => {
-                            if let Some(access) = live.pop() {
-                                let revoked: bool = db
-                                    .query_one("SELECT oauth.auth_revoke($1)", &[&access])
-                                    .unwrap()
-                                    .get(0);
-                                if revoked {
-                                    out.revoked.push(access.clone());
-                                    let err = db
-                                        .query_one("SELECT oauth.auth_verify($1)", &[&access])
-                                        .unwrap_err();
-                                    assert_eq!(db_error(&err).0, "28000");
-                                }
-                            }
-                        }
-                        // Refresh our own chain.
-                        3 => {
-                            if let Some(rt) = chain.take() {
-                                match db.query_one(
-                                    "SELECT oauth.auth_token('refresh_token', $1, 's', refresh_token => $2)",
-                                    &[&client, &rt],
-                                ) {
-                                    Ok(row) => {
-                                        let t: Value = row.get(0);
-                                        let access = t["access_token"].as_str().unwrap().to_owned();
-                                        let id = jti(&mut db, &access);
-                                        out.issued.push((access, id));
-                                        chain = t["refresh_token"].as_str().map(str::to_owned);
-                                    }
-                                    // Our chain was burnt by a race we took part in.
-                                    Err(e) => assert_eq!(db_error(&e).0, "0LP01", "{e}"),
-                                }
-                            }
-                        }
-                        // Race: offer a fresh refresh token to the partner, and present it.
-                        4 => {
-                            let (t, access, id) = issue(&mut db, client);
-                            out.issued.push((access.clone(), id.clone()));
-                            out.from_raced.push((access, id));
-                            // Offered twice: two presentations, usually by two connections.
-                            let rt = t["refresh_token"].as_str().unwrap().to_owned();
-                            let mut pool = shared.lock().unwrap();
-                            pool.push_back((client.to_owned(), rt.clone()));
-                            pool.push_back((client.to_owned(), rt));
-                        }
-                        // Present a refresh token someone offered (maybe our own).
-                        _ => {
-                            for _ in 0..2 {
-                                let offered = shared.lock().unwrap().pop_front();
-                                let Some((owner, rt)) = offered else { break };
-                                    let result = db.query_one(
-                                        "SELECT oauth.auth_token('refresh_token', $1, 's', refresh_token => $2)",
-                                        &[&owner, &rt],
-                                    );
-                                    let mut races = races.lock().unwrap();
-                                    let race = races.entry(rt.clone()).or_default();
-                                    match result {
-                                        Ok(row) => {
-                                            race.wins += 1;
-                                            drop(races);
-                                            let t: Value = row.get(0);
-                                            let access =
-                                                t["access_token"].as_str().unwrap().to_owned();
-                                            let id = jti(&mut db, &access);
-                                            out.issued.push((access.clone(), id.clone()));
-                                            out.from_raced.push((access, id));
-                                        }
-                                        Err(e) => {
-                                            assert_eq!(db_error(&e).0, "0LP01", "{e}");
-                                            race.losses += 1;
-                                        }
-                                    }
-                            }
-                        }
-                    }
-                    // What we hold and did not revoke still verifies.
-                    if let Some(access) = live.first() {
-                        db.query_one("SELECT oauth.auth_verify($1)", &[access])
-                            .unwrap_or_else(|e| panic!("a live token failed: {e}"));
-                    }
-                }
-                out
-            })
+            let connection = Connection {
+                db: cluster.connect("oauth"),
+                client: if n % 2 == 0 {
+                    "soak-opaque"
+                } else {
+                    "soak-jwt"
+                },
+                shared: shared.clone(),
+                out: Outcome::default(),
+                live: Vec::new(),
+                chain: None,
+            };
+            std::thread::spawn(move || connection.run(deadline))
         })
         .collect();
     let outcomes: Vec<Outcome> = workers.into_iter().map(|w| w.join().unwrap()).collect();
-
     let issued: Vec<&(String, String)> = outcomes.iter().flat_map(|o| &o.issued).collect();
     let operations: usize = outcomes.iter().map(|o| o.operations).sum();
     println!(
@@ -201,8 +234,18 @@ fn eight_connections_at_once_lose_nothing() {
         issued.len()
     );
     assert!(issued.len() > 100, "the soak did too little work");
+    no_duplicate_jti_and_every_token_has_its_session(&mut db, &issued);
+    no_lost_revocation(&mut db, &outcomes);
+    every_reused_refresh_token_burnt_its_grant(&mut db, &shared, &outcomes);
+    let log = cluster.log();
+    assert!(!log.contains("deadlock detected"), "{log}");
+    assert!(!log.contains("terminated by signal"), "{log}");
+}
 
-    // No duplicate jti, and every token handed out has its session.
+fn no_duplicate_jti_and_every_token_has_its_session(
+    db: &mut postgres::Client,
+    issued: &[&(String, String)],
+) {
     let ids: HashSet<&str> = issued.iter().map(|(_, id)| id.as_str()).collect();
     assert_eq!(ids.len(), issued.len(), "duplicate jti");
     let sessions: i64 = db
@@ -210,18 +253,25 @@ fn eight_connections_at_once_lose_nothing() {
         .unwrap()
         .get(0);
     assert!(sessions as usize >= issued.len());
+}
 
-    // No lost revocation.
+fn no_lost_revocation(db: &mut postgres::Client, outcomes: &[Outcome]) {
     for access in outcomes.iter().flat_map(|o| &o.revoked) {
         let err = db
             .query_one("SELECT oauth.auth_verify($1)", &[access])
             .unwrap_err();
         assert_eq!(db_error(&err).0, "28000");
     }
+}
 
-    // Each refresh token presented twice: one presentation at most won, and when the
-    // other lost, the grant is burnt — including the token the winner received.
-    let races = races.lock().unwrap();
+/// Each refresh token presented twice: one presentation at most won, and when the other
+/// lost, the grant is burnt — including the token the winner received.
+fn every_reused_refresh_token_burnt_its_grant(
+    db: &mut postgres::Client,
+    shared: &Shared,
+    outcomes: &[Outcome],
+) {
+    let races = shared.races.lock().unwrap();
     let mut raced = 0;
     for (rt, race) in races.iter() {
         assert!(race.wins <= 1, "a refresh token was exchanged twice");
@@ -265,7 +315,4 @@ fn eight_connections_at_once_lose_nothing() {
             );
         }
     }
-    let log = cluster.log();
-    assert!(!log.contains("deadlock detected"), "{log}");
-    assert!(!log.contains("terminated by signal"), "{log}");
 }

@@ -1,0 +1,199 @@
+//! The token endpoint (RFC 6749 §4.4, §6), for the SQL functions and the HTTP layer:
+//! authenticate the client, grant (grant/), and issue the access token — a session row,
+//! opaque or a JWT signed by a published key — and the refresh token.
+
+use std::rc::Rc;
+
+use pgrx::spi::SpiClient;
+use serde_json::{json, Map, Value};
+
+use crate::authn::credentials;
+use crate::config::gucs;
+use crate::crypto::alg::JwtAlg;
+use crate::error::{OAuthError, Result};
+use crate::flow::deferred;
+use crate::grant::claims::Claims;
+use crate::grant::{client_credentials, refresh_token};
+use crate::jose::jwt;
+use crate::jose::keys;
+use crate::jose::ring::{self, Unpublished};
+use crate::pg::backend;
+use crate::pg::cache;
+use crate::store::client::{self, Client, TokenFormat};
+use crate::store::refresh::{self, FamilyId};
+use crate::store::session::{self, NewSession};
+
+/// The parameters of a token request, named as the RFC 6749 form fields.
+#[derive(Debug, Default, Clone)]
+pub struct TokenRequest<'a> {
+    pub grant_type: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub client_secret: Option<&'a str>,
+    /// Further (client id, secret) readings of an HTTP Basic header (api/postgrest).
+    pub other_readings: &'a [(String, String)],
+    pub scope: Option<&'a str>,
+    pub audience: Option<&'a str>,
+    pub refresh_token: Option<&'a str>,
+    pub client_assertion_type: Option<&'a str>,
+    pub client_assertion: Option<&'a str>,
+}
+
+enum Grant {
+    ClientCredentials,
+    RefreshToken,
+}
+
+fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
+    match grant_type {
+        Some("client_credentials") => Ok(Grant::ClientCredentials),
+        Some("refresh_token") => Ok(Grant::RefreshToken),
+        Some("") | None => Err(OAuthError::InvalidRequest(
+            "the grant_type parameter is required".into(),
+        )),
+        Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
+            "grant type {} is not supported",
+            crate::error::quoted(other)
+        ))),
+    }
+}
+
+/// Handle a token request; returns the RFC 6749 §5.1 response body.
+pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
+    cache::accept_invalidations();
+    backend::require_primary("issue tokens")?;
+    let grant = grant_of(req.grant_type)?;
+    let credentials = credentials::credentials_from(
+        req.client_id,
+        req.client_secret,
+        req.other_readings,
+        req.client_assertion_type,
+        req.client_assertion,
+    )?;
+    let client = credentials::authenticate(spi, credentials)?;
+    let client = client::hold_active(spi, client)?;
+    let now_us = backend::now_micros();
+    let granted = match grant {
+        Grant::ClientCredentials => {
+            client_credentials::grant(spi, &client, req.scope, req.audience, now_us)?
+        }
+        Grant::RefreshToken => {
+            refresh_token::grant(spi, &client, req.refresh_token, req.scope, req.audience)?
+        }
+    };
+    let family = granted.refresh.as_ref().map(|r| r.family);
+    let access = issue_access_token(
+        spi,
+        &client,
+        &granted.scopes,
+        &granted.audience,
+        family,
+        now_us,
+    )?;
+    let mut body = Map::new();
+    body.insert("access_token".into(), Value::String(access));
+    body.insert("token_type".into(), Value::String("Bearer".into()));
+    body.insert("expires_in".into(), json!(client.access_token_expiration));
+    if !granted.scopes.is_empty() {
+        body.insert("scope".into(), Value::String(granted.scopes.join(" ")));
+    }
+    if let Some(r) = granted.refresh {
+        let refresh = refresh::issue(
+            spi,
+            &r.family,
+            &client.id,
+            &r.scope,
+            &r.audience,
+            client.refresh_token_expiration,
+            now_us,
+        )?;
+        body.insert("refresh_token".into(), Value::String(refresh));
+    }
+    Ok(Value::Object(body))
+}
+
+/// The role a client's tokens carry, from its policy: checked again at every issuance (the
+/// role may have gained privileges since the policy was written; see cache.rs).
+fn policy_role(client: &Client) -> Result<Option<&str>> {
+    match (&client.role, &client.role_problem) {
+        (None, _) => Ok(None),
+        (Some(role), None) => Ok(Some(role)),
+        (Some(_), Some(problem)) => Err(OAuthError::UnauthorizedClient(format!(
+            "this client's policy role may not be used: {problem}"
+        ))),
+    }
+}
+
+/// Create the session and the access token for it.
+fn issue_access_token(
+    spi: &mut SpiClient<'_>,
+    client: &Client,
+    scopes: &[String],
+    audience: &[String],
+    family: Option<FamilyId>,
+    issued_at_us: i64,
+) -> Result<String> {
+    let role = policy_role(client)?;
+    let expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
+    let id = crate::store::new_id();
+    let access_token = match client.token_format {
+        TokenFormat::Opaque => session::opaque_token(&id),
+        TokenFormat::Jwt => {
+            let issuer =
+                gucs::issuer().ok_or_else(|| OAuthError::no_issuer("issue JWT access tokens"))?;
+            let key = signing_key(spi, ring::alg_for(client.jwt_alg.as_deref()))?;
+            let claims = Claims {
+                issuer: Some(&issuer),
+                client_id: &client.id,
+                scope: scopes,
+                audience,
+                role,
+                id: &id,
+                issued_at: issued_at_us / 1_000_000,
+                expires_at: expires_at_us / 1_000_000,
+            };
+            jwt::sign(&key, Value::Object(claims.build()).to_string().as_bytes())?
+        }
+    };
+    session::insert(
+        spi,
+        &NewSession {
+            id,
+            client_id: &client.id,
+            token: &access_token,
+            format: client.token_format,
+            scope: scopes,
+            audience,
+            role,
+            issued_at_us,
+            expires_at_us,
+            family_id: family,
+        },
+    )?;
+    Ok(access_token)
+}
+
+/// The key that signs a token with `alg`. With no published key for `alg` at all (a new
+/// default algorithm, keys deleted, clients loaded with COPY), one is made and committed in a
+/// transaction of its own first, so no token is signed by a key verifiers cannot fetch.
+fn signing_key(spi: &mut SpiClient<'_>, alg: JwtAlg) -> Result<Rc<keys::Key>> {
+    let unpublished = || {
+        OAuthError::ServerError(format!(
+            "there is no published {0} signing key and none could be made now; \
+             run SELECT oauth.ensure_signing_keys('{0}')",
+            alg.as_str()
+        ))
+    };
+    match ring::active(spi, alg) {
+        Ok(key) => return Ok(key),
+        Err(Unpublished::Failed(err)) => return Err(err),
+        Err(Unpublished::NoKey) => {}
+    }
+    if !deferred::publish_keys(alg.as_str()) {
+        return Err(unpublished());
+    }
+    match ring::active(spi, alg) {
+        Ok(key) => Ok(key),
+        Err(Unpublished::Failed(err)) => Err(err),
+        Err(Unpublished::NoKey) => Err(unpublished()),
+    }
+}

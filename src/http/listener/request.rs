@@ -1,0 +1,266 @@
+//! One HTTP request on the listener's HTTP thread: routed, bounded, read, handed to the
+//! worker's main thread as a [`Job`], and answered with what comes back. Nothing here calls
+//! into PostgreSQL; the body is parsed (`params`) by the main thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Map, Value};
+use tokio::sync::{oneshot, Semaphore};
+
+use super::limits::Limits;
+use crate::http::basic::form_urldecode;
+use crate::http::message::{Endpoint, Reply};
+
+/// One request for the worker's main thread. The body stays raw bytes until that thread
+/// takes the job (and parses it, `params`): a queue of parsed JSON could hold far more
+/// memory than its bytes.
+pub(super) struct Job {
+    pub endpoint: Endpoint,
+    pub method: String,
+    /// Header names in lower case.
+    pub headers: Map<String, Value>,
+    /// The socket peer; the worker's main thread decides the request's source from it (it
+    /// reads settings, which this thread may not).
+    pub peer: std::net::IpAddr,
+    pub content_type: String,
+    pub body: Bytes,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Requests a worker holds at once between reading their body and answering them (queued
+/// or being answered); beyond it, 503. With the body limit this bounds the memory requests
+/// take: QUEUE × pg_oauth.http_max_body (16 MiB at the default 64 KiB).
+pub const QUEUE: usize = 256;
+
+/// The most values a JSON body may hold (members, items, nested ones included): OAuth
+/// requests carry a dozen; a 64 KiB array of numbers would otherwise be 30,000 values.
+const MAX_JSON_VALUES: usize = 256;
+
+/// The standard paths (RFC 8414 §3 for the metadata, SMART App Launch for its
+/// configuration), and PostgREST's names for the two documents; publish them with
+/// `pg_oauth.endpoint_prefix = ''`.
+fn route(path: &str) -> Option<Endpoint> {
+    Some(match path {
+        "/token" => Endpoint::Token,
+        "/revoke" => Endpoint::Revoke,
+        "/introspect" => Endpoint::Introspect,
+        "/jwks" => Endpoint::Jwks,
+        "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
+        "/.well-known/smart-configuration" | "/smart_configuration" => Endpoint::SmartConfiguration,
+        _ => return None,
+    })
+}
+
+/// What a worker's requests go to, shared by all its connections (one `Arc`): its queue, its
+/// latch, its settings, and the permits for requests in flight.
+pub(super) struct Handoff {
+    pub jobs: mpsc::SyncSender<Job>,
+    pub wake: Box<dyn Fn() + Send + Sync>,
+    pub limits: Arc<Limits>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// A reply as a hyper response.
+fn respond(reply: Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::builder().status(reply.status);
+    response = response.header("content-type", "application/json; charset=utf-8");
+    for (name, value) in &reply.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
+        .body(Full::new(Bytes::from(reply.body.to_string())))
+        .unwrap_or_else(|_| respond(Reply::error(500, "server_error", "invalid response", None)))
+}
+
+pub(super) fn refuse(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
+    let retry_after = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1);
+    respond(Reply::error(
+        status.as_u16(),
+        error,
+        description,
+        retry_after,
+    ))
+}
+
+/// Answer one request: route it, read its body within the bounds, hand it to the worker's
+/// main thread and wait for the reply.
+pub(super) async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    handoff: Arc<Handoff>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let Some(endpoint) = route(req.uri().path()) else {
+        return Ok(refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        ));
+    };
+    if !endpoint.allows(req.method().as_str()) {
+        let method = req.method().as_str();
+        return Ok(respond(Reply::wrong_method(endpoint, method)));
+    }
+    // A request in flight holds a permit from before its body is read until it is answered.
+    let Ok(_permit) = handoff.in_flight.clone().try_acquire_owned() else {
+        return Ok(busy("the server is busy; try again shortly"));
+    };
+    let method = req.method().as_str().to_owned();
+    let mut headers = Map::new();
+    for (name, value) in req.headers() {
+        if let Ok(value) = value.to_str() {
+            headers.insert(name.as_str().to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    let content_type = headers
+        .get("content-type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let Some(body) = read_body(req, &handoff.limits).await else {
+        return Ok(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            "the request body is too large, was cut off or came too slowly",
+        ));
+    };
+    let (reply, answered) = oneshot::channel();
+    let job = Job {
+        endpoint,
+        method,
+        headers,
+        peer: peer.ip(),
+        content_type,
+        body,
+        reply,
+    };
+    match handoff.jobs.try_send(job) {
+        Ok(()) => {}
+        Err(mpsc::TrySendError::Full(_)) => {
+            return Ok(busy("the server is busy; try again shortly"))
+        }
+        Err(mpsc::TrySendError::Disconnected(_)) => return Ok(busy("the server is shutting down")),
+    }
+    (handoff.wake)();
+    Ok(match answered.await {
+        Ok(reply) => respond(reply),
+        Err(_) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the request failed; see the server log",
+        ),
+    })
+}
+
+/// The body, read within pg_oauth.http_max_body and, sent slowly, within the timeout as
+/// headers are; None beyond either.
+async fn read_body(req: Request<Incoming>, limits: &Limits) -> Option<Bytes> {
+    let max_body = limits.max_body.load(Ordering::Relaxed);
+    let body = Limited::new(req.into_body(), max_body).collect();
+    match tokio::time::timeout(limits.timeout(), body).await {
+        Ok(Ok(body)) => Some(body.to_bytes()),
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+fn busy(description: &str) -> Response<Full<Bytes>> {
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        description,
+    )
+}
+
+/// Whether a JSON body holds at most MAX_JSON_VALUES values: counted from its bytes (commas
+/// and opening brackets outside strings), before anything is parsed.
+fn json_within_bounds(body: &[u8]) -> bool {
+    let (mut values, mut in_string, mut escaped) = (1usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b'{' => values += 1,
+            _ => {}
+        }
+        if values > MAX_JSON_VALUES {
+            return false;
+        }
+    }
+    true
+}
+
+/// The body's parameters as PostgREST would pass them: form fields (a repeated field keeps
+/// its last value) or a JSON object's members; an empty body has none.
+pub(super) fn params(content_type: &str, body: &[u8]) -> Option<Value> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Some(Value::Object(Map::new()));
+    }
+    if content_type.starts_with("application/json") {
+        if !json_within_bounds(body) {
+            return None;
+        }
+        return serde_json::from_slice::<Value>(body)
+            .ok()
+            .filter(Value::is_object);
+    }
+    if !content_type.starts_with("application/x-www-form-urlencoded") {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    let mut fields = Map::new();
+    for pair in text.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        fields.insert(form_urldecode(name)?, Value::String(form_urldecode(value)?));
+    }
+    Some(Value::Object(fields))
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn bodies_become_parameters_as_postgrest_makes_them() {
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(
+            params(form, b"grant_type=client_credentials&scope=a+b&scope=c%20d"),
+            Some(serde_json::json!({"grant_type": "client_credentials", "scope": "c d"}))
+        );
+        assert_eq!(
+            params("application/json", br#"{"token": "x"}"#),
+            Some(serde_json::json!({"token": "x"}))
+        );
+        assert_eq!(params("application/json", b"[1]"), None);
+        assert_eq!(params("text/plain", b"a=b"), None);
+        assert_eq!(params("", b""), Some(serde_json::json!({})));
+        assert_eq!(params(form, b"a=%ff"), None);
+    }
+
+    #[test]
+    fn json_bodies_are_bounded_before_they_are_parsed() {
+        let json = "application/json";
+        let many = format!("{{\"a\": [{}]}}", vec!["1"; 300].join(","));
+        assert_eq!(params(json, many.as_bytes()), None);
+        let fine = format!("{{\"a\": [{}]}}", vec!["1"; 100].join(","));
+        assert!(params(json, fine.as_bytes()).is_some());
+        // Commas and brackets inside strings are not values.
+        let quoted = format!("{{\"a\": \"{}\"}}", ",[{".repeat(1000));
+        assert!(params(json, quoted.as_bytes()).is_some());
+        let escaped = format!("{{\"a\": \"\\\"{}\"}}", ",".repeat(1000));
+        assert!(params(json, escaped.as_bytes()).is_some());
+    }
+}

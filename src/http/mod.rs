@@ -1,0 +1,10 @@
+//! The OAuth endpoints over HTTP. One transport-neutral handler (`handler`, taking and giving
+//! the types of `message`; HTTP Basic in `basic`) answers for both transports: PostgREST,
+//! through the `oauth.http_*` functions of api/postgrest.rs, and pg_oauth's own listener
+//! (`listener`: background workers of the server, hyper and, optionally, rustls in `tls`).
+
+pub mod basic;
+pub mod handler;
+pub mod listener;
+pub mod message;
+mod tls;
