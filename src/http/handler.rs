@@ -248,45 +248,49 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     })
 }
 
-fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
+/// An endpoint for an authenticated client (revocation, introspection): `f` runs with the
+/// client, in a subtransaction (authenticating by assertion records its jti), and its
+/// outcome is the answer.
+fn for_a_client(
+    req: &Request,
+    params: &Params,
+    f: impl FnOnce(&mut SpiClient<'_>, &Client) -> std::result::Result<Value, Failure>,
+) -> Result<Reply> {
     run(req, || {
         answer(
             req.transport,
             atomically(|| {
                 Spi::connect_mut(|spi| {
                     let client = authenticated_client(spi, req, params)?;
-                    // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
-                    if let Some(found) = token::find(spi, required(params, "token")?)? {
-                        if found.client_id != client.id {
-                            return Err(OAuthError::UnauthorizedClient(
-                                "the token was not issued to this client".into(),
-                            )
-                            .into());
-                        }
-                        token::revoke_found(spi, &found, "revoked by the client (RFC 7009)")?;
-                    }
-                    Ok(json!({}))
+                    f(spi, &client)
                 })
             }),
         )
     })
 }
 
+fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
+    for_a_client(req, params, |spi, client| {
+        // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
+        if let Some(found) = token::find(spi, required(params, "token")?)? {
+            if found.client_id != client.id {
+                return Err(OAuthError::UnauthorizedClient(
+                    "the token was not issued to this client".into(),
+                )
+                .into());
+            }
+            token::revoke_found(spi, &found, "revoked by the client (RFC 7009)")?;
+        }
+        Ok(json!({}))
+    })
+}
+
 fn introspection_endpoint(req: &Request, params: &Params) -> Result<Reply> {
-    // A subtransaction: authenticating by assertion records its jti.
-    run(req, || {
-        answer(
-            req.transport,
-            atomically(|| {
-                Spi::connect_mut(|spi| {
-                    let client = authenticated_client(spi, req, params)?;
-                    Ok(token::introspect(
-                        spi,
-                        required(params, "token")?,
-                        Some(&client),
-                    ))
-                })
-            }),
-        )
+    for_a_client(req, params, |spi, client| {
+        Ok(token::introspect(
+            spi,
+            required(params, "token")?,
+            Some(client),
+        ))
     })
 }

@@ -480,6 +480,15 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
         if std::thread::panicking() {
+            // What the server said last is what explains most failures (CI keeps no cluster).
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last lines of the server log of {} ---",
+                self.dir.display()
+            );
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
             return;
         }
         for secret in NEVER_LOGGED {
@@ -518,6 +527,19 @@ pub fn db_error(err: &postgres::Error) -> (String, String) {
     (db.code().code().to_owned(), db.message().to_owned())
 }
 
+/// A failed statement as a person debugging it needs it: SQLSTATE, message and detail.
+pub fn describe(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!(
+            "{} {} ({})",
+            db.code().code(),
+            db.message(),
+            db.detail().unwrap_or("no detail")
+        ),
+        None => err.to_string(),
+    }
+}
+
 /// Run a statement that must fail; returns its SQLSTATE and message.
 pub fn expect_error(
     db: &mut postgres::Client,
@@ -547,7 +569,7 @@ pub fn as_postgrest(
     .unwrap();
     let body: serde_json::Value = tx
         .query_one(call, params)
-        .unwrap_or_else(|e| panic!("{call}: {e}"))
+        .unwrap_or_else(|e| panic!("{call}: {}", describe(&e)))
         .get(0);
     let status: String = tx
         .query_one("SELECT current_setting('response.status')", &[])
@@ -564,7 +586,7 @@ pub fn json(
     params: &[&(dyn postgres::types::ToSql + Sync)],
 ) -> serde_json::Value {
     db.query_one(sql, params)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
         .get(0)
 }
 

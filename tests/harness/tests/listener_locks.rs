@@ -48,6 +48,23 @@ fn post(http: &Http, url: &str, client: &str, form: &[(&str, &str)]) -> (u16, se
     (status, response.json().unwrap_or_default())
 }
 
+/// Client 'stuck' presents `refresh` to the listener, in a thread of its own.
+fn present_refresh_token(
+    http: &Http,
+    base: &str,
+    refresh: &str,
+) -> std::thread::JoinHandle<(u16, serde_json::Value)> {
+    let (http, url, refresh) = (http.clone(), format!("{base}/token"), refresh.to_owned());
+    std::thread::spawn(move || {
+        post(
+            &http,
+            &url,
+            "stuck",
+            &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+        )
+    })
+}
+
 /// An application's `BEGIN; auth_token('refresh_token', ...)` left open holds the refresh
 /// token's row: the same token presented to the listener waits at most the lock timeout and
 /// is answered 503, and 40 other clients' requests (tokens and the JWK Set) are all served
@@ -74,18 +91,7 @@ fn a_transaction_left_open_does_not_stall_the_listener() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let stuck = std::thread::spawn({
-        let (http, url) = (http.clone(), format!("{base}/token"));
-        let refresh = refresh.clone();
-        move || {
-            post(
-                &http,
-                &url,
-                "stuck",
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-            )
-        }
-    });
+    let stuck = present_refresh_token(&http, &base, &refresh);
     let others: Vec<_> = (0..40)
         .map(|i| {
             let (http, base) = (http.clone(), base.clone());
@@ -177,17 +183,7 @@ fn a_stalled_worker_holds_a_bounded_queue() {
         &[&SECRET, &refresh],
     )
     .unwrap();
-    let stuck = std::thread::spawn({
-        let (http, url, refresh) = (http.clone(), format!("{base}/token"), refresh.clone());
-        move || {
-            post(
-                &http,
-                &url,
-                "stuck",
-                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
-            )
-        }
-    });
+    let stuck = present_refresh_token(&http, &base, &refresh);
     std::thread::sleep(Duration::from_millis(500));
     let body = format!("[{}]", vec!["1"; 30_000].join(","));
     let senders: Vec<_> = (0..600)

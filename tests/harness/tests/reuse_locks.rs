@@ -108,14 +108,7 @@ fn reuse_detection_never_stops_and_never_pins_the_workers() {
     // The grant's tokens are refused while its revocation is owed.
     let refused = refresh(&mut db, &next).unwrap_err();
     assert!(refused.contains("already used"), "{refused}");
-    let revoked: bool = db
-        .query_one(
-            "SELECT revoked_at IS NOT NULL FROM oauth.refresh_family WHERE client_id = 'held'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(!revoked, "the row is still held");
+    assert!(!grant_revoked(&mut db), "the row is still held");
 
     // What was given up on is counted and logged in words, with what to do.
     let dropped: i64 = db
@@ -134,12 +127,15 @@ fn reuse_detection_never_stops_and_never_pins_the_workers() {
     holder.batch_execute("COMMIT").unwrap();
     let message = refresh(&mut db, &first).unwrap_err();
     assert!(message.contains("has been revoked"), "{message}");
-    let revoked: bool = db
-        .query_one(
-            "SELECT revoked_at IS NOT NULL FROM oauth.refresh_family WHERE client_id = 'held'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert!(revoked);
+    assert!(grant_revoked(&mut db));
+}
+
+/// Whether the grant of client 'held' is revoked.
+fn grant_revoked(db: &mut postgres::Client) -> bool {
+    db.query_one(
+        "SELECT revoked_at IS NOT NULL FROM oauth.refresh_family WHERE client_id = 'held'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
 }
