@@ -282,6 +282,68 @@ mod tests {
         assert!(!again, "revocation is idempotent");
     }
 
+    fn clock_us() -> i64 {
+        crate::pg::backend::now_micros()
+    }
+
+    fn sleep_until(at_us: i64) {
+        let wait = at_us - clock_us();
+        if wait > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(wait as u64));
+        }
+    }
+
+    /// An opaque token is live for its whole lifetime whatever the moment of the second it
+    /// was issued in, and not a moment longer. (Expiry was compared in whole seconds: a
+    /// 1-second token issued late in a second was refused as expired just after the next
+    /// second began, a few milliseconds after it was issued.)
+    #[pg_test]
+    fn an_opaque_token_lives_its_whole_lifetime() {
+        setup_client("s1", "token_format, access_token_expiration", "'opaque', 1");
+        let issue = || {
+            Spi::get_one::<String>(
+                "SELECT oauth.auth_token('client_credentials', 's1', 'verysecret')->>'access_token'",
+            )
+            .unwrap()
+            .unwrap()
+        };
+        let verifies = |token: &str| {
+            let sql = format!("SELECT oauth.auth_verify('{token}')");
+            matches!(
+                crate::pg::subxact::attempt(|| Spi::run(&sql).map_err(|_| ())),
+                Ok(Ok(()))
+            )
+        };
+        issue(); // the secret's first verification (argon2) is behind us
+        for _ in 0..5 {
+            // Issue in the second half of a second, verify just after the next one begins.
+            sleep_until((clock_us().div_euclid(1_000_000) + 1) * 1_000_000 + 600_000);
+            let token = issue();
+            let (issued, expires) = Spi::get_two::<i64, i64>(
+                "SELECT (extract(epoch FROM issued_at) * 1000000)::int8,
+                        (extract(epoch FROM expires_at) * 1000000)::int8
+                   FROM oauth.session WHERE client_id = 's1' ORDER BY issued_at DESC LIMIT 1",
+            )
+            .unwrap();
+            let (issued, expires) = (issued.unwrap(), expires.unwrap());
+            let next_second = (issued.div_euclid(1_000_000) + 1) * 1_000_000 + 20_000;
+            if next_second + 50_000 >= expires || clock_us() >= next_second {
+                continue; // this machine was too slow for the moment wanted: again
+            }
+            sleep_until(next_second);
+            assert!(
+                verifies(&token),
+                "refused {} ms after issuance, {} ms before its expiry",
+                (clock_us() - issued) / 1000,
+                (expires - clock_us()) / 1000
+            );
+            sleep_until(expires + 1_000);
+            assert!(!verifies(&token), "accepted after its expiry");
+            return;
+        }
+        panic!("never issued in the second half of a second with time to spare");
+    }
+
     #[pg_test(error = "invalid_token: access token has been revoked")]
     fn revoked_token_fails_verification() {
         setup_client("c3", "", "");

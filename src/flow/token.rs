@@ -30,7 +30,6 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
         return Err(OAuthError::InvalidToken("the access token is empty".into()));
     }
     let now_us = backend::now_micros();
-    let now = now_us / 1_000_000;
     let (claims, audience_ok) = if token.contains('.') {
         let leeway = i64::from(gucs::LEEWAY.get());
         let verified = gucs::with_issuer(|issuer| {
@@ -46,7 +45,7 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
         (verified.claims, audience_ok)
     } else {
         let session = db::with_safe_search_path(|| {
-            Spi::connect(|spi| session::verify_opaque(spi, token, now))
+            Spi::connect(|spi| session::verify_opaque(spi, token, now_us))
         })?;
         let audience_ok = audience.is_none_or(|a| session.audience.iter().any(|s| s == a));
         let issuer = gucs::issuer();
@@ -58,7 +57,7 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
             role: session.role.as_deref(),
             id: &session.id,
             issued_at: session.issued_at,
-            expires_at: session.expires_at,
+            expires_at: session.expires_at_us.div_euclid(1_000_000),
         };
         (claims.build(), audience_ok)
     };

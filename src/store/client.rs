@@ -145,7 +145,7 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         let previous: Option<String> = row.get_by_name("previous_secret")?;
         let previous_until = row
             .get_by_name::<TimestampWithTimeZone>("previous_secret_expires_at")?
-            .map(|ts| backend::unix_seconds(ts) * 1_000_000);
+            .map(backend::unix_micros);
         Ok(Client {
             id: client_id.to_owned(),
             secret: row.get_by_name("secret")?,

@@ -186,7 +186,8 @@ pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
     Ok(())
 }
 
-/// A stored session, with times in Unix seconds.
+/// A stored session. Its expiry keeps the stored precision (microseconds): a token is live
+/// for its whole lifetime, not up to a second less.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: SessionId,
@@ -195,8 +196,10 @@ pub struct Session {
     pub scope: Vec<String>,
     pub audience: Vec<String>,
     pub role: Option<String>,
+    /// Unix seconds.
     pub issued_at: i64,
-    pub expires_at: i64,
+    /// Unix microseconds.
+    pub expires_at_us: i64,
     pub revoked: bool,
 }
 
@@ -232,7 +235,7 @@ fn load_from(
         let ts = |n| -> Result<i64> {
             Ok(row
                 .get::<pgrx::datum::TimestampWithTimeZone>(n)?
-                .map(backend::unix_seconds)
+                .map(backend::unix_micros)
                 .unwrap_or(0))
         };
         Ok(Session {
@@ -242,8 +245,8 @@ fn load_from(
             scope: row.get(3)?.unwrap_or_default(),
             audience: row.get(4)?.unwrap_or_default(),
             role: row.get(5)?,
-            issued_at: ts(6)?,
-            expires_at: ts(7)?,
+            issued_at: ts(6)?.div_euclid(1_000_000),
+            expires_at_us: ts(7)?,
             revoked: row.get(8)?.unwrap_or(true),
         })
     })?;
@@ -265,13 +268,13 @@ pub fn find_opaque(spi: &SpiClient<'_>, token: &str) -> Result<Option<Session>> 
 }
 
 /// The live session of an opaque token.
-pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now: i64) -> Result<Session> {
+pub fn verify_opaque(spi: &SpiClient<'_>, token: &str, now_us: i64) -> Result<Session> {
     if opaque_token_id(token).is_none() {
         return Err(OAuthError::InvalidToken("malformed access token".into()));
     }
     let session = find_opaque(spi, token)?
         .ok_or_else(|| OAuthError::InvalidToken("unknown access token".into()))?;
-    check_live(&session, now)?;
+    check_live(&session, now_us)?;
     Ok(session)
 }
 
@@ -387,11 +390,12 @@ fn probe_index(slot: usize, id: &SessionId, fresh: &Fresh) -> Lookup {
     }
 }
 
-pub fn check_live(session: &Session, now: i64) -> Result<()> {
+/// Open and not expired at `now_us` (Unix microseconds).
+pub fn check_live(session: &Session, now_us: i64) -> Result<()> {
     if session.revoked {
         return Err(OAuthError::InvalidToken(REVOKED.into()));
     }
-    if now >= session.expires_at {
+    if now_us >= session.expires_at_us {
         return Err(OAuthError::InvalidToken("access token has expired".into()));
     }
     Ok(())
