@@ -203,30 +203,59 @@ fn json_within_bounds(body: &[u8]) -> bool {
     true
 }
 
-/// The body's parameters as PostgREST would pass them: form fields (a repeated field keeps
-/// its last value) or a JSON object's members; an empty body has none.
-pub(super) fn params(content_type: &str, body: &[u8]) -> Option<Value> {
+/// Parameters a request may carry several of: RFC 8707 `resource` (and RFC 8693
+/// `audience`), one value per field. A repeated field of these becomes a list; any other
+/// repeated field is refused, as RFC 6749 §3.1 says ("MUST NOT be included more than once").
+const LIST_FIELDS: [&str; 2] = ["resource", "audience"];
+
+/// Why a body has no parameters; the description of a 400 `invalid_request`.
+pub(super) const NOT_PARAMETERS: &str =
+    "the body must be application/x-www-form-urlencoded or a JSON object (of at most 256 values)";
+
+/// The body's parameters: form fields (repeated `resource` and `audience` fields kept as a
+/// list, other repeated fields refused) or a JSON object's members (where a list is an
+/// array); an empty body has none. Err: the description of the 400 to answer.
+pub(super) fn params(content_type: &str, body: &[u8]) -> Result<Value, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Some(Value::Object(Map::new()));
+        return Ok(Value::Object(Map::new()));
     }
     if content_type.starts_with("application/json") {
-        if !json_within_bounds(body) {
-            return None;
-        }
-        return serde_json::from_slice::<Value>(body)
-            .ok()
-            .filter(Value::is_object);
+        return json_within_bounds(body)
+            .then(|| serde_json::from_slice::<Value>(body).ok())
+            .flatten()
+            .filter(Value::is_object)
+            .ok_or_else(|| NOT_PARAMETERS.to_owned());
     }
     if !content_type.starts_with("application/x-www-form-urlencoded") {
-        return None;
+        return Err(NOT_PARAMETERS.to_owned());
     }
+    form_fields(body).ok_or_else(|| NOT_PARAMETERS.to_owned())?
+}
+
+/// The fields of a form body; None when it is not one (not UTF-8, bad percent-encoding).
+fn form_fields(body: &[u8]) -> Option<Result<Value, String>> {
     let text = std::str::from_utf8(body).ok()?;
     let mut fields = Map::new();
     for pair in text.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        fields.insert(form_urldecode(name)?, Value::String(form_urldecode(value)?));
+        let (name, value) = (form_urldecode(name)?, Value::String(form_urldecode(value)?));
+        match fields.get_mut(&name) {
+            None => {
+                fields.insert(name, value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) if LIST_FIELDS.contains(&name.as_str()) => {
+                *first = Value::Array(vec![first.take(), value]);
+            }
+            Some(_) => {
+                return Some(Err(format!(
+                    "parameter {} is repeated; only resource and audience may be",
+                    crate::error::quoted(&name)
+                )))
+            }
+        }
     }
-    Some(Value::Object(fields))
+    Some(Ok(Value::Object(fields)))
 }
 
 #[cfg(test)]
@@ -234,33 +263,57 @@ mod unit {
     use super::*;
 
     #[test]
-    fn bodies_become_parameters_as_postgrest_makes_them() {
+    fn bodies_become_parameters() {
         let form = "application/x-www-form-urlencoded";
         assert_eq!(
-            params(form, b"grant_type=client_credentials&scope=a+b&scope=c%20d"),
-            Some(serde_json::json!({"grant_type": "client_credentials", "scope": "c d"}))
+            params(form, b"grant_type=client_credentials&scope=a+b"),
+            Ok(serde_json::json!({"grant_type": "client_credentials", "scope": "a b"}))
         );
         assert_eq!(
             params("application/json", br#"{"token": "x"}"#),
-            Some(serde_json::json!({"token": "x"}))
+            Ok(serde_json::json!({"token": "x"}))
         );
-        assert_eq!(params("application/json", b"[1]"), None);
-        assert_eq!(params("text/plain", b"a=b"), None);
-        assert_eq!(params("", b""), Some(serde_json::json!({})));
-        assert_eq!(params(form, b"a=%ff"), None);
+        let not_parameters = Err(NOT_PARAMETERS.to_owned());
+        assert_eq!(params("application/json", b"[1]"), not_parameters);
+        assert_eq!(params("text/plain", b"a=b"), not_parameters);
+        assert_eq!(params("", b""), Ok(serde_json::json!({})));
+        assert_eq!(params(form, b"a=%ff"), not_parameters);
+    }
+
+    #[test]
+    fn repeated_resources_are_all_kept_and_other_repeated_fields_refused() {
+        let form = "application/x-www-form-urlencoded";
+        assert_eq!(
+            params(
+                form,
+                b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb&resource=c&audience=d"
+            ),
+            Ok(serde_json::json!({"resource": ["https://a", "https://b", "c"], "audience": "d"}))
+        );
+        assert_eq!(
+            params(form, b"grant_type=client_credentials&scope=a+b&scope=c%20d"),
+            Err("parameter \"scope\" is repeated; only resource and audience may be".to_owned())
+        );
+        let repeated_secret =
+            params(form, b"client_secret=s3cr3t-one&client_secret=s3cr3t-two").unwrap_err();
+        assert!(repeated_secret.contains("client_secret"));
+        assert!(!repeated_secret.contains("s3cr3t"), "{repeated_secret}");
     }
 
     #[test]
     fn json_bodies_are_bounded_before_they_are_parsed() {
         let json = "application/json";
         let many = format!("{{\"a\": [{}]}}", vec!["1"; 300].join(","));
-        assert_eq!(params(json, many.as_bytes()), None);
+        assert_eq!(
+            params(json, many.as_bytes()),
+            Err(NOT_PARAMETERS.to_owned())
+        );
         let fine = format!("{{\"a\": [{}]}}", vec!["1"; 100].join(","));
-        assert!(params(json, fine.as_bytes()).is_some());
+        assert!(params(json, fine.as_bytes()).is_ok());
         // Commas and brackets inside strings are not values.
         let quoted = format!("{{\"a\": \"{}\"}}", ",[{".repeat(1000));
-        assert!(params(json, quoted.as_bytes()).is_some());
+        assert!(params(json, quoted.as_bytes()).is_ok());
         let escaped = format!("{{\"a\": \"\\\"{}\"}}", ",".repeat(1000));
-        assert!(params(json, escaped.as_bytes()).is_some());
+        assert!(params(json, escaped.as_bytes()).is_ok());
     }
 }

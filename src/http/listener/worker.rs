@@ -312,13 +312,9 @@ fn answer_batch(batch: Vec<Job>) {
 /// waiting for a lock.
 fn in_subtransaction(job: &Job) -> Reply {
     let _sensitive = redact::sensitive();
-    let Some(body) = request::params(&job.content_type, &job.body) else {
-        return Reply::error(
-            400,
-            "invalid_request",
-            "the body must be application/x-www-form-urlencoded or a JSON object (of at most 256 values)",
-            None,
-        );
+    let body = match request::params(&job.content_type, &job.body) {
+        Ok(body) => body,
+        Err(description) => return Reply::error(400, "invalid_request", &description, None),
     };
     let params = Params::new(Some(body));
     let request = Request {

@@ -59,6 +59,7 @@ fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
     let metadata = discovery_from_the_issuer_alone(&http, &issuer);
     a_stock_client_gets_introspects_and_revokes(&http, &metadata, &issuer, &mut db);
     errors_are_rfc6749_answers(&http, &metadata, &issuer, &mut db);
+    repeated_parameters(&http, &metadata, &mut db);
     hostile_connections_starve_no_one(&http, &metadata, port);
     a_crashed_worker_comes_back(&http, &metadata, &cluster, db);
     // SIGTERM (a fast shutdown) ends both workers cleanly.
@@ -195,6 +196,53 @@ fn errors_are_rfc6749_answers(
         .send()
         .unwrap();
     assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+/// RFC 8707: each repeated `resource` field names one more audience, and the token is for
+/// all of them; any other repeated parameter is refused (RFC 6749 §3.1), where a form parser
+/// keeping the last value would have issued a token for the last resource only.
+fn repeated_parameters(http: &Http, metadata: &Value, db: &mut postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, token_format, audience)
+         VALUES ('two-apis', 'a-long-enough-secret-for-the-listener', 'jwt',
+                 '{https://a.example/api,https://b.example/api}')",
+    )
+    .unwrap();
+    let post = |form: &[(&str, &str)]| {
+        let response = http
+            .post(url(metadata, "token_endpoint"))
+            .basic_auth("two-apis", Some("a-long-enough-secret-for-the-listener"))
+            .form(form)
+            .send()
+            .unwrap();
+        (response.status(), response.json::<Value>().unwrap())
+    };
+    let (status, body) = post(&[
+        ("grant_type", "client_credentials"),
+        ("resource", "https://a.example/api"),
+        ("resource", "https://b.example/api"),
+    ]);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let claims = json(db, "SELECT oauth.auth_verify($1)", &[&token]);
+    assert_eq!(
+        claims["aud"],
+        serde_json::json!(["https://a.example/api", "https://b.example/api"])
+    );
+    let (status, body) = post(&[
+        ("grant_type", "client_credentials"),
+        ("scope", "read"),
+        ("scope", "write"),
+    ]);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("\"scope\" is repeated"),
+        "{body}"
+    );
 }
 
 /// Hostile connections do not starve the others: hundreds of idle and half-sent requests are

@@ -268,7 +268,48 @@ fn token_endpoint_speaks_rfc6749_errors_and_formats() {
     introspection_and_revocation_need_the_client(&env);
     documents_over_get_and_the_token_endpoint_by_post(&env);
     tokens_postgrest_must_not_accept(&env, &mut db);
+    several_audiences(&env, &mut db);
     drop(env.db);
+}
+
+/// Several audiences through PostgREST (docs/postgrest.md): one field with the values
+/// space-separated, in a form or a JSON body; a repeated form field keeps its last value
+/// (PostgREST's mapping of fields to arguments), which the docs say.
+fn several_audiences(env: &Env, db: &mut postgres::Client) {
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, token_format, audience)
+         VALUES ('two-apis', 'verysecret', 'jwt', '{https://a.example,https://b.example}')",
+    )
+    .unwrap();
+    let both = json!(["https://a.example", "https://b.example"]);
+    let aud = |response: Response| {
+        jwt_part(ok(response)["access_token"].as_str().unwrap(), 1)["aud"].clone()
+    };
+    let json_body = env
+        .http
+        .post(env.rest.url("/rpc/token"))
+        .basic_auth("two-apis", Some("verysecret"))
+        .json(&json!({ "grant_type": "client_credentials",
+                       "resource": "https://a.example https://b.example" }))
+        .send()
+        .unwrap();
+    assert_eq!(aud(json_body), both, "a JSON body");
+    let one_field = [
+        ("grant_type", "client_credentials"),
+        ("resource", "https://a.example https://b.example"),
+    ];
+    let basic = Some(("two-apis", "verysecret"));
+    assert_eq!(aud(env.post_form("/rpc/token", basic, &one_field)), both);
+    let repeated = [
+        ("grant_type", "client_credentials"),
+        ("resource", "https://a.example"),
+        ("resource", "https://b.example"),
+    ];
+    assert_eq!(
+        aud(env.post_form("/rpc/token", basic, &repeated)),
+        json!("https://b.example"),
+        "PostgREST passes the last of a repeated field"
+    );
 }
 
 /// A token response: 200, never cacheable.
@@ -916,14 +957,18 @@ fn tokens_are_signed_only_by_published_keys() {
     assert_eq!(env.get_with("/notes", first).status(), StatusCode::OK);
 }
 
-fn kid(token: &str) -> String {
+/// Part `n` of a JWT (0: header, 1: claims), decoded.
+fn jwt_part(token: &str, n: usize) -> Value {
     use base64::Engine;
-    let header = token.split('.').next().unwrap();
-    let header: Value = serde_json::from_slice(
+    let part = token.split('.').nth(n).unwrap();
+    serde_json::from_slice(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(header)
+            .decode(part)
             .unwrap(),
     )
-    .unwrap();
-    header["kid"].as_str().unwrap().to_owned()
+    .unwrap()
+}
+
+fn kid(token: &str) -> String {
+    jwt_part(token, 0)["kid"].as_str().unwrap().to_owned()
 }
