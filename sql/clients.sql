@@ -19,6 +19,7 @@ CREATE TABLE oauth.client (
     created_at                  timestamptz NOT NULL DEFAULT now(),
     updated_at                  timestamptz NOT NULL DEFAULT now(),
     introspect_any              boolean NOT NULL DEFAULT false,
+    dpop_bound_access_tokens    boolean NOT NULL DEFAULT false,
 
     CONSTRAINT client_id_valid
         CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),

@@ -207,15 +207,16 @@ GRANT oauth_app TO oauth_admin;
 -- Secrets are write-only: oauth_admin may set them but never read the hashes.
 GRANT SELECT (id, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks,
-              active, created_at, updated_at, previous_secret_expires_at, introspect_any)
+              active, created_at, updated_at, previous_secret_expires_at, introspect_any,
+              dpop_bound_access_tokens)
     ON oauth.client TO oauth_admin;
 GRANT INSERT (id, secret, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
-              introspect_any)
+              introspect_any, dpop_bound_access_tokens)
     ON oauth.client TO oauth_admin;
 GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
-              introspect_any)
+              introspect_any, dpop_bound_access_tokens)
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
@@ -240,6 +241,7 @@ GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
+    oauth.auth_verify(text, text, text, text, text),
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
     oauth.auth_smart_configuration
     TO oauth_app;
@@ -284,11 +286,13 @@ SELECT pg_catalog.pg_extension_config_dump('oauth.audit_dropped_seq', '');
 -- The same block ends the upgrade scripts; the upgrade test compares descriptions.
 
 COMMENT ON FUNCTION oauth.auth_token IS
-    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; errors raise with the OAuth error code first in the message.';
+    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; with a dpop proof (RFC 9449) the access token is bound to its key (token_type DPoP). Errors raise with the OAuth error code first in the message.';
 COMMENT ON FUNCTION oauth.auth_verify(text) IS
     'Verify an access token (opaque or JWT): its claims as jsonb, or an invalid_token error (expired, revoked, unknown, bad signature).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
     'Verify an access token as auth_verify(token) does, and require audience to be in its aud (RFC 8707).';
+COMMENT ON FUNCTION oauth.auth_verify(text, text, text, text, text) IS
+    'Verify an access token presented with a DPoP proof (RFC 9449 §7.1): auth_verify(token, dpop => proof, htm => method, htu => public URL of the request[, audience => ...]). A DPoP-bound token needs a fresh proof by its key, carrying the token''s hash; each proof is accepted once. A NULL dpop presents the token as a bearer token.';
 COMMENT ON FUNCTION oauth.auth_revoke IS
     'Revoke an access or refresh token (RFC 7009 semantics from SQL): true if a live token was revoked; unknown tokens are not an error.';
 COMMENT ON FUNCTION oauth.auth_introspect IS
@@ -392,6 +396,8 @@ COMMENT ON COLUMN oauth.client.jwks IS 'The client''s public keys for private_ke
 COMMENT ON COLUMN oauth.client.active IS 'false: the client cannot authenticate, and its tokens were revoked when it was deactivated.';
 COMMENT ON COLUMN oauth.client.created_at IS 'When the client was registered.';
 COMMENT ON COLUMN oauth.client.updated_at IS 'When the client row was last written.';
+COMMENT ON COLUMN oauth.client.dpop_bound_access_tokens IS
+    'Whether the client must present a DPoP proof (RFC 9449 §5.2) at the token endpoint, so that every access token it gets is bound to its key.';
 COMMENT ON COLUMN oauth.client.introspect_any IS
     'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
@@ -424,6 +430,7 @@ BEGIN
     END LOOP;
 END
 $comments$;
+COMMENT ON COLUMN oauth.session.jkt IS 'A DPoP-bound token (RFC 9449): the SHA-256 JWK thumbprint (RFC 7638) of the key it is bound to; NULL for a bearer token.';
 COMMENT ON COLUMN oauth.session.revoked_reason IS 'Who or what revoked it: the client, reuse detection, deactivation, or the role that updated revoked_at.';
 
 COMMENT ON TABLE oauth.signing_key IS

@@ -28,6 +28,8 @@ CREATE TABLE oauth.session (
     revoked_reason text,
     -- The partition: a function of id (see above).
     slot        smallint NOT NULL,
+    -- A DPoP-bound token (RFC 9449): the SHA-256 thumbprint of the key it is bound to.
+    jkt         text,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
     PRIMARY KEY (id, slot) INCLUDE (revoked_at)
 ) PARTITION BY LIST (slot);

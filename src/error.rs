@@ -30,6 +30,10 @@ pub enum OAuthError {
     InvalidTarget(String),
     #[error("invalid_token: {0}")]
     InvalidToken(String),
+    /// A DPoP proof (RFC 9449) that is missing where required, malformed, for another
+    /// request, replayed, or not by the key the token is bound to.
+    #[error("invalid_dpop_proof: {0}")]
+    InvalidDpopProof(String),
     #[error("server_error: {0}")]
     ServerError(String),
     /// The cluster's argon2 work is at its bound (limits.rs): try again shortly.
@@ -101,6 +105,7 @@ impl OAuthError {
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidToken(_) => "invalid_token",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::ServerError(_) => "server_error",
             Self::TemporarilyUnavailable { .. } | Self::ReadOnly(_) => "temporarily_unavailable",
         }
@@ -129,6 +134,7 @@ impl OAuthError {
             | Self::InvalidScope(d)
             | Self::InvalidTarget(d)
             | Self::InvalidToken(d)
+            | Self::InvalidDpopProof(d)
             | Self::ServerError(d)
             | Self::ReadOnly(d)
             | Self::LockedOut { description: d, .. } => d,
@@ -168,6 +174,7 @@ impl OAuthError {
             Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,        // 42704
             Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,           // 42602
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
+            Self::InvalidDpopProof(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             Self::TemporarilyUnavailable { .. } => ERRCODE_INSUFFICIENT_RESOURCES, // 53000
             Self::ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,   // 25006
@@ -194,8 +201,11 @@ impl OAuthError {
             }
             Self::InvalidGrant(_) => Some("Obtain a new grant with grant_type client_credentials."),
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
+            Self::InvalidDpopProof(_) => Some(
+                "Sign a fresh DPoP proof (RFC 9449 §4) for this request's method and URL with the key the token is bound to.",
+            ),
             Self::TemporarilyUnavailable { .. } => Some(
-                "Too many secret verifications are running at once (pg_oauth.argon2_concurrency); retry after a moment.",
+                "Too many secret verifications are running at once (pg_oauth.argon2_concurrency), or too many DPoP proofs are young at once; retry after a moment.",
             ),
             Self::ReadOnly(_) => Some(
                 "Send token and revocation requests to the primary; verification and introspection work on standbys.",

@@ -1,6 +1,6 @@
 //! Property-based fuzzing of every parser that sees request input: HTTP Basic credentials,
 //! form decoding, scopes (plain, wildcard patterns, SMART), opaque tokens, JWT
-//! verification, client assertions and imported argon2 hashes. Each property is checked on
+//! verification, client assertions, DPoP proofs and imported argon2 hashes. Each property is checked on
 //! PG_OAUTH_FUZZ_CASES random inputs (default 2,000 per property; `make fuzz` runs 220,000
 //! per property, over 1.5 million in all). No input may panic; JWT verification must
 //! reject every modification of a valid token.
@@ -327,4 +327,61 @@ fn fuzz_client_assertions_and_imported_hashes() {
         argon2id::classify("$argon2id$v=19$m=4194304,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g"),
         argon2id::SecretValue::BadHash(_)
     ));
+}
+
+/// A DPoP proof (RFC 9449) signed by `key`, with its public JWK in the header.
+fn valid_proof(alg: JwtAlg, now: i64) -> String {
+    let new = keys::generate(alg).unwrap();
+    let key = keys::parse_key(&new.kid, alg, &new.private_der).unwrap();
+    let header =
+        serde_json::json!({ "typ": "dpop+jwt", "alg": alg.as_str(), "jwk": new.public_jwk });
+    let claims = serde_json::json!({
+        "jti": "e1j3V_bKic8-LAEB", "htm": "POST", "htu": "https://as.example/token", "iat": now,
+    });
+    let b64url = crate::crypto::random::b64url;
+    let input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let signature = key.sign(input.as_bytes()).unwrap();
+    format!("{input}.{}", b64url(&signature))
+}
+
+/// DPoP proofs: no modification of a valid proof reads as valid, junk never does, nothing
+/// panics; URL normalisation takes any text.
+#[test]
+fn fuzz_dpop_proofs() {
+    use crate::jose::dpop;
+    let now = backend::now_micros() / 1_000_000;
+    let proofs: Vec<String> = [JwtAlg::ES256, JwtAlg::EdDSA, JwtAlg::RS256, JwtAlg::PS256]
+        .into_iter()
+        .map(|alg| valid_proof(alg, now))
+        .collect();
+    for proof in &proofs {
+        assert!(dpop::read(proof).is_ok(), "the unmodified proof reads");
+    }
+    runner()
+        .run(
+            &(0..proofs.len(), edits(), text()),
+            |(which, edits, junk)| {
+                let original = &proofs[which];
+                let mutated = apply(original, &edits);
+                match dpop::read(&mutated) {
+                    Ok(_) => prop_assert_eq!(&mutated, original, "a modified proof verified"),
+                    Err(e) => prop_assert!(matches!(e, OAuthError::InvalidDpopProof(_))),
+                }
+                prop_assert!(dpop::read(&junk).is_err());
+                // Another proof's header (another key) on this payload and signature.
+                let other = &proofs[(which + 1) % proofs.len()];
+                let (oh, _) = other.split_once('.').unwrap();
+                let (_, rest) = original.split_once('.').unwrap();
+                let swapped = format!("{oh}.{rest}");
+                prop_assert!(dpop::read(&swapped).is_err());
+                let _ = dpop::normalized_url(&junk);
+                let _ = dpop::normalized_url(&format!("https://{junk}"));
+                Ok(())
+            },
+        )
+        .unwrap();
 }

@@ -19,6 +19,8 @@ mod store;
 
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_dpop;
 
 #[cfg(test)]
 mod fuzz;

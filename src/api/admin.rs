@@ -70,6 +70,7 @@ fn create_client(
     jwks: default!(Option<pgrx::JsonB>, "NULL"),
     active: default!(Option<bool>, "NULL"),
     introspect_any: default!(Option<bool>, "NULL"),
+    dpop_bound_access_tokens: default!(Option<bool>, "NULL"),
 ) -> String {
     let _sensitive = redact::sensitive();
     let secret = secret::generate();
@@ -93,6 +94,10 @@ fn create_client(
         ("jwks", jwks.map(Into::into)),
         ("active", active.map(Into::into)),
         ("introspect_any", introspect_any.map(Into::into)),
+        (
+            "dpop_bound_access_tokens",
+            dpop_bound_access_tokens.map(Into::into),
+        ),
     ];
     let values = given
         .into_iter()

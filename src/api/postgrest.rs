@@ -6,6 +6,9 @@
 use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 
+use crate::authn::dpop::Presented;
+use crate::config::gucs;
+use crate::flow::token;
 use crate::http::handler;
 use crate::http::message::{Endpoint, Params, Request, Transport};
 
@@ -165,7 +168,31 @@ fn request_token_problem() -> Option<String> {
     if !carries_claims(&token, &claims) {
         return Some(session::UNKNOWN.to_owned());
     }
-    None
+    dpop_problem(&token, &claims)
+}
+
+/// A DPoP-bound token (RFC 9449) needs the request's `DPoP` header to hold a fresh proof by
+/// its key for this request: its method and public URL (`pg_oauth.api_url`, or the issuer,
+/// followed by PostgREST's `request.path`).
+fn dpop_problem(token: &str, claims: &Map<String, Value>) -> Option<String> {
+    let request = postgrest_request();
+    let proof = request.header("dpop");
+    if proof.is_none() && crate::grant::claims::bound_jkt(claims).is_none() {
+        return None;
+    }
+    let Some(base) = gucs::string(&gucs::API_URL).or_else(gucs::issuer) else {
+        return Some("a DPoP proof cannot be checked here: set pg_oauth.api_url".into());
+    };
+    let path = backend::request_setting(c"request.path").unwrap_or_default();
+    let urls = [format!("{}{path}", base.trim_end_matches('/'))];
+    let presented = proof.map(|proof| Presented {
+        proof,
+        method: request.method.as_deref().unwrap_or(""),
+        urls: &urls,
+    });
+    token::check_binding(claims, token, presented.as_ref())
+        .err()
+        .map(|err| err.description().to_owned())
 }
 
 /// Whether `token` (a JWS) carries exactly `verified` as its claims (numbers compared by

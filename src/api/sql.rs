@@ -4,6 +4,7 @@
 
 use pgrx::prelude::*;
 
+use crate::authn::dpop::Presented;
 use crate::config::gucs::Transport;
 use crate::error::OrRaise;
 use crate::flow::deferred;
@@ -30,6 +31,7 @@ fn auth_token(
     refresh_token: default!(Option<&str>, "NULL"),
     client_assertion_type: default!(Option<&str>, "NULL"),
     client_assertion: default!(Option<&str>, "NULL"),
+    dpop: default!(Option<&str>, "NULL"),
 ) -> Jsonb {
     let _sensitive = redact::sensitive();
     let req = TokenRequest {
@@ -42,6 +44,8 @@ fn auth_token(
         refresh_token,
         client_assertion_type,
         client_assertion,
+        dpop,
+        transport: None,
     };
     Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
 }
@@ -56,14 +60,38 @@ fn auth_token(
 #[pg_extern(stable, parallel_restricted, security_definer)]
 fn auth_verify(token: Option<&str>) -> Jsonb {
     let _sensitive = redact::sensitive();
-    Jsonb::object(token::verify(token.unwrap_or(""), None).or_raise())
+    Jsonb::object(token::verify(token.unwrap_or(""), None, None).or_raise())
 }
 
 /// Verify an access token and that `audience` is one of its audiences (see auth_verify).
 #[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
 fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
     let _sensitive = redact::sensitive();
-    Jsonb::object(token::verify(token.unwrap_or(""), Some(audience.unwrap_or(""))).or_raise())
+    Jsonb::object(token::verify(token.unwrap_or(""), Some(audience.unwrap_or("")), None).or_raise())
+}
+
+/// Verify an access token presented with a DPoP proof (RFC 9449 §7.1), as a resource server
+/// does: `htm` and `htu` are the method and public URL of the request the token and proof
+/// came with. The proof must be by the key a DPoP-bound token is bound to, carry the token's
+/// hash (`ath`), be young, and is accepted once. A NULL `dpop` presents the token as a
+/// bearer token (refused if it is bound). `audience` as in auth_verify(token, audience).
+#[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
+fn auth_verify_dpop(
+    token: Option<&str>,
+    dpop: Option<&str>,
+    htm: Option<&str>,
+    htu: Option<&str>,
+    audience: default!(Option<&str>, "NULL"),
+) -> Jsonb {
+    let _sensitive = redact::sensitive();
+    let urls = [htu.unwrap_or("").to_owned()];
+    // No proof (NULL): the token is presented as a bearer token, which a bound one is not.
+    let presented = dpop.map(|proof| Presented {
+        proof,
+        method: htm.unwrap_or(""),
+        urls: &urls,
+    });
+    Jsonb::object(token::verify(token.unwrap_or(""), audience, presented.as_ref()).or_raise())
 }
 
 /// Revoke an access or refresh token (RFC 7009). Idempotent; unknown tokens are not an

@@ -4,4 +4,5 @@
 pub mod assertion;
 pub mod attempts;
 pub mod credentials;
+pub mod dpop;
 pub mod source;

@@ -56,6 +56,7 @@ pub static SCOPES_SUPPORTED: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static CLIENT_ASSERTION_MAX_LIFETIME: Setting<i32> =
     Setting::wrap(GucSetting::<i32>::new(3600));
+pub static DPOP_PROOF_MAX_AGE: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(60));
 pub static ENDPOINT_PREFIX: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(Some(c"/rpc")));
 pub static SMART_EXPAND_WILDCARDS: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(true));
@@ -143,6 +144,16 @@ fn init_tokens() {
         CLIENT_ASSERTION_MAX_LIFETIME.guc(),
         60,
         86_400,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"pg_oauth.dpop_proof_max_age",
+        c"How old a DPoP proof (RFC 9449) may be, by its iat, when it is presented.",
+        c"Plus pg_oauth.leeway either way for clock skew. Each proof's jti is remembered, cluster-wide, until it is this old; a proof is accepted once.",
+        DPOP_PROOF_MAX_AGE.guc(),
+        1,
+        3600,
         GucContext::Suset,
         GucFlags::UNIT_S,
     );

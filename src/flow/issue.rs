@@ -8,7 +8,8 @@ use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
 use crate::authn::credentials;
-use crate::config::gucs;
+use crate::authn::dpop::{self, Checked, Presented};
+use crate::config::gucs::{self, Transport};
 use crate::crypto::alg::JwtAlg;
 use crate::error::{OAuthError, Result};
 use crate::flow::deferred;
@@ -36,6 +37,40 @@ pub struct TokenRequest<'a> {
     pub refresh_token: Option<&'a str>,
     pub client_assertion_type: Option<&'a str>,
     pub client_assertion: Option<&'a str>,
+    /// The request's DPoP proof (RFC 9449 §5: the `DPoP` header, or auth_token's `dpop`).
+    pub dpop: Option<&'a str>,
+    /// The server the request came through, which says the URL a DPoP proof must name;
+    /// None (SQL) accepts the token endpoint of either.
+    pub transport: Option<Transport>,
+}
+
+/// The token endpoint's URLs a DPoP proof may name for a request over `transport`.
+fn token_endpoints(transport: Option<Transport>) -> Vec<String> {
+    let transports = match transport {
+        Some(t) => vec![t],
+        None => vec![Transport::PostgRest, Transport::Listener],
+    };
+    transports
+        .into_iter()
+        .filter_map(|t| gucs::endpoint(t, "token"))
+        .collect()
+}
+
+/// The request's DPoP proof, checked against it (not yet spent).
+fn dpop_proof(req: &TokenRequest<'_>, now_us: i64) -> Result<Option<Checked>> {
+    let Some(proof) = req.dpop else {
+        return Ok(None);
+    };
+    let urls = token_endpoints(req.transport);
+    if urls.is_empty() {
+        return Err(OAuthError::no_issuer("accept DPoP proofs"));
+    }
+    let presented = Presented {
+        proof,
+        method: "POST",
+        urls: &urls,
+    };
+    dpop::check(&presented, None, now_us).map(Some)
 }
 
 enum Grant {
@@ -62,6 +97,8 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     cache::accept_invalidations();
     backend::require_primary("issue tokens")?;
     let grant = grant_of(req.grant_type)?;
+    let now_us = backend::now_micros();
+    let proof = dpop_proof(req, now_us)?;
     let credentials = credentials::credentials_from(
         req.client_id,
         req.client_secret,
@@ -71,7 +108,16 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     )?;
     let client = credentials::authenticate(spi, credentials)?;
     let client = client::hold_active(spi, client)?;
-    let now_us = backend::now_micros();
+    match &proof {
+        Some(proof) => dpop::spend(proof, now_us)?,
+        None if client.dpop_bound_access_tokens => {
+            return Err(OAuthError::InvalidDpopProof(
+                "this client's tokens must be DPoP-bound: send a DPoP proof (RFC 9449)".into(),
+            ))
+        }
+        None => {}
+    }
+    let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let granted = match grant {
         Grant::ClientCredentials => {
             client_credentials::grant(spi, &client, req.scope, req.audience, now_us)?
@@ -88,10 +134,12 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         &granted.audience,
         family,
         now_us,
+        jkt,
     )?;
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access));
-    body.insert("token_type".into(), Value::String("Bearer".into()));
+    let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
+    body.insert("token_type".into(), Value::String(token_type.into()));
     body.insert("expires_in".into(), json!(client.access_token_expiration));
     if !granted.scopes.is_empty() {
         body.insert("scope".into(), Value::String(granted.scopes.join(" ")));
@@ -131,6 +179,7 @@ fn issue_access_token(
     audience: &[String],
     family: Option<FamilyId>,
     issued_at_us: i64,
+    jkt: Option<&str>,
 ) -> Result<String> {
     let role = policy_role(client)?;
     let expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
@@ -150,6 +199,7 @@ fn issue_access_token(
                 id: &id,
                 issued_at: issued_at_us / 1_000_000,
                 expires_at: expires_at_us / 1_000_000,
+                jkt,
             };
             jwt::sign(&key, Value::Object(claims.build()).to_string().as_bytes())?
         }
@@ -167,6 +217,7 @@ fn issue_access_token(
             issued_at_us,
             expires_at_us,
             family_id: family,
+            jkt,
         },
     )?;
     Ok(access_token)

@@ -22,6 +22,7 @@ pub fn metadata(transport: Transport) -> Result<Value> {
     let endpoint = |name: &str| gucs::endpoint(transport, name).unwrap_or_default();
     let algs: Vec<&str> = JwtAlg::ALL.iter().map(|a| a.as_str()).collect();
     let assertion_algs = crate::authn::assertion::algorithm_names();
+    let dpop_algs = crate::jose::dpop::ALGORITHMS;
     let mut metadata = json!({
         "issuer": issuer,
         "token_endpoint": endpoint("token"),
@@ -38,6 +39,8 @@ pub fn metadata(transport: Transport) -> Result<Value> {
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         // Not registered by RFC 8414: the algorithms JWT access tokens may be signed with.
         "access_token_signing_alg_values_supported": algs,
+        // RFC 9449 §5.1: the algorithms DPoP proofs may be signed with.
+        "dpop_signing_alg_values_supported": dpop_algs,
     });
     add_scopes_supported(&mut metadata);
     Ok(metadata)

@@ -6,6 +6,7 @@ use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
+use crate::authn::dpop::{self, Presented};
 use crate::config::gucs;
 use crate::error::{OAuthError, Result};
 use crate::grant::claims::{self, Claims};
@@ -18,12 +19,52 @@ use crate::store::client::Client;
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, Probe, SessionId};
 
-/// Verify an access token (opaque or JWT); `audience`, if given, must be in its `aud`.
-/// Returns its claims. A JWT is verified without touching the database when its key is
+/// Verify an access token (opaque or JWT) as a resource server does: `audience`, if given,
+/// must be in its `aud`, and a DPoP-bound token must come with a proof by its key, for the
+/// request `dpop` describes (RFC 9449 §7.1). Returns its claims. See `claims_of`.
+pub fn verify(
+    token: &str,
+    audience: Option<&str>,
+    dpop: Option<&Presented<'_>>,
+) -> Result<Map<String, Value>> {
+    let claims = claims_of(token, audience)?;
+    check_binding(&claims, token.trim(), dpop)?;
+    Ok(claims)
+}
+
+/// A token is used by its holder only: a DPoP-bound one with a fresh proof by the key it is
+/// bound to (spent here, once for the whole cluster). A proof that comes with a bearer
+/// token is checked all the same.
+pub fn check_binding(
+    claims: &Map<String, Value>,
+    token: &str,
+    dpop: Option<&Presented<'_>>,
+) -> Result<()> {
+    let bound = claims::bound_jkt(claims);
+    let Some(presented) = dpop else {
+        return match bound {
+            None => Ok(()),
+            Some(_) => Err(OAuthError::InvalidToken(
+                "the access token is DPoP-bound: present it with a DPoP proof by its key".into(),
+            )),
+        };
+    };
+    let now_us = backend::now_micros();
+    let checked = dpop::check(presented, Some(token), now_us)?;
+    if bound.is_some_and(|jkt| jkt != checked.jkt) {
+        return Err(OAuthError::InvalidDpopProof(
+            "the DPoP proof is not signed by the key the access token is bound to".into(),
+        ));
+    }
+    dpop::spend(&checked, now_us)
+}
+
+/// The claims of a live access token of ours (opaque or JWT), whoever presents it;
+/// `audience`, if given, must be in its `aud`. A JWT is verified without touching the database when its key is
 /// cached, and its revocation check probes the session index directly (no SQL runs), so
 /// the calling function needs no `SET search_path`; every fallback that runs SQL does so
 /// under a safe search_path (db::with_safe_search_path).
-pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> {
+fn claims_of(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> {
     cache::accept_invalidations();
     let token = token.trim();
     if token.is_empty() {
@@ -58,6 +99,7 @@ pub fn verify(token: &str, audience: Option<&str>) -> Result<Map<String, Value>>
             id: &session.id,
             issued_at: session.issued_at,
             expires_at: session.expires_at_us.div_euclid(1_000_000),
+            jkt: session.jkt.as_deref(),
         };
         (claims.build(), audience_ok)
     };
@@ -147,7 +189,7 @@ pub fn introspect(spi: &SpiClient<'_>, token: &str, caller: Option<&Client>) -> 
         return inactive();
     }
     let allowed = |client_id: &str| caller.is_none_or(|c| c.introspect_any || c.id == client_id);
-    if let Ok(mut claims) = verify(token, None) {
+    if let Ok(mut claims) = claims_of(token, None) {
         if !allowed(
             claims
                 .get("client_id")
@@ -156,8 +198,13 @@ pub fn introspect(spi: &SpiClient<'_>, token: &str, caller: Option<&Client>) -> 
         ) {
             return inactive();
         }
+        // RFC 9449 §6.2: a bound token's `cnf` is among its claims, and its type is DPoP.
+        let token_type = match claims::bound_jkt(&claims) {
+            Some(_) => "DPoP",
+            None => "Bearer",
+        };
         claims.insert("active".into(), Value::Bool(true));
-        claims.insert("token_type".into(), Value::String("Bearer".into()));
+        claims.insert("token_type".into(), Value::String(token_type.into()));
         return Value::Object(claims);
     }
     match refresh::find(spi, token) {

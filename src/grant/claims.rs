@@ -16,6 +16,13 @@ pub struct Claims<'a> {
     /// Unix seconds.
     pub issued_at: i64,
     pub expires_at: i64,
+    /// The thumbprint of the DPoP key the token is bound to: `cnf.jkt` (RFC 9449 §6.1).
+    pub jkt: Option<&'a str>,
+}
+
+/// The DPoP key thumbprint a token's claims bind it to (`cnf.jkt`), if any.
+pub fn bound_jkt(claims: &Map<String, Value>) -> Option<&str> {
+    claims.get("cnf")?.get("jkt")?.as_str()
 }
 
 /// `aud` as JWTs carry it: a string for one audience, an array for several.
@@ -48,6 +55,9 @@ impl Claims<'_> {
         claims.insert("iat".into(), json!(self.issued_at));
         claims.insert("exp".into(), json!(self.expires_at));
         claims.insert("jti".into(), Value::String(session::uuid_string(self.id)));
+        if let Some(jkt) = self.jkt {
+            claims.insert("cnf".into(), json!({ "jkt": jkt }));
+        }
         claims
     }
 }

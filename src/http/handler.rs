@@ -237,6 +237,8 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
                         refresh_token: params.get("refresh_token"),
                         client_assertion_type: params.get("client_assertion_type"),
                         client_assertion: params.get("client_assertion"),
+                        dpop: dpop_header(req)?,
+                        transport: Some(req.transport),
                     };
                     issue::issue(spi, &req).map_err(|err| Failure {
                         err,
@@ -246,6 +248,17 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
             }),
         )
     })
+}
+
+/// The request's DPoP proof (RFC 9449 §4.1): one `DPoP` header, at most.
+fn dpop_header(req: &Request) -> Result<Option<&str>> {
+    match req.headers.get("dpop") {
+        None => Ok(None),
+        Some(Value::String(proof)) => Ok(Some(proof.as_str())),
+        Some(_) => Err(OAuthError::InvalidDpopProof(
+            "the request carries more than one DPoP header".into(),
+        )),
+    }
 }
 
 /// An endpoint for an authenticated client (revocation, introspection): `f` runs with the

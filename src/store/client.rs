@@ -54,20 +54,24 @@ pub struct Client {
     pub jwks: Option<serde_json::Value>,
     /// May introspect tokens issued to other clients (a resource server).
     pub introspect_any: bool,
+    /// Must present a DPoP proof at the token endpoint (RFC 9449 §5.2).
+    pub dpop_bound_access_tokens: bool,
     /// The policy's role, if any, and why it may not be used (see policy.rs).
     pub role: Option<String>,
     pub role_problem: Option<String>,
 }
 
 macro_rules! load_client {
-    ($introspect_any:literal) => {
+    ($introspect_any:literal, $dpop:literal) => {
         concat!(
             "SELECT c.secret, c.previous_secret, c.previous_secret_expires_at,
                     c.grant_types, c.scope, c.audience, c.type = 'smart-app' AS smart,
                     c.token_format, c.jwt_alg, c.access_token_expiration, c.refresh_token,
                     c.refresh_token_expiration, c.active, c.jwks, p.role::text AS role, ",
             $introspect_any,
-            " AS introspect_any
+            " AS introspect_any, ",
+            $dpop,
+            " AS dpop_bound_access_tokens
                FROM oauth.client c
                LEFT JOIN oauth.policy p ON p.client_id = c.id
               WHERE c.id = $1"
@@ -75,10 +79,16 @@ macro_rules! load_client {
     };
 }
 
-static LOAD_CLIENT: Statement = Statement::new(load_client!("c.introspect_any"), &[TEXTOID]);
-/// The same against the 0.1.0 schema, which a newly installed library meets until
-/// `ALTER EXTENSION pg_oauth UPDATE` (no `introspect_any` column yet).
-static LOAD_CLIENT_0_1: Statement = Statement::new(load_client!("false"), &[TEXTOID]);
+static LOAD_CLIENT: Statement = Statement::new(
+    load_client!("c.introspect_any", "c.dpop_bound_access_tokens"),
+    &[TEXTOID],
+);
+/// The same against older schemas, which a newly installed library meets until
+/// `ALTER EXTENSION pg_oauth UPDATE`: 0.2.0 has no `dpop_bound_access_tokens`, 0.1.0 no
+/// `introspect_any` either.
+static LOAD_CLIENT_0_2: Statement =
+    Statement::new(load_client!("c.introspect_any", "false"), &[TEXTOID]);
+static LOAD_CLIENT_0_1: Statement = Statement::new(load_client!("false", "false"), &[TEXTOID]);
 
 /// Bound on cached clients per backend.
 const CACHE_CAPACITY: usize = 10_000;
@@ -136,8 +146,10 @@ pub fn rehash(spi: &mut SpiClient<'_>, client_id: &str, old: &str, new: &str) ->
 }
 
 fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Result<Option<Client>> {
-    let statement = if cache::client_has_column(c"introspect_any") {
+    let statement = if cache::client_has_column(c"dpop_bound_access_tokens") {
         &LOAD_CLIENT
+    } else if cache::client_has_column(c"introspect_any") {
+        &LOAD_CLIENT_0_2
     } else {
         &LOAD_CLIENT_0_1
     };
@@ -167,6 +179,7 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
             role_problem: None,
             jwks: row.get_by_name::<pgrx::JsonB>("jwks")?.map(|j| j.0),
             introspect_any: row.required("introspect_any")?,
+            dpop_bound_access_tokens: row.required("dpop_bound_access_tokens")?,
         })
     })?;
     let Some(mut client) = rows.pop() else {

@@ -96,7 +96,7 @@ mod unpartitioned {
     );
     pub static LOAD: Statement = Statement::new(
         "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-                revoked_at IS NOT NULL
+                revoked_at IS NOT NULL, NULL::text
            FROM oauth.session WHERE id = $1",
         &[UUIDOID],
     );
@@ -150,13 +150,15 @@ pub struct NewSession<'a> {
     pub issued_at_us: i64,
     pub expires_at_us: i64,
     pub family_id: Option<SessionId>,
+    /// The thumbprint of the key a DPoP-bound token is bound to (RFC 9449 §6).
+    pub jkt: Option<&'a str>,
 }
 
 static INSERT_SESSION: PartitionStatement = PartitionStatement::new(
     "INSERT INTO {partition}
-            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID],
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot, jkt)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID, TEXTOID],
 );
 
 pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
@@ -181,6 +183,11 @@ pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
     ];
     if partitioned {
         args.push(slot.into());
+        args.push(s.jkt.into());
+    } else if s.jkt.is_some() {
+        return Err(OAuthError::ServerError(
+            "DPoP-bound tokens need the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),
+        ));
     }
     statement.execute(spi, &args)?;
     Ok(())
@@ -201,11 +208,13 @@ pub struct Session {
     /// Unix microseconds.
     pub expires_at_us: i64,
     pub revoked: bool,
+    /// Bound to this DPoP key thumbprint (RFC 9449 §6).
+    pub jkt: Option<String>,
 }
 
 static LOAD_SESSION: PartitionStatement = PartitionStatement::new(
     "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-            revoked_at IS NOT NULL
+            revoked_at IS NOT NULL, jkt
        FROM {partition} WHERE id = $1",
     &[UUIDOID],
 );
@@ -248,6 +257,7 @@ fn load_from(
             issued_at: ts(6)?.div_euclid(1_000_000),
             expires_at_us: ts(7)?,
             revoked: row.get(8)?.unwrap_or(true),
+            jkt: row.get(9)?,
         })
     })?;
     Ok(rows.pop())

@@ -2,21 +2,24 @@
 //! dynamic shared memory segment, created by the first backend that needs it, pinned until
 //! the server stops, and found by the others through `pg_dynshmem/pg_oauth_shared` (its
 //! handle and a random nonce; PostgreSQL's own directory for DSM state, which base backups
-//! skip). A restart forgets it all. Two tables live in it:
+//! skip). A restart forgets it all. Its tables:
 //!
 //! - proofs.rs: proofs of verified secrets (8192, 8-way buckets, least recently used
 //!   evicted), so that a client that knows its secret is not locked out by guessers;
 //! - sources.rs: failed authentications per source and window (4096, 4-way), so that
 //!   rotating client ids does not escape throttling;
 //! - marks.rs: a small set of ids (refresh grants whose revocation is owed);
+//! - dpop.rs: the DPoP proofs accepted and still young enough to be replayed (65,536,
+//!   64-way buckets);
 //!
 //! and a count of pg_oauth's running background workers, to bound them (workers.rs).
 //!
-//! About 770 KB. Every access runs under one spinlock, for a few dozen instructions over
+//! About 2.3 MB. Every access runs under one spinlock, for a few dozen instructions over
 //! plain memory: nothing under it can raise an error or sleep.
 
 mod segment;
 
+pub mod dpop;
 pub mod marks;
 pub mod proofs;
 pub mod sources;

@@ -12,7 +12,7 @@ use crate::pg::limits;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 3;
+const LAYOUT: u32 = 4;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
@@ -31,6 +31,7 @@ pub(super) struct Segment {
     proofs: UnsafeCell<ProofTable>,
     sources: UnsafeCell<SourceTable>,
     marks: UnsafeCell<MarkTable>,
+    dpop: UnsafeCell<DpopTable>,
 }
 
 pub(super) const MARK_BUCKETS: usize = 256;
@@ -44,6 +45,18 @@ pub(super) struct MarkEntry {
 }
 
 pub(super) type MarkTable = [[MarkEntry; MARK_WAYS]; MARK_BUCKETS];
+
+pub(super) const DPOP_BUCKETS: usize = 1024;
+pub(super) const DPOP_WAYS: usize = 64;
+
+#[repr(C)]
+pub(super) struct DpopEntry {
+    pub(super) key: [u8; 16],
+    /// Until when (Unix microseconds) the proof would be accepted; 0 or past: free.
+    pub(super) until_us: i64,
+}
+
+pub(super) type DpopTable = [[DpopEntry; DPOP_WAYS]; DPOP_BUCKETS];
 
 pub(super) const PROOF_BUCKETS: usize = 1024;
 pub(super) const PROOF_WAYS: usize = 8;
@@ -78,6 +91,7 @@ pub(super) struct Tables<'a> {
     pub(super) proofs: &'a mut ProofTable,
     pub(super) sources: &'a mut SourceTable,
     pub(super) marks: &'a mut MarkTable,
+    pub(super) dpop: &'a mut DpopTable,
     /// A fresh value of the segment's clock (for least-recently-used eviction).
     pub(super) tick: u64,
 }
@@ -112,6 +126,7 @@ impl Segment {
                 proofs: &mut *self.proofs.get(),
                 sources: &mut *self.sources.get(),
                 marks: &mut *self.marks.get(),
+                dpop: &mut *self.dpop.get(),
                 tick,
             }
         });

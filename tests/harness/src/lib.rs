@@ -904,3 +904,42 @@ impl Rng {
         chars.into_iter().collect()
     }
 }
+
+/// A cluster with pg_oauth preloaded, its listener on 127.0.0.1:`port` under `issuer` (no
+/// endpoint prefix), `extra` settings, the extension created and `client_sql` run.
+pub fn listener_cluster(
+    name: &str,
+    port: u16,
+    issuer: &str,
+    extra: &[(&str, &str)],
+    client_sql: &str,
+) -> (Cluster, postgres::Client) {
+    let (listen, issuer_setting) = (format!("'127.0.0.1:{port}'"), format!("'{issuer}'"));
+    let mut settings = vec![
+        ("shared_preload_libraries", "'pg_oauth'"),
+        ("pg_oauth.http_listen", listen.as_str()),
+        ("pg_oauth.issuer", issuer_setting.as_str()),
+        ("pg_oauth.endpoint_prefix", "''"),
+    ];
+    settings.extend_from_slice(extra);
+    let cluster = Cluster::start(name, &settings);
+    let mut db = cluster.connect("postgres");
+    db.batch_execute(&format!("CREATE EXTENSION pg_oauth; {client_sql}"))
+        .unwrap();
+    (cluster, db)
+}
+
+/// `npm ci` in tests/clients/`name` unless its node_modules is there: the exact versions
+/// of package-lock.json, from the npm registry.
+pub fn node_client(name: &str) -> std::path::PathBuf {
+    let dir = repo_root().join("tests/clients").join(name);
+    if !dir.join("node_modules").exists() {
+        let status = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm");
+        assert!(status.success(), "npm ci in {}", dir.display());
+    }
+    dir
+}

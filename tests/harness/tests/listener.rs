@@ -7,7 +7,7 @@ use oauth2::{
     AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, TokenIntrospectionResponse,
     TokenResponse, TokenUrl,
 };
-use pg_oauth_harness::{free_port, json, postgres, Cluster};
+use pg_oauth_harness::{free_port, json, listener_cluster, node_client, postgres, Cluster};
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -21,28 +21,6 @@ fn url(metadata: &Value, name: &str) -> String {
 
 /// A cluster whose listener serves `issuer` on `port` (standard paths), with `extra`
 /// settings and one client `client_sql` makes; and a connection to it.
-fn listener_cluster(
-    name: &str,
-    port: u16,
-    issuer: &str,
-    extra: &[(&str, &str)],
-    client_sql: &str,
-) -> (Cluster, postgres::Client) {
-    let (listen, issuer_setting) = (format!("'127.0.0.1:{port}'"), format!("'{issuer}'"));
-    let mut settings = vec![
-        ("shared_preload_libraries", "'pg_oauth'"),
-        ("pg_oauth.http_listen", listen.as_str()),
-        ("pg_oauth.issuer", issuer_setting.as_str()),
-        ("pg_oauth.endpoint_prefix", "''"),
-    ];
-    settings.extend_from_slice(extra);
-    let cluster = Cluster::start(name, &settings);
-    let mut db = cluster.connect("postgres");
-    db.batch_execute(&format!("CREATE EXTENSION pg_oauth; {client_sql}"))
-        .unwrap();
-    (cluster, db)
-}
-
 #[test]
 fn a_stock_client_gets_verifies_introspects_and_revokes_with_no_postgrest() {
     let port = free_port();
@@ -328,23 +306,6 @@ fn a_crashed_worker_comes_back(
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-}
-
-/// `npm ci` in tests/clients/`name` unless its node_modules is there: the exact versions
-/// of package-lock.json, from the npm registry.
-fn node_client(name: &str) -> std::path::PathBuf {
-    let dir = pg_oauth_harness::repo_root()
-        .join("tests/clients")
-        .join(name);
-    if !dir.join("node_modules").exists() {
-        let status = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm");
-        assert!(status.success(), "npm ci in {}", dir.display());
-    }
-    dir
 }
 
 #[test]

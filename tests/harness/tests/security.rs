@@ -117,9 +117,10 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
         .cloned()
         .chain(
             [
-                "oauth.auth_token(text,text,text,text,text,text,text,text)",
+                "oauth.auth_token(text,text,text,text,text,text,text,text,text)",
                 "oauth.auth_verify(text)",
                 "oauth.auth_verify(text,text)",
+                "oauth.auth_verify(text,text,text,text,text)",
                 "oauth.auth_revoke(text)",
                 "oauth.auth_introspect(text)",
                 "oauth.auth_jwks()",
@@ -134,7 +135,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
         .cloned()
         .chain(
             [
-                "oauth.create_client(text,text[],text[],text,text[],integer,boolean,text,text,integer,jsonb,boolean,boolean)",
+                "oauth.create_client(text,text[],text[],text,text[],integer,boolean,text,text,integer,jsonb,boolean,boolean,boolean)",
                 "oauth.rotate_client_secret(text,interval)",
                 "oauth.rotate_signing_key(text)",
                 "oauth.ensure_signing_keys(text)",

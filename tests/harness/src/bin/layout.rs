@@ -15,6 +15,10 @@ const MAX_FN_LINES: usize = 80;
 /// Files outside `src/store/` that may name pg_oauth's tables in SQL, and why.
 const SQL_EXCEPTIONS: &[(&str, &str)] = &[
     ("src/tests.rs", "in-database tests set up and inspect rows"),
+    (
+        "src/tests_dpop.rs",
+        "in-database tests set up and inspect rows",
+    ),
     ("src/fuzz.rs", "fuzz tests set up rows"),
 ];
 

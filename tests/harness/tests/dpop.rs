@@ -1,0 +1,96 @@
+//! DPoP (RFC 9449) with a client library none of us wrote: panva's openid-client (Node.js)
+//! discovers the listener from the issuer, gets a DPoP-bound token with a key of each
+//! algorithm pg_oauth accepts, and calls a resource with it. The token and the library's proof
+//! are then checked where the data is, with oauth.auth_verify: the proof works once, for its
+//! method and URL, and the token alone, or with a proof for another request, is refused.
+
+use pg_oauth_harness::{expect_error, free_port, listener_cluster, node_client};
+use serde_json::Value;
+
+const SECRET: &str = "a-long-enough-secret-for-the-listener";
+
+#[test]
+fn openid_client_gets_and_uses_dpop_bound_tokens() {
+    let port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let (_cluster, mut db) = listener_cluster(
+        "dpop-openid-client",
+        port,
+        &issuer,
+        &[],
+        "INSERT INTO oauth.client (id, secret, scope, token_format, dpop_bound_access_tokens)
+         VALUES ('dpop-jwt', 'a-long-enough-secret-for-the-listener', '{read}', 'jwt', true),
+                ('dpop-opaque', 'a-long-enough-secret-for-the-listener', '{read}', 'opaque', true);",
+    );
+    let dir = node_client("openid-client");
+    for (client, alg) in [
+        ("dpop-jwt", "ES256"),
+        ("dpop-opaque", "EdDSA"),
+        ("dpop-jwt", "RS256"),
+        ("dpop-opaque", "PS256"),
+    ] {
+        let out = std::process::Command::new("node")
+            .args(["dpop.mjs", issuer.as_str(), client, SECRET, alg])
+            .current_dir(&dir)
+            .output()
+            .expect("node");
+        assert!(
+            out.status.success(),
+            "openid-client with {alg} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            seen["dpop_algs"],
+            serde_json::json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
+        );
+        assert!(
+            seen["token_type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("dpop")),
+            "{alg}: {seen}"
+        );
+        let token = seen["access_token"].as_str().unwrap();
+        let request = &seen["requests"][0];
+        // RFC 9449 §7.1: the token goes in the DPoP scheme, the proof in the DPoP header.
+        assert_eq!(request["authorization"], format!("DPoP {token}"));
+        assert_eq!(request["method"], "GET");
+        let proof = request["dpop"].as_str().unwrap();
+        let url = format!(
+            "{}{}",
+            seen["resource"].as_str().unwrap(),
+            request["path"].as_str().unwrap()
+        );
+        let verify = "SELECT oauth.auth_verify($1, dpop => $2, htm => $3, htu => $4)";
+
+        // A thief holding only the token.
+        let (state, message) = expect_error(&mut db, "SELECT oauth.auth_verify($1)", &[&token]);
+        assert_eq!(state, "28000");
+        assert!(message.contains("DPoP-bound"), "{alg}: {message}");
+        // The library's proof replayed for another method or another URL.
+        let (_, message) = expect_error(&mut db, verify, &[&token, &proof, &"DELETE", &url]);
+        assert!(
+            message.contains("invalid_dpop_proof: the DPoP proof is for method"),
+            "{message}"
+        );
+        let elsewhere = url.replace("/items", "/secrets");
+        let (_, message) = expect_error(&mut db, verify, &[&token, &proof, &"GET", &elsewhere]);
+        assert!(message.contains("not this URL"), "{message}");
+        // The proof with the token it was made for, at the URL it names: accepted once.
+        let row = db
+            .query_one(verify, &[&token, &proof, &"GET", &url])
+            .unwrap();
+        let claims: Value = row.get(0);
+        assert_eq!(claims["client_id"], client);
+        let jkt: Option<String> = db
+            .query_one(
+                "SELECT jkt FROM oauth.session WHERE id = ($1::jsonb->>'jti')::uuid",
+                &[&claims],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(claims["cnf"]["jkt"].as_str(), jkt.as_deref(), "{alg}");
+        let (_, message) = expect_error(&mut db, verify, &[&token, &proof, &"GET", &url]);
+        assert!(message.contains("already used (jti replay)"), "{message}");
+    }
+}
