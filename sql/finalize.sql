@@ -241,14 +241,14 @@ GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
-    oauth.auth_verify(text, text, text, text, text),
+    oauth.auth_verify(text, text, text, text, text), oauth.auth_dpop_nonce,
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
     oauth.auth_smart_configuration
     TO oauth_app;
 -- Check constraints run with the writer's privileges.
 GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,
-    oauth.has_all_scopes, oauth.postgrest_pre_request
+    oauth.has_all_scopes, oauth.postgrest_pre_request, oauth.postgrest_request_check
     TO PUBLIC;
 
 -- Backups: pg_dump leaves an extension's tables out unless they are marked, and restores only
@@ -293,6 +293,8 @@ COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
     'Verify an access token as auth_verify(token) does, and require audience to be in its aud (RFC 8707).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text, text, text, text) IS
     'Verify an access token presented with a DPoP proof (RFC 9449 §7.1): auth_verify(token, dpop => proof, htm => method, htu => public URL of the request[, audience => ...]). A DPoP-bound token needs a fresh proof by its key, carrying the token''s hash; each proof is accepted once. A NULL dpop presents the token as a bearer token.';
+COMMENT ON FUNCTION oauth.auth_dpop_nonce IS
+    'The DPoP nonce (RFC 9449 §8) proofs must carry now, for a resource server''s DPoP-Nonce header; NULL while pg_oauth.dpop_nonce is off.';
 COMMENT ON FUNCTION oauth.auth_revoke IS
     'Revoke an access or refresh token (RFC 7009 semantics from SQL): true if a live token was revoked; unknown tokens are not an error.';
 COMMENT ON FUNCTION oauth.auth_introspect IS
@@ -322,7 +324,9 @@ COMMENT ON FUNCTION oauth.create_http_endpoints IS
 COMMENT ON FUNCTION oauth.postgrest_pre_config IS
     'PostgREST db-pre-config: sets PostgREST''s jwt-secret to the published JWK Set (plus HS256 secrets while HS256 is in use). Executable by the authenticator role only.';
 COMMENT ON FUNCTION oauth.postgrest_pre_request IS
-    'PostgREST db-pre-request: answers 401 with an RFC 6750 challenge when the request''s token was revoked, deleted or was not issued here.';
+    'PostgREST db-pre-request: answers 401 with an RFC 6750 or RFC 9449 challenge when the request''s token was revoked, deleted, not issued here, or DPoP-bound without a valid proof; a DPoP request (Authorization: DPoP) takes its token''s claims and role.';
+COMMENT ON FUNCTION oauth.postgrest_request_check IS
+    'Internal (postgrest_pre_request): NULL, the claims of a verified DPoP request, or the refusal (error, status, headers) for the current PostgREST request; spends its DPoP proof.';
 COMMENT ON FUNCTION oauth.claims IS
     'The current PostgREST request''s JWT claims (request.jwt.claims), for row-level security policies; {} outside a request.';
 COMMENT ON FUNCTION oauth.client_id IS
@@ -343,12 +347,14 @@ COMMENT ON FUNCTION oauth.http_jwks IS
     'Internal: the JWK Set behind the generated PostgREST function jwks, with caching headers.';
 COMMENT ON FUNCTION oauth.http_metadata IS
     'Internal: RFC 8414 metadata behind the generated PostgREST function metadata, with caching headers.';
+COMMENT ON FUNCTION oauth.http_protected_resource IS
+    'Internal: RFC 9728 metadata of the API the tokens protect, behind the generated PostgREST function protected_resource, with caching headers.';
 COMMENT ON FUNCTION oauth.http_smart_configuration IS
     'Internal: the SMART configuration behind the generated PostgREST function smart_configuration, with caching headers.';
 COMMENT ON FUNCTION oauth.http_parameter_names IS
     'Internal (create_http_endpoints): the OAuth parameters the generated endpoints accept as form fields.';
 COMMENT ON FUNCTION oauth.request_token_problem IS
-    'Internal (postgrest_pre_request): why the current request''s token may not be used, or NULL.';
+    'Internal (the pre-request hook of 0.2.0): why the current request''s bearer token may not be used, or NULL.';
 COMMENT ON FUNCTION oauth.loading_by_copy IS
     'Internal (trigger on oauth.policy): whether the running statement is a COPY, as when a dump is restored.';
 COMMENT ON FUNCTION oauth.session_slot IS

@@ -1,23 +1,34 @@
 -- The PostgREST surface's SQL helpers: the pre-request hook and the endpoint generator.
 
--- PostgREST db-pre-request: refuse requests whose token's session was revoked or deleted,
--- with 401 and an RFC 6750 WWW-Authenticate challenge (PostgREST turns a PGRST error into
--- that response). It runs as whatever role the token names, so it is executable by all;
--- SECURITY DEFINER so that oauth.request_token_problem itself is not.
+-- PostgREST db-pre-request: the resource server's gate (src/api/gate.rs). A bearer token must
+-- be the very token of an open session; a DPoP-bound token (RFC 9449) comes in the DPoP scheme,
+-- which PostgREST does not read (the request reaches here as anonymous), with a proof for this
+-- request: the request then takes its token's claims and role (the authenticator must be a
+-- member of that role, as for bearer tokens). Refusals are 401 with an RFC 6750 or RFC 9449
+-- challenge (PostgREST turns a PGRST error into that response). It runs as whatever role the
+-- request has, so it is executable by all; SECURITY INVOKER, since only the request's own
+-- role may be switched (SET ROLE is refused inside SECURITY DEFINER functions).
 CREATE FUNCTION oauth.postgrest_pre_request() RETURNS void
     LANGUAGE plpgsql
-    SECURITY DEFINER
+    SECURITY INVOKER
     SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    problem text := oauth.request_token_problem();
+    outcome jsonb := oauth.postgrest_request_check();
 BEGIN
-    IF problem IS NOT NULL THEN
+    IF outcome IS NULL THEN
+        RETURN;
+    END IF;
+    IF outcome ? 'error' THEN
         RAISE SQLSTATE 'PGRST'
-            USING MESSAGE = json_build_object('code', 'invalid_token', 'message', problem)::text,
-                  DETAIL = json_build_object('status', 401, 'headers', json_build_object(
-                      'WWW-Authenticate', format('Bearer error="invalid_token", error_description="%s"', problem),
-                      'Cache-Control', 'no-store'))::text;
+            USING MESSAGE = json_build_object('code', outcome ->> 'error',
+                                              'message', outcome ->> 'error_description')::text,
+                  DETAIL = json_build_object('status', (outcome ->> 'status')::int,
+                                             'headers', outcome -> 'headers')::text;
+    END IF;
+    PERFORM set_config('request.jwt.claims', (outcome -> 'claims')::text, true);
+    IF outcome -> 'claims' ? 'role' THEN
+        PERFORM set_config('role', outcome -> 'claims' ->> 'role', true);
     END IF;
 END
 $$;
@@ -41,7 +52,7 @@ AS $$ SELECT ARRAY[
 
 -- One call sets up the PostgREST endpoints in the API schema:
 --   POST /rpc/token, POST /rpc/revoke, POST /rpc/introspect, GET /rpc/jwks, GET /rpc/metadata,
---   GET /rpc/smart_configuration
+--   GET /rpc/smart_configuration, GET /rpc/protected_resource
 -- and lets the authenticator run the pre-config hook. Run it as the owner of pg_oauth.
 CREATE FUNCTION oauth.create_http_endpoints(
     api_schema name DEFAULT 'api',
@@ -84,7 +95,7 @@ BEGIN
                        array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '), anon_role);
         EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(jsonb) TO %I', api_schema, endpoint, anon_role);
     END LOOP;
-    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata', 'smart_configuration'] LOOP
+    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata', 'smart_configuration', 'protected_resource'] LOOP
         EXECUTE format(
             'CREATE OR REPLACE FUNCTION %I.%I() RETURNS jsonb LANGUAGE plpgsql STABLE
                SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -81,7 +81,120 @@ CREATE FUNCTION oauth.create_client(
 VOLATILE
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'create_client_wrapper';
+AS 'MODULE_PATHNAME', 'create_client_0_3_wrapper';
+
+-- PostgREST db-pre-request: the resource server's gate (src/api/gate.rs). A bearer token must
+-- be the very token of an open session; a DPoP-bound token (RFC 9449) comes in the DPoP scheme,
+-- which PostgREST does not read (the request reaches here as anonymous), with a proof for this
+-- request: the request then takes its token's claims and role (the authenticator must be a
+-- member of that role, as for bearer tokens). Refusals are 401 with an RFC 6750 or RFC 9449
+-- challenge (PostgREST turns a PGRST error into that response). It runs as whatever role the
+-- request has, so it is executable by all; SECURITY INVOKER, since only the request's own
+-- role may be switched (SET ROLE is refused inside SECURITY DEFINER functions).
+CREATE OR REPLACE FUNCTION oauth.postgrest_pre_request() RETURNS void
+    LANGUAGE plpgsql
+    SECURITY INVOKER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    outcome jsonb := oauth.postgrest_request_check();
+BEGIN
+    IF outcome IS NULL THEN
+        RETURN;
+    END IF;
+    IF outcome ? 'error' THEN
+        RAISE SQLSTATE 'PGRST'
+            USING MESSAGE = json_build_object('code', outcome ->> 'error',
+                                              'message', outcome ->> 'error_description')::text,
+                  DETAIL = json_build_object('status', (outcome ->> 'status')::int,
+                                             'headers', outcome -> 'headers')::text;
+    END IF;
+    PERFORM set_config('request.jwt.claims', (outcome -> 'claims')::text, true);
+    IF outcome -> 'claims' ? 'role' THEN
+        PERFORM set_config('role', outcome -> 'claims' ->> 'role', true);
+    END IF;
+END
+$$;
+-- RFC 9728 protected resource metadata of the API; the endpoint generator makes its PostgREST
+-- endpoint too (re-run oauth.create_http_endpoints after upgrading).
+CREATE FUNCTION oauth."http_protected_resource"() RETURNS jsonb
+STRICT STABLE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'http_protected_resource_wrapper';
+-- One call sets up the PostgREST endpoints in the API schema:
+--   POST /rpc/token, POST /rpc/revoke, POST /rpc/introspect, GET /rpc/jwks, GET /rpc/metadata,
+--   GET /rpc/smart_configuration, GET /rpc/protected_resource
+-- and lets the authenticator run the pre-config hook. Run it as the owner of pg_oauth.
+CREATE OR REPLACE FUNCTION oauth.create_http_endpoints(
+    api_schema name DEFAULT 'api',
+    anon_role name DEFAULT 'anon',
+    authenticator_role name DEFAULT 'authenticator'
+) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    names text[] := oauth.http_parameter_names();
+    args text;
+    pairs text;
+    endpoint text;
+BEGIN
+    SELECT string_agg(format('%I text DEFAULT NULL', n), ', ' ORDER BY i),
+           string_agg(format('%L, %I', n, n), ', ' ORDER BY i)
+      INTO args, pairs
+      FROM unnest(names) WITH ORDINALITY AS t(n, i);
+    FOREACH endpoint IN ARRAY ARRAY['token', 'revoke', 'introspect'] LOOP
+        -- plpgsql, not sql: a SECURITY DEFINER sql function cannot be inlined, and on
+        -- PostgreSQL < 18 it is parsed and planned again on every call (a third of the token
+        -- endpoint's time through PostgREST); plpgsql keeps the plan per connection.
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(%s) RETURNS jsonb LANGUAGE plpgsql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, args,
+            format('BEGIN RETURN oauth.%I(jsonb_strip_nulls(jsonb_build_object(%s))); END',
+                   'http_' || endpoint, pairs));
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I(jsonb) RETURNS jsonb LANGUAGE plpgsql VOLATILE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('BEGIN RETURN oauth.%I($1); END', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(%s) FROM PUBLIC', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I(jsonb) FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(%s) TO %I', api_schema, endpoint,
+                       array_to_string(array_fill('text'::text, ARRAY[cardinality(names)]), ', '), anon_role);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I(jsonb) TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    FOREACH endpoint IN ARRAY ARRAY['jwks', 'metadata', 'smart_configuration', 'protected_resource'] LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I.%I() RETURNS jsonb LANGUAGE plpgsql STABLE
+               SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS %L',
+            api_schema, endpoint, format('BEGIN RETURN oauth.%I(); END', 'http_' || endpoint));
+        EXECUTE format('REVOKE ALL ON FUNCTION %I.%I() FROM PUBLIC', api_schema, endpoint);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I.%I() TO %I', api_schema, endpoint, anon_role);
+    END LOOP;
+    EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', api_schema, anon_role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION oauth.postgrest_pre_config() TO %I', authenticator_role);
+    -- Keys for the default algorithm exist before the first token, so PostgREST starts
+    -- with them (keys made on first use reach it a moment later, through NOTIFY).
+    PERFORM oauth.ensure_signing_keys();
+    NOTIFY pgrst, 'reload schema';
+END
+$$;
+
+CREATE FUNCTION oauth."auth_dpop_nonce"() RETURNS TEXT
+STRICT VOLATILE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'auth_dpop_nonce_wrapper';
+CREATE FUNCTION oauth."postgrest_request_check"() RETURNS jsonb
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'postgrest_request_check_wrapper';
 
 -- The token endpoint takes a DPoP proof, and auth_verify one with the request it came with.
 DROP FUNCTION oauth.auth_token(text, text, text, text, text, text, text, text);
@@ -99,7 +212,7 @@ CREATE FUNCTION oauth.auth_token(
 VOLATILE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
-AS 'MODULE_PATHNAME', 'auth_token_wrapper';
+AS 'MODULE_PATHNAME', 'auth_token_0_3_wrapper';
 CREATE FUNCTION oauth.auth_verify(
 	"token" TEXT,
 	"dpop" TEXT,
@@ -107,7 +220,8 @@ CREATE FUNCTION oauth.auth_verify(
 	"htu" TEXT,
 	"audience" TEXT DEFAULT NULL
 ) RETURNS jsonb
-STABLE SECURITY DEFINER PARALLEL RESTRICTED
+VOLATILE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'auth_verify_dpop_wrapper';
 
@@ -457,7 +571,13 @@ BEGIN
                   FROM pg_catalog.pg_proc p
                  WHERE p.oid IN ('oauth.session_slot(timestamptz)'::pg_catalog.regprocedure,
                                  'oauth.loading_by_copy()'::pg_catalog.regprocedure,
-                                 'oauth.refresh_family_deleted()'::pg_catalog.regprocedure)) AS o
+                                 'oauth.refresh_family_deleted()'::pg_catalog.regprocedure,
+                                 'oauth.create_client(text, text[], text[], text, text[], integer, boolean, text, text, integer, jsonb, boolean, boolean, boolean)'::pg_catalog.regprocedure,
+                                 'oauth.auth_token(text, text, text, text, text, text, text, text, text)'::pg_catalog.regprocedure,
+                                 'oauth.auth_verify(text, text, text, text, text)'::pg_catalog.regprocedure,
+                                 'oauth.auth_dpop_nonce()'::pg_catalog.regprocedure,
+                                 'oauth.http_protected_resource()'::pg_catalog.regprocedure,
+                                 'oauth.postgrest_request_check()'::pg_catalog.regprocedure)) AS o
          CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
          WHERE a.grantee <> o.owner
@@ -546,14 +666,14 @@ GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
-    oauth.auth_verify(text, text, text, text, text),
+    oauth.auth_verify(text, text, text, text, text), oauth.auth_dpop_nonce,
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
     oauth.auth_smart_configuration
     TO oauth_app;
 -- Check constraints run with the writer's privileges.
 GRANT EXECUTE ON FUNCTION oauth.is_string_or_uri, oauth.are_strings_or_uris TO PUBLIC;
 GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.has_any_scope,
-    oauth.has_all_scopes, oauth.postgrest_pre_request
+    oauth.has_all_scopes, oauth.postgrest_pre_request, oauth.postgrest_request_check
     TO PUBLIC;
 
 -- Backups: every table's rows and the sequences' positions are dumped (finalize.sql says why).
@@ -593,6 +713,8 @@ COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
     'Verify an access token as auth_verify(token) does, and require audience to be in its aud (RFC 8707).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text, text, text, text) IS
     'Verify an access token presented with a DPoP proof (RFC 9449 §7.1): auth_verify(token, dpop => proof, htm => method, htu => public URL of the request[, audience => ...]). A DPoP-bound token needs a fresh proof by its key, carrying the token''s hash; each proof is accepted once. A NULL dpop presents the token as a bearer token.';
+COMMENT ON FUNCTION oauth.auth_dpop_nonce IS
+    'The DPoP nonce (RFC 9449 §8) proofs must carry now, for a resource server''s DPoP-Nonce header; NULL while pg_oauth.dpop_nonce is off.';
 COMMENT ON FUNCTION oauth.auth_revoke IS
     'Revoke an access or refresh token (RFC 7009 semantics from SQL): true if a live token was revoked; unknown tokens are not an error.';
 COMMENT ON FUNCTION oauth.auth_introspect IS
@@ -622,7 +744,9 @@ COMMENT ON FUNCTION oauth.create_http_endpoints IS
 COMMENT ON FUNCTION oauth.postgrest_pre_config IS
     'PostgREST db-pre-config: sets PostgREST''s jwt-secret to the published JWK Set (plus HS256 secrets while HS256 is in use). Executable by the authenticator role only.';
 COMMENT ON FUNCTION oauth.postgrest_pre_request IS
-    'PostgREST db-pre-request: answers 401 with an RFC 6750 challenge when the request''s token was revoked, deleted or was not issued here.';
+    'PostgREST db-pre-request: answers 401 with an RFC 6750 or RFC 9449 challenge when the request''s token was revoked, deleted, not issued here, or DPoP-bound without a valid proof; a DPoP request (Authorization: DPoP) takes its token''s claims and role.';
+COMMENT ON FUNCTION oauth.postgrest_request_check IS
+    'Internal (postgrest_pre_request): NULL, the claims of a verified DPoP request, or the refusal (error, status, headers) for the current PostgREST request; spends its DPoP proof.';
 COMMENT ON FUNCTION oauth.claims IS
     'The current PostgREST request''s JWT claims (request.jwt.claims), for row-level security policies; {} outside a request.';
 COMMENT ON FUNCTION oauth.client_id IS
@@ -643,12 +767,14 @@ COMMENT ON FUNCTION oauth.http_jwks IS
     'Internal: the JWK Set behind the generated PostgREST function jwks, with caching headers.';
 COMMENT ON FUNCTION oauth.http_metadata IS
     'Internal: RFC 8414 metadata behind the generated PostgREST function metadata, with caching headers.';
+COMMENT ON FUNCTION oauth.http_protected_resource IS
+    'Internal: RFC 9728 metadata of the API the tokens protect, behind the generated PostgREST function protected_resource, with caching headers.';
 COMMENT ON FUNCTION oauth.http_smart_configuration IS
     'Internal: the SMART configuration behind the generated PostgREST function smart_configuration, with caching headers.';
 COMMENT ON FUNCTION oauth.http_parameter_names IS
     'Internal (create_http_endpoints): the OAuth parameters the generated endpoints accept as form fields.';
 COMMENT ON FUNCTION oauth.request_token_problem IS
-    'Internal (postgrest_pre_request): why the current request''s token may not be used, or NULL.';
+    'Internal (the pre-request hook of 0.2.0): why the current request''s bearer token may not be used, or NULL.';
 COMMENT ON FUNCTION oauth.loading_by_copy IS
     'Internal (trigger on oauth.policy): whether the running statement is a COPY, as when a dump is restored.';
 COMMENT ON FUNCTION oauth.session_slot IS

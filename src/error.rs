@@ -34,6 +34,10 @@ pub enum OAuthError {
     /// request, replayed, or not by the key the token is bound to.
     #[error("invalid_dpop_proof: {0}")]
     InvalidDpopProof(String),
+    /// use_dpop_nonce (RFC 9449 §8): the proof must carry this server nonce, which the HTTP
+    /// answer also carries in its `DPoP-Nonce` header.
+    #[error("use_dpop_nonce: sign the DPoP proof with the server's nonce {nonce}")]
+    UseDpopNonce { nonce: String },
     #[error("server_error: {0}")]
     ServerError(String),
     /// The cluster's argon2 work is at its bound (limits.rs): try again shortly.
@@ -106,6 +110,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidToken(_) => "invalid_token",
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::UseDpopNonce { .. } => "use_dpop_nonce",
             Self::ServerError(_) => "server_error",
             Self::TemporarilyUnavailable { .. } | Self::ReadOnly(_) => "temporarily_unavailable",
         }
@@ -140,6 +145,17 @@ impl OAuthError {
             | Self::LockedOut { description: d, .. } => d,
             Self::AuthenticationFailed { .. } => CLIENT_AUTH_FAILED,
             Self::TemporarilyUnavailable { .. } => "the server is busy; try again shortly",
+            Self::UseDpopNonce { .. } => {
+                "sign the DPoP proof with the nonce in the DPoP-Nonce header (RFC 9449 §8)"
+            }
+        }
+    }
+
+    /// The nonce a `use_dpop_nonce` answer hands out (its `DPoP-Nonce` header).
+    pub fn dpop_nonce(&self) -> Option<&str> {
+        match self {
+            Self::UseDpopNonce { nonce } => Some(nonce),
+            _ => None,
         }
     }
 
@@ -175,6 +191,7 @@ impl OAuthError {
             Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,           // 42602
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::InvalidDpopProof(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
+            Self::UseDpopNonce { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
             Self::TemporarilyUnavailable { .. } => ERRCODE_INSUFFICIENT_RESOURCES, // 53000
             Self::ReadOnly(_) => ERRCODE_READ_ONLY_SQL_TRANSACTION,   // 25006
@@ -201,6 +218,9 @@ impl OAuthError {
             }
             Self::InvalidGrant(_) => Some("Obtain a new grant with grant_type client_credentials."),
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
+            Self::UseDpopNonce { .. } => Some(
+                "pg_oauth.dpop_nonce is on: proofs carry a nonce the server hands out, valid for 5 to 10 minutes.",
+            ),
             Self::InvalidDpopProof(_) => Some(
                 "Sign a fresh DPoP proof (RFC 9449 §4) for this request's method and URL with the key the token is bound to.",
             ),

@@ -53,10 +53,10 @@ fn rotate_client_secret(
 /// time the secret is visible: only its hash is stored. One argument per column an
 /// administrator may write (`client_type` is the column `type`); one left out (NULL) gets the
 /// column's default.
-#[pg_extern(volatile)]
+#[pg_extern(name = "create_client", volatile)]
 #[search_path(pg_catalog, pg_temp)]
 #[allow(clippy::too_many_arguments)] // one per optional client setting
-fn create_client(
+fn create_client_0_3(
     id: &str,
     scope: default!(Option<Vec<String>>, "NULL"),
     grant_types: default!(Option<Vec<String>>, "NULL"),
@@ -105,6 +105,43 @@ fn create_client(
         .collect();
     Spi::connect_mut(|spi| client::insert(spi, id, &hashed, values)).or_raise();
     secret
+}
+
+/// `oauth.create_client` as schemas before 0.3.0 declare it (13 arguments, this symbol), for
+/// a new library before `ALTER EXTENSION pg_oauth UPDATE`; no SQL of its own.
+#[pg_extern(sql = false, volatile)]
+#[allow(clippy::too_many_arguments)]
+fn create_client(
+    id: &str,
+    scope: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    token_format: Option<&str>,
+    audience: Option<Vec<String>>,
+    access_token_expiration: Option<i32>,
+    refresh_token: Option<bool>,
+    client_type: Option<&str>,
+    jwt_alg: Option<&str>,
+    refresh_token_expiration: Option<i32>,
+    jwks: Option<pgrx::JsonB>,
+    active: Option<bool>,
+    introspect_any: Option<bool>,
+) -> String {
+    create_client_0_3(
+        id,
+        scope,
+        grant_types,
+        token_format,
+        audience,
+        access_token_expiration,
+        refresh_token,
+        client_type,
+        jwt_alg,
+        refresh_token_expiration,
+        jwks,
+        active,
+        introspect_any,
+        None,
+    )
 }
 
 /// Create the active and next keys of `alg` now rather than on first use (so a verifier

@@ -1,9 +1,11 @@
 //! The SQL surface: every `#[pg_extern]` and `#[pg_trigger]` lives here, as a thin wrapper
 //! over the layers below — the `auth_*` functions (sql), administration (admin), the write
 //! triggers (triggers), claim helpers for row-level security (rls), and PostgREST's
-//! endpoints and hooks (postgrest, over the HTTP handler of src/http). Nothing depends on it.
+//! endpoints and pre-config hook (postgrest, over the HTTP handler of src/http) and its
+//! pre-request hook (gate). Nothing depends on it.
 
 mod admin;
+mod gate;
 pub mod postgrest;
 mod rls;
 mod sql;

@@ -4,7 +4,7 @@
 
 use pgrx::prelude::*;
 
-use crate::authn::dpop::Presented;
+use crate::authn::dpop::{self, Presented};
 use crate::config::gucs::Transport;
 use crate::error::OrRaise;
 use crate::flow::deferred;
@@ -17,12 +17,13 @@ use crate::pg::jsonb::Jsonb;
 use crate::pg::redact;
 
 /// The client credentials grant (RFC 6749 §4.4) and the refresh token grant (§6): returns
-/// the RFC 6749 §5.1 response as jsonb. Errors are raised with the OAuth error code first
-/// in the message and a SQLSTATE per code (see README).
-#[pg_extern(volatile, security_definer)]
+/// the RFC 6749 §5.1 response as jsonb; with a DPoP proof (RFC 9449) the access token is
+/// bound to its key. Errors are raised with the OAuth error code first in the message and a
+/// SQLSTATE per code (see README).
+#[pg_extern(name = "auth_token", volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521 token request parameter
-fn auth_token(
+#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521/9449 token request parameter
+fn auth_token_0_3(
     grant_type: Option<&str>,
     client_id: default!(Option<&str>, "NULL"),
     client_secret: default!(Option<&str>, "NULL"),
@@ -50,6 +51,33 @@ fn auth_token(
     Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
 }
 
+/// `oauth.auth_token` as schemas before 0.3.0 declare it (8 arguments, this symbol), for a
+/// new library before `ALTER EXTENSION pg_oauth UPDATE`; no SQL of its own.
+#[pg_extern(sql = false, volatile, security_definer)]
+#[allow(clippy::too_many_arguments)]
+fn auth_token(
+    grant_type: Option<&str>,
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    scope: Option<&str>,
+    audience: Option<&str>,
+    refresh_token: Option<&str>,
+    client_assertion_type: Option<&str>,
+    client_assertion: Option<&str>,
+) -> Jsonb {
+    auth_token_0_3(
+        grant_type,
+        client_id,
+        client_secret,
+        scope,
+        audience,
+        refresh_token,
+        client_assertion_type,
+        client_assertion,
+        None,
+    )
+}
+
 /// Verify an access token; returns its claims or raises invalid_token.
 ///
 /// Parallel restricted: parallel workers may not see the pg_oauth.* settings (a worker
@@ -75,7 +103,9 @@ fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
 /// came with. The proof must be by the key a DPoP-bound token is bound to, carry the token's
 /// hash (`ath`), be young, and is accepted once. A NULL `dpop` presents the token as a
 /// bearer token (refused if it is bound). `audience` as in auth_verify(token, audience).
-#[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
+// Volatile: it spends the proof, so it must run exactly as often as it is called.
+#[pg_extern(name = "auth_verify", volatile, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
 fn auth_verify_dpop(
     token: Option<&str>,
     dpop: Option<&str>,
@@ -92,6 +122,17 @@ fn auth_verify_dpop(
         urls: &urls,
     });
     Jsonb::object(token::verify(token.unwrap_or(""), audience, presented.as_ref()).or_raise())
+}
+
+/// The DPoP nonce (RFC 9449 §8) proofs must carry now, for a resource server's
+/// `DPoP-Nonce` header; NULL while `pg_oauth.dpop_nonce` is off.
+#[pg_extern(volatile, parallel_restricted, security_definer)]
+#[search_path(pg_catalog, pg_temp)]
+fn auth_dpop_nonce() -> Option<String> {
+    crate::config::gucs::DPOP_NONCE
+        .get()
+        .then(|| dpop::current_nonce(backend::now_micros()))
+        .flatten()
 }
 
 /// Revoke an access or refresh token (RFC 7009). Idempotent; unknown tokens are not an

@@ -6,9 +6,11 @@
 //! without credentials can fill the memory of used proofs.
 
 use crate::config::gucs;
+use crate::crypto::random::b64url;
 use crate::error::{OAuthError, Result};
 use crate::jose::dpop::{self, invalid};
 use crate::pg::shmem::dpop::{spend as spend_once, Spent};
+use crate::pg::shmem::nonces;
 
 /// A proof as a request presents it.
 pub struct Presented<'a> {
@@ -68,6 +70,11 @@ pub fn check(presented: &Presented<'_>, token: Option<&str>, now_us: i64) -> Res
             "the DPoP proof is older than {max_age} seconds (pg_oauth.dpop_proof_max_age)"
         )));
     }
+    if gucs::DPOP_NONCE.get() && !proof.nonce.as_deref().is_some_and(|n| nonce_ok(n, now)) {
+        return Err(OAuthError::UseDpopNonce {
+            nonce: current_nonce(now_us).ok_or_else(no_shared_memory)?,
+        });
+    }
     if let Some(token) = token {
         if proof.ath.as_deref() != Some(dpop::ath_of(token).as_str()) {
             return Err(invalid(
@@ -91,10 +98,31 @@ pub fn spend(checked: &Checked, now_us: i64) -> Result<()> {
         Spent::Full { next_free_us } => Err(OAuthError::TemporarilyUnavailable {
             retry_after_secs: (next_free_us - now_us).div_euclid(1_000_000).max(0) + 1,
         }),
-        Spent::Unavailable => Err(OAuthError::ServerError(
-            "DPoP proofs cannot be accepted here: no dynamic shared memory segment was left \
-             to remember them in (raise max_connections or restart)"
-                .into(),
-        )),
+        Spent::Unavailable => Err(no_shared_memory()),
     }
+}
+
+fn no_shared_memory() -> OAuthError {
+    OAuthError::ServerError(
+        "DPoP proofs cannot be accepted here: no dynamic shared memory segment was left \
+         for pg_oauth (raise max_connections or restart)"
+            .into(),
+    )
+}
+
+/// How long a nonce's window lasts: a nonce is accepted in its window and the next.
+const NONCE_WINDOW_SECS: i64 = 300;
+
+/// The nonce to hand out now (RFC 9449 §8), if nonces can be made here.
+pub fn current_nonce(now_us: i64) -> Option<String> {
+    nonces::nonce(now_us.div_euclid(1_000_000).div_euclid(NONCE_WINDOW_SECS)).map(|n| b64url(&n))
+}
+
+/// Whether `nonce` is this server's nonce of the current or the previous window.
+fn nonce_ok(nonce: &str, now: i64) -> bool {
+    let window = now.div_euclid(NONCE_WINDOW_SECS);
+    [window, window - 1]
+        .into_iter()
+        .filter_map(nonces::nonce)
+        .any(|n| b64url(&n) == nonce)
 }

@@ -56,6 +56,8 @@ pub static SCOPES_SUPPORTED: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static CLIENT_ASSERTION_MAX_LIFETIME: Setting<i32> =
     Setting::wrap(GucSetting::<i32>::new(3600));
+pub static DPOP_REQUIRED: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(false));
+pub static DPOP_NONCE: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(false));
 pub static DPOP_PROOF_MAX_AGE: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(60));
 pub static ENDPOINT_PREFIX: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(Some(c"/rpc")));
@@ -87,6 +89,7 @@ pub static HTTP_TLS_KEY: Setting<Option<CString>> =
 
 pub fn init() {
     init_tokens();
+    init_dpop();
     init_abuse();
     init_argon2();
     init_endpoints();
@@ -147,16 +150,6 @@ fn init_tokens() {
         GucContext::Suset,
         GucFlags::UNIT_S,
     );
-    GucRegistry::define_int_guc(
-        c"pg_oauth.dpop_proof_max_age",
-        c"How old a DPoP proof (RFC 9449) may be, by its iat, when it is presented.",
-        c"Plus pg_oauth.leeway either way for clock skew. Each proof's jti is remembered, cluster-wide, until it is this old; a proof is accepted once.",
-        DPOP_PROOF_MAX_AGE.guc(),
-        1,
-        3600,
-        GucContext::Suset,
-        GucFlags::UNIT_S,
-    );
     GucRegistry::define_bool_guc(
         c"pg_oauth.smart_expand_wildcards",
         c"Whether a SMART client's system/*.<perm> scope is granted as one scope per FHIR resource type.",
@@ -168,6 +161,36 @@ fn init_tokens() {
 }
 
 /// Lockouts, throttling and refusals; the audit trail's retention.
+/// DPoP (RFC 9449): proof age, nonces, and whether the API takes only bound tokens.
+fn init_dpop() {
+    GucRegistry::define_int_guc(
+        c"pg_oauth.dpop_proof_max_age",
+        c"How old a DPoP proof (RFC 9449) may be, by its iat, when it is presented.",
+        c"Plus pg_oauth.leeway either way for clock skew. Each proof's jti is remembered, cluster-wide, until it is this old; a proof is accepted once.",
+        DPOP_PROOF_MAX_AGE.guc(),
+        1,
+        3600,
+        GucContext::Suset,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.dpop_required",
+        c"Whether the API behind PostgREST's pre-request hook takes only DPoP-bound tokens (RFC 9449).",
+        c"On: a bearer token is refused there with a DPoP challenge, and the protected resource metadata (RFC 9728) says dpop_bound_access_tokens_required. Clients must then get their tokens with a DPoP proof.",
+        DPOP_REQUIRED.guc(),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.dpop_nonce",
+        c"Whether DPoP proofs must carry a nonce the server handed out (RFC 9449 §8).",
+        c"Off: any fresh proof is accepted. On: a proof without a current nonce is answered use_dpop_nonce with a DPoP-Nonce header; nonces last 5 to 10 minutes.",
+        DPOP_NONCE.guc(),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
 fn init_abuse() {
     GucRegistry::define_int_guc(
         c"pg_oauth.lockout_threshold",

@@ -55,6 +55,45 @@ fn add_scopes_supported(document: &mut Value) {
     }
 }
 
+/// The API the tokens protect: `pg_oauth.api_url`, else the issuer (RFC 9728's resource
+/// identifier).
+pub fn resource() -> Option<String> {
+    gucs::string(&gucs::API_URL)
+        .or_else(gucs::issuer)
+        .map(|r| r.trim_end_matches('/').to_owned())
+}
+
+/// Where the resource's metadata is (RFC 9728 §3.1): the well-known path between the
+/// resource identifier's origin and its path.
+pub fn resource_metadata_url() -> Option<String> {
+    let resource = resource()?;
+    let (scheme, rest) = resource.split_once("://")?;
+    let (origin, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    Some(format!(
+        "{scheme}://{origin}/.well-known/oauth-protected-resource{path}"
+    ))
+}
+
+/// RFC 9728 protected resource metadata for the API behind PostgREST: which authorization
+/// server issues its tokens, how they are presented, and whether they must be DPoP-bound.
+pub fn protected_resource() -> Result<Value> {
+    let issuer = gucs::issuer()
+        .ok_or_else(|| OAuthError::no_issuer("publish the protected resource metadata"))?;
+    let mut document = json!({
+        "resource": resource().unwrap_or_else(|| issuer.clone()),
+        "authorization_servers": [issuer],
+        "bearer_methods_supported": ["header"],
+        "dpop_signing_alg_values_supported": crate::jose::dpop::ALGORITHMS,
+        "dpop_bound_access_tokens_required": gucs::DPOP_REQUIRED.get(),
+        "tls_client_certificate_bound_access_tokens": false,
+    });
+    add_scopes_supported(&mut document);
+    Ok(document)
+}
+
 /// SMART App Launch 2.x `.well-known/smart-configuration`, for SMART Backend Services
 /// clients: the token endpoint, how clients authenticate (`private_key_jwt` is SMART's
 /// client-confidential-asymmetric, a secret its -symmetric) and the scope syntaxes taken.

@@ -54,6 +54,9 @@ pub fn handle(endpoint: Endpoint, req: &Request, params: &Params) -> Result<Repl
         Endpoint::SmartConfiguration => public_document(req.transport, 300, || {
             metadata::smart_configuration(req.transport)
         }),
+        Endpoint::ProtectedResource => {
+            public_document(req.transport, 300, metadata::protected_resource)
+        }
     }
 }
 
@@ -209,6 +212,10 @@ fn answer(transport: Transport, outcome: std::result::Result<Value, Failure>) ->
                     "WWW-Authenticate".into(),
                     "Basic realm=\"pg_oauth\", charset=\"UTF-8\"".into(),
                 ));
+            }
+            // RFC 9449 §8: the nonce the next proof must carry.
+            if let Some(nonce) = err.dpop_nonce() {
+                reply.headers.push(("DPoP-Nonce".into(), nonce.into()));
             }
             Ok(reply)
         }

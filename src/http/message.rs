@@ -18,6 +18,8 @@ pub enum Endpoint {
     Jwks,
     Metadata,
     SmartConfiguration,
+    /// RFC 9728 protected resource metadata (of the API, not of this server).
+    ProtectedResource,
 }
 
 impl Endpoint {
@@ -26,7 +28,10 @@ impl Endpoint {
     pub fn allowed(self) -> &'static str {
         match self {
             Endpoint::Token | Endpoint::Revoke | Endpoint::Introspect => "POST",
-            Endpoint::Jwks | Endpoint::Metadata | Endpoint::SmartConfiguration => "GET, HEAD",
+            Endpoint::Jwks
+            | Endpoint::Metadata
+            | Endpoint::SmartConfiguration
+            | Endpoint::ProtectedResource => "GET, HEAD",
         }
     }
 

@@ -36,6 +36,7 @@ pub struct Proof {
     /// Seconds since the epoch.
     pub iat: i64,
     pub ath: Option<String>,
+    pub nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +46,7 @@ struct Claims {
     htu: Option<Value>,
     iat: Option<Value>,
     ath: Option<Value>,
+    nonce: Option<Value>,
 }
 
 /// An invalid_dpop_proof error.
@@ -107,10 +109,10 @@ fn claims_of(claims: Claims, jkt: String) -> Result<Proof> {
         _ => None,
     }
     .ok_or_else(|| invalid("the DPoP proof needs a numeric iat claim"))?;
-    let ath = match claims.ath {
-        None => None,
-        Some(Value::String(s)) => Some(s),
-        Some(_) => return Err(invalid("the DPoP proof's ath must be a string")),
+    let optional = |v: Option<Value>, name: &str| match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(invalid(format!("the DPoP proof's {name} must be a string"))),
     };
     Ok(Proof {
         jkt,
@@ -118,7 +120,8 @@ fn claims_of(claims: Claims, jkt: String) -> Result<Proof> {
         htm: text(claims.htm, "htm")?,
         htu: text(claims.htu, "htu")?,
         iat,
-        ath,
+        ath: optional(claims.ath, "ath")?,
+        nonce: optional(claims.nonce, "nonce")?,
     })
 }
 

@@ -54,6 +54,9 @@ fn route(path: &str) -> Option<Endpoint> {
         "/jwks" => Endpoint::Jwks,
         "/.well-known/oauth-authorization-server" | "/metadata" => Endpoint::Metadata,
         "/.well-known/smart-configuration" | "/smart_configuration" => Endpoint::SmartConfiguration,
+        "/.well-known/oauth-protected-resource" | "/protected_resource" => {
+            Endpoint::ProtectedResource
+        }
         _ => return None,
     })
 }

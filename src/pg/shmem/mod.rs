@@ -12,7 +12,8 @@
 //! - dpop.rs: the DPoP proofs accepted and still young enough to be replayed (65,536,
 //!   64-way buckets);
 //!
-//! and a count of pg_oauth's running background workers, to bound them (workers.rs).
+//! the key DPoP nonces are made with (nonces.rs), and a count of pg_oauth's running
+//! background workers, to bound them (workers.rs).
 //!
 //! About 2.3 MB. Every access runs under one spinlock, for a few dozen instructions over
 //! plain memory: nothing under it can raise an error or sleep.
@@ -21,6 +22,7 @@ mod segment;
 
 pub mod dpop;
 pub mod marks;
+pub mod nonces;
 pub mod proofs;
 pub mod sources;
 pub mod workers;

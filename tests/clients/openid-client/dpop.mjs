@@ -3,11 +3,13 @@
 // proof in the DPoP header), then calls a resource with it. The resource is a stand-in that
 // records the request (method, URL, Authorization and DPoP headers) for the Rust test, which
 // checks the token and the library's proof where the data is: oauth.auth_verify.
-// Usage: node dpop.mjs ISSUER CLIENT_ID CLIENT_SECRET ALG
+// With NONCE, the stand-in first answers as a resource server that requires DPoP nonces does
+// (RFC 9449 §9: 401, use_dpop_nonce, DPoP-Nonce), and records the library's retry.
+// Usage: node dpop.mjs ISSUER CLIENT_ID CLIENT_SECRET ALG [NONCE]
 import http from 'node:http';
 import * as oidc from 'openid-client';
 
-const [issuerUrl, clientId, clientSecret, alg] = process.argv.slice(2);
+const [issuerUrl, clientId, clientSecret, alg, nonce] = process.argv.slice(2);
 const config = await oidc.discovery(
   new URL(issuerUrl),
   clientId,
@@ -20,7 +22,17 @@ const DPoP = oidc.getDPoPHandle(config, await oidc.randomDPoPKeyPair(alg));
 const tokens = await oidc.clientCredentialsGrant(config, { scope: 'read' }, { DPoP });
 
 const requests = [];
+let challenged = false;
 const resource = http.createServer((req, res) => {
+  if (nonce && !challenged) {
+    challenged = true;
+    res.writeHead(401, {
+      'www-authenticate': 'DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof"',
+      'dpop-nonce': nonce,
+    });
+    res.end();
+    return;
+  }
   requests.push({
     method: req.method,
     path: req.url,

@@ -4,7 +4,7 @@
 //! are then checked where the data is, with oauth.auth_verify: the proof works once, for its
 //! method and URL, and the token alone, or with a proof for another request, is refused.
 
-use pg_oauth_harness::{expect_error, free_port, listener_cluster, node_client};
+use pg_oauth_harness::{expect_error, free_port, listener_cluster, node_client, postgres};
 use serde_json::Value;
 
 const SECRET: &str = "a-long-enough-secret-for-the-listener";
@@ -93,4 +93,85 @@ fn openid_client_gets_and_uses_dpop_bound_tokens() {
         let (_, message) = expect_error(&mut db, verify, &[&token, &proof, &"GET", &url]);
         assert!(message.contains("already used (jti replay)"), "{message}");
     }
+    server_nonces(&mut db, &issuer, &dir);
+    // RFC 9728 from the listener too: the API's metadata, its resource the issuer (no
+    // pg_oauth.api_url) and its tokens from this server.
+    let prm: Value =
+        reqwest::blocking::get(format!("{issuer}/.well-known/oauth-protected-resource"))
+            .unwrap()
+            .json()
+            .unwrap();
+    assert_eq!(prm["resource"], issuer.as_str());
+    assert_eq!(prm["authorization_servers"], serde_json::json!([issuer]));
+    assert_eq!(
+        prm["dpop_signing_alg_values_supported"],
+        serde_json::json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
+    );
+    assert_eq!(prm["tls_client_certificate_bound_access_tokens"], false);
+}
+
+/// RFC 9449 §8 and §9: with `pg_oauth.dpop_nonce` on, the token endpoint answers a proof
+/// without a nonce `use_dpop_nonce` with a `DPoP-Nonce` header, and openid-client retries
+/// with it; at the resource, `auth_verify` refuses a proof without the nonce, and one with
+/// the nonce a resource server handed out (`oauth.auth_dpop_nonce()`) passes.
+fn server_nonces(db: &mut postgres::Client, issuer: &str, dir: &std::path::Path) {
+    let nonce_of = |db: &mut postgres::Client| -> Option<String> {
+        db.query_one("SELECT oauth.auth_dpop_nonce()", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(nonce_of(db), None, "no nonce while they are off");
+    db.batch_execute("ALTER SYSTEM SET pg_oauth.dpop_nonce = on")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let nonce = nonce_of(db).expect("a nonce once they are on");
+    let out = std::process::Command::new("node")
+        .args(["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256", &nonce])
+        .current_dir(dir)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "openid-client with nonces failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = seen["access_token"].as_str().unwrap();
+    let request = &seen["requests"][0];
+    let proof = request["dpop"].as_str().unwrap();
+    let url = format!(
+        "{}{}",
+        seen["resource"].as_str().unwrap(),
+        request["path"].as_str().unwrap()
+    );
+    let verify = "SELECT oauth.auth_verify($1, dpop => $2, htm => 'GET', htu => $3)";
+    db.query_one(verify, &[&token, &proof, &url])
+        .unwrap_or_else(|e| panic!("{}", pg_oauth_harness::describe(&e)));
+    // A proof without the nonce (made before nonces were required) is refused, naming it.
+    db.batch_execute("ALTER SYSTEM SET pg_oauth.dpop_nonce = off")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let out = std::process::Command::new("node")
+        .args(["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256"])
+        .current_dir(dir)
+        .output()
+        .expect("node");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (token, request) = (seen["access_token"].as_str().unwrap(), &seen["requests"][0]);
+    let url = format!(
+        "{}{}",
+        seen["resource"].as_str().unwrap(),
+        request["path"].as_str().unwrap()
+    );
+    db.batch_execute("ALTER SYSTEM SET pg_oauth.dpop_nonce = on")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let proof = request["dpop"].as_str().unwrap();
+    let (state, message) = expect_error(db, verify, &[&token, &proof, &url]);
+    assert_eq!(state, "28000");
+    assert!(message.starts_with("use_dpop_nonce: "), "{message}");
+    assert!(message.contains(&nonce_of(db).unwrap()), "{message}");
 }

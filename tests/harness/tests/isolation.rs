@@ -9,7 +9,54 @@
 use std::path::Path;
 use std::process::Command;
 
-use pg_oauth_harness::{keep_results, pg_bindir, pg_config, repo_root, Cluster};
+use pg_oauth_harness::{keep_results, node_client, pg_bindir, pg_config, repo_root, Cluster};
+
+/// The specs and expected outputs of tests/isolation, copied to `dir`, with each
+/// `specs/<name>.spec.in` rendered into `<name>.spec`: its `@PROOFn@` replaced by fresh DPoP
+/// proofs for the token endpoint (one key; made with panva's jose, tests/clients), since a
+/// proof is only accepted while young.
+fn render(dir: &Path) -> std::path::PathBuf {
+    let source = repo_root().join("tests/isolation");
+    let input = dir.join("isolation-input");
+    for sub in ["specs", "expected"] {
+        std::fs::create_dir_all(input.join(sub)).unwrap();
+        for entry in std::fs::read_dir(source.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            match name.strip_suffix(".in") {
+                Some(spec) => {
+                    std::fs::write(input.join(sub).join(spec), with_proofs(&text)).unwrap()
+                }
+                None => std::fs::write(input.join(sub).join(&name), text).unwrap(),
+            }
+        }
+    }
+    input
+}
+
+fn with_proofs(spec: &str) -> String {
+    let wanted = (1..)
+        .take_while(|n| spec.contains(&format!("@PROOF{n}@")))
+        .count();
+    let out = Command::new("node")
+        .args(["proofs.mjs", "POST", "https://issuer.test/rpc/token"])
+        .arg(wanted.to_string())
+        .current_dir(node_client("openid-client"))
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proofs: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut spec = spec.to_owned();
+    for (i, proof) in proofs.iter().enumerate() {
+        spec = spec.replace(&format!("@PROOF{}@", i + 1), proof);
+    }
+    spec
+}
 
 /// Every spec in `input`/specs, by name, sorted.
 fn specs(input: &Path) -> Vec<String> {
@@ -29,7 +76,7 @@ fn isolation_specs() {
     let cluster = Cluster::start("isolation", &[]);
     drop(cluster.create_db_with("isolation", &[("pg_oauth.issuer", "https://issuer.test")]));
 
-    let input = repo_root().join("tests/isolation");
+    let input = render(&cluster.dir);
     let specs = specs(&input);
     assert!(!specs.is_empty(), "no specs in {}", input.display());
     let output = cluster.dir.join("isolation-output");

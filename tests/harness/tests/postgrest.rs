@@ -189,7 +189,10 @@ fn oauth2_client_gets_tokens_postgrest_accepts_and_revocation_is_honoured() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
     assert_eq!(
         header(&headers, "www-authenticate"),
-        Some("Bearer error=\"invalid_token\", error_description=\"access token has been revoked\"")
+        Some(concat!(
+            "Bearer error=\"invalid_token\", error_description=\"access token has been revoked\", ",
+            "resource_metadata=\"http://127.0.0.1:3000/.well-known/oauth-protected-resource\""
+        ))
     );
     assert_eq!(err["code"], "invalid_token");
     // ...and only that token: the other one still works.
@@ -775,7 +778,10 @@ fn tokens_minted_around_a_live_session_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
     assert_eq!(
         header(&headers, "www-authenticate"),
-        Some("Bearer error=\"invalid_token\", error_description=\"unknown access token\"")
+        Some(concat!(
+            "Bearer error=\"invalid_token\", error_description=\"unknown access token\", ",
+            "resource_metadata=\"http://127.0.0.1:3000/.well-known/oauth-protected-resource\""
+        ))
     );
     let refused = db
         .query_one("SELECT oauth.auth_verify($1)", &[&forged])

@@ -11,7 +11,9 @@ use oauth2::{
     AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, RevocationUrl,
     StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
-use pg_oauth_harness::{free_port, repo_root, self_signed_certificate, Cluster, Nginx, PostgRest};
+use pg_oauth_harness::{
+    free_port, postgres, repo_root, self_signed_certificate, Cluster, Nginx, PostgRest,
+};
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -21,6 +23,8 @@ struct Env {
     _rest: PostgRest,
     nginx: Nginx,
     http: Http,
+    /// The proxy's certificate (PEM), for clients that must trust it.
+    crt: std::path::PathBuf,
 }
 
 fn start(name: &str) -> Env {
@@ -49,6 +53,7 @@ fn start(name: &str) -> Env {
         _rest: rest,
         nginx,
         http,
+        crt,
     }
 }
 
@@ -267,5 +272,153 @@ fn the_recipe_rate_limits_client_authentication_per_address() {
             .unwrap()
             .status(),
         StatusCode::OK
+    );
+}
+
+/// DPoP (RFC 9449) through the recipe, with openid-client (Node.js): a client that must use
+/// DPoP gets a bound token at the proxy's token endpoint and reads the API with it
+/// (`Authorization: DPoP`, which PostgREST does not read: the pre-request hook checks the
+/// proof and gives the request the token's role and claims, so row-level security applies).
+/// What a thief could do with what it saw is refused, each with a DPoP challenge: the request
+/// replayed, the token as a bearer token or without a proof, with a proof by another key, and
+/// the seen proof at another URL (an endpoint of the same API). For a JWT (PostgREST could read it as a bearer token) and
+/// an opaque token (it could not); then with server nonces required (RFC 9449 §8).
+#[test]
+fn dpop_bound_tokens_read_the_api_only_with_their_key() {
+    let env = start("proxy-dpop");
+    let issuer = env.nginx.origin();
+    let mut db = env.cluster.connect("app");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format, dpop_bound_access_tokens)
+         VALUES ('dpop-jwt', 'a-long-enough-secret-for-dpop', '{notes:read}', 'jwt', true),
+                ('dpop-opaque', 'a-long-enough-secret-for-dpop', '{notes:read}', 'opaque', true);
+         INSERT INTO oauth.policy (client_id, role)
+         VALUES ('dpop-jwt', 'api_user'), ('dpop-opaque', 'api_user');",
+    )
+    .unwrap();
+    let dir = pg_oauth_harness::node_client("openid-client");
+    let metadata_at =
+        format!("resource_metadata=\"{issuer}/.well-known/oauth-protected-resource\"");
+    for (client, alg, nonce) in [
+        ("dpop-jwt", "ES256", false),
+        ("dpop-opaque", "EdDSA", false),
+        ("dpop-jwt", "PS256", true),
+    ] {
+        if nonce {
+            // RFC 9449 §8: proofs must carry a server nonce; the library learns it from the
+            // use_dpop_nonce answer's DPoP-Nonce header and retries.
+            db.batch_execute("ALTER SYSTEM SET pg_oauth.dpop_nonce = on")
+                .unwrap();
+            db.batch_execute("SELECT pg_reload_conf()").unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        let out = std::process::Command::new("node")
+            .arg("dpop_api.mjs")
+            .args([
+                issuer.as_str(),
+                client,
+                "a-long-enough-secret-for-dpop",
+                alg,
+                &format!("{issuer}/notes"),
+                &format!("{issuer}/jwks"),
+            ])
+            .env("NODE_EXTRA_CA_CERTS", &env.crt)
+            .current_dir(&dir)
+            .output()
+            .expect("node");
+        assert!(
+            out.status.success(),
+            "openid-client ({client}) failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            seen["token_type"]
+                .as_str()
+                .is_some_and(|t| t.eq_ignore_ascii_case("dpop")),
+            "{seen}"
+        );
+        assert_eq!(seen["scheme"], "DPoP", "{seen}");
+        assert_eq!(seen["proof_nonce"].is_string(), nonce, "{seen}");
+        assert_eq!(seen["status"], 200, "{client}: {seen}");
+        assert_eq!(seen["rows"], 1, "row-level security saw notes:read: {seen}");
+        for (attack, said) in [
+            ("replayed", "already used"),
+            ("as_bearer", "DPoP-bound"),
+            ("no_proof", "no DPoP proof"),
+            ("thief", "not signed by the key"),
+            ("elsewhere", "not this URL"),
+        ] {
+            let answer = &seen[attack];
+            assert_eq!(answer["status"], 401, "{client} {attack}: {seen}");
+            if client == "dpop-opaque" && attack == "as_bearer" {
+                continue; // PostgREST itself refuses what is not a JWT.
+            }
+            let challenge = answer["challenge"].as_str().unwrap_or_default();
+            assert!(
+                challenge.starts_with("DPoP error=")
+                    && challenge.contains(said)
+                    && challenge.contains(&metadata_at),
+                "{client} {attack}: {challenge}"
+            );
+        }
+    }
+    the_api_may_take_only_dpop_bound_tokens(&env, &mut db, &metadata_at);
+}
+
+/// RFC 9728: the API's metadata at its well-known place, where every challenge points; and
+/// `pg_oauth.dpop_required`, after which the API refuses bearer tokens (and says so there).
+fn the_api_may_take_only_dpop_bound_tokens(env: &Env, db: &mut postgres::Client, at: &str) {
+    let issuer = env.nginx.origin();
+    let document = |http: &Http| -> Value {
+        let url = format!("{issuer}/.well-known/oauth-protected-resource");
+        http.get(url).send().unwrap().json().unwrap()
+    };
+    let prm = document(&env.http);
+    assert_eq!(prm["resource"], issuer.as_str());
+    assert_eq!(prm["authorization_servers"], serde_json::json!([issuer]));
+    assert_eq!(
+        prm["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
+    assert_eq!(prm["dpop_bound_access_tokens_required"], false);
+    assert!(at.contains(&format!(
+        "\"{issuer}/.well-known/oauth-protected-resource\""
+    )));
+
+    let bearer: String = db
+        .query_one(
+            "SELECT oauth.auth_token('client_credentials', 'api-client', 'verysecret') ->> 'access_token'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let notes = |token: &str| {
+        env.http
+            .get(format!("{issuer}/notes"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(notes(&bearer).status(), StatusCode::OK);
+    db.batch_execute("ALTER SYSTEM SET pg_oauth.dpop_required = on")
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let refused = notes(&bearer);
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let challenge = refused.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        challenge.starts_with("DPoP error=\"invalid_token\"")
+            && challenge.contains("only DPoP-bound tokens")
+            && challenge.contains(at),
+        "{challenge}"
+    );
+    assert_eq!(
+        document(&env.http)["dpop_bound_access_tokens_required"],
+        true
     );
 }

@@ -109,6 +109,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
         "oauth.has_any_scope(text[])",
         "oauth.has_all_scopes(text[])",
         "oauth.postgrest_pre_request()",
+        "oauth.postgrest_request_check()",
         "oauth.is_string_or_uri(text)",
         "oauth.are_strings_or_uris(text[])",
     ]);
@@ -121,6 +122,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
                 "oauth.auth_verify(text)",
                 "oauth.auth_verify(text,text)",
                 "oauth.auth_verify(text,text,text,text,text)",
+                "oauth.auth_dpop_nonce()",
                 "oauth.auth_revoke(text)",
                 "oauth.auth_introspect(text)",
                 "oauth.auth_jwks()",
@@ -151,7 +153,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
         .into_iter()
         .filter(|f| f.starts_with("api."))
         .collect();
-    assert_eq!(api.len(), 9, "{api:?}");
+    assert_eq!(api.len(), 10, "{api:?}");
     let anon: BTreeSet<String> = public.iter().cloned().chain(api.iter().cloned()).collect();
     // NOINHERIT: the authenticator holds only its own grants until PostgREST switches role.
     let mut authenticator = public.clone();

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+mod dpop;
 mod flood;
 mod http;
 mod sustained;
@@ -223,6 +224,12 @@ fn main() {
         ],
     );
     let sustained_minutes = env_num("BENCH_SUSTAINED_MINUTES", 10);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("dpop") {
+        http::setup_app(&cluster, &root);
+        let result = dpop::run(&cluster, rounds, http_seconds);
+        println!("\n{}", result.rows());
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("sustained") {
         http::setup_app(&cluster, &root);
         let result = sustained::run(&cluster, listener_port, sustained_minutes);
@@ -424,7 +431,10 @@ fn main() {
     // 5. HTTP: the token endpoint through PostgREST and the listener vs node-oidc-provider.
     let http = http::run(&cluster, &root, rounds, http_seconds, listener_port);
 
-    // 6. Sustained issuance through the listener with the purge running.
+    // 6. DPoP through PostgREST, against bearer tokens.
+    let dpop = dpop::run(&cluster, rounds, http_seconds);
+
+    // 7. Sustained issuance through the listener with the purge running.
     let sustained = sustained::run(&cluster, listener_port, sustained_minutes);
 
     // The table.
@@ -492,6 +502,7 @@ fn main() {
         ));
     }
     table.push_str(&http.rows());
+    table.push_str(&dpop.rows());
     table.push_str(&sustained.rows());
     println!("\n{table}\n{}", sustained.minutes());
 
@@ -514,6 +525,7 @@ fn main() {
          - **Flood**: `bench/flood_client.sql` (4 connections; a client with a 43-character secret)\n  alone for {http_seconds} s, then again while another pgbench (4 connections, same source)\n  runs `bench/flood.sql`: `auth_token` with a random unknown client id, error caught. Once\n  with the default per-source throttle, once with it off. The peak of argon2 slots held is\n  sampled from `pg_locks` every 10 ms (an argon2 verification holds its slot about 17 ms); audit rows are `auth_failure` + `client_lockout` + `source_throttle` rows.\n\
          - **HTTP**: PostgREST {pgrst} configured by `examples/postgrest/`, and node-oidc-provider\n  (`bench/node-oidc/`, in-memory adapter, client credentials, HTTP Basic) on the same machine;\n  `hey -z {http_seconds}s -c 16 -m POST` with HTTP Basic and `grant_type=client_credentials&scope=read`,\n  after a 3 s warm-up of each; every response must be 200. Both issue opaque tokens. pg_oauth\n  commits a session row per token (durable); node-oidc-provider's in-memory adapter keeps\n  recent tokens in a capped in-process cache and writes nothing. The PostgREST floors\n  (`bench/http.sql`) are the same POST to a function that only commits a session-shaped row,\n  and a GET of a function that does nothing: what PostgREST itself costs here.\n\
          - **Listener**: pg_oauth's own HTTP listener (`pg_oauth.http_listen`, the default 2 workers)\n  on the same cluster and database as PostgREST, the same client, the same hey command at\n  `/token`. node-oidc-provider a second time with `bench/node-oidc/pg_adapter.js`: every token\n  committed to a database of the same cluster (INSERT ... ON CONFLICT, pool of 16, the same\n  `synchronous_commit = on`) before it answers, the durability pg_oauth gives.\n\
+         - **DPoP**: the same PostgREST, `tests/clients/openid-client/load.mjs` (16 requests in\n  flight, {http_seconds} s, every response must be 200) for both halves of each ratio: client\n  credentials at `/rpc/token` for a bearer JWT client and, with a fresh ES256 proof per request\n  (panva's jose), for a client with `dpop_bound_access_tokens`; and GET of the no-op RPC with\n  the bearer JWT (PostgREST verifies it, the pre-request hook checks its session) and with\n  the DPoP-bound JWT in the `DPoP` scheme and a fresh proof (the hook verifies token and proof,\n  spends the proof, and sets the role). The generator signs on the same 2 CPUs.\n\
          - **Sustained**: the listener under `hey -z 60s -c 16`, minute after minute for\n  {sustained_minutes} minutes, for a client whose tokens live 60 s, with\n  `pg_oauth.session_partition_interval = 20` and `oauth.purge_expired(50000, interval '0')`\n  called every 10 s from another connection (`audit_min_retention = 0`). After each minute,\n  `count(*)` and the size of `oauth.session`'s partitions. A sampler reads `pg_locks` every\n  5 ms and keeps the longest `clock_timestamp() - waitstart` of a listener worker waiting for a lock.\n",
         minutes = sustained.minutes(),
         secs = started.elapsed().as_secs_f64() / 60.0,
