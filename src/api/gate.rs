@@ -159,8 +159,8 @@ fn dpop_request(
 }
 
 /// The hook's refusal of a request: 401 with a challenge in the scheme the token should come
-/// in (RFC 6750 §3, RFC 9449 §7.1) and where the API's metadata is (RFC 9728 §5.1), or 429
-/// when the server is busy.
+/// in (RFC 6750 §3, RFC 9449 §7.1) and where the API's metadata is (RFC 9728 §5.1); 429 when
+/// the server is busy, 500 when it is not set up to check.
 fn refusal(err: &OAuthError, dpop: bool) -> Value {
     let description = err.description().replace(['"', '\\'], "'");
     let metadata = metadata::resource_metadata_url()
@@ -187,12 +187,13 @@ fn refusal(err: &OAuthError, dpop: bool) -> Value {
     if let Some(nonce) = err.dpop_nonce() {
         headers["DPoP-Nonce"] = json!(nonce);
     }
-    let status = match err.retry_after_secs() {
-        Some(secs) => {
+    let status = match (err, err.retry_after_secs()) {
+        (OAuthError::ServerError(_), _) => 500,
+        (_, Some(secs)) => {
             headers["Retry-After"] = json!(secs.to_string());
             429
         }
-        None => 401,
+        _ => 401,
     };
     json!({
         "error": err.code(),

@@ -943,3 +943,27 @@ pub fn node_client(name: &str) -> std::path::PathBuf {
     }
     dir
 }
+
+/// Run `node <args>` in tests/clients/openid-client (its packages installed first), with
+/// `env` added: it must succeed and print one JSON value, which is returned.
+pub fn node_json(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let out = Command::new("node")
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(node_client("openid-client"))
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "node {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "node {} printed no JSON ({e}): {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}

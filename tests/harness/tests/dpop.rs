@@ -4,7 +4,7 @@
 //! are then checked where the data is, with oauth.auth_verify: the proof works once, for its
 //! method and URL, and the token alone, or with a proof for another request, is refused.
 
-use pg_oauth_harness::{expect_error, free_port, listener_cluster, node_client, postgres};
+use pg_oauth_harness::{expect_error, free_port, listener_cluster, node_json, postgres};
 use serde_json::Value;
 
 const SECRET: &str = "a-long-enough-secret-for-the-listener";
@@ -22,24 +22,13 @@ fn openid_client_gets_and_uses_dpop_bound_tokens() {
          VALUES ('dpop-jwt', 'a-long-enough-secret-for-the-listener', '{read}', 'jwt', true),
                 ('dpop-opaque', 'a-long-enough-secret-for-the-listener', '{read}', 'opaque', true);",
     );
-    let dir = node_client("openid-client");
     for (client, alg) in [
         ("dpop-jwt", "ES256"),
         ("dpop-opaque", "EdDSA"),
         ("dpop-jwt", "RS256"),
         ("dpop-opaque", "PS256"),
     ] {
-        let out = std::process::Command::new("node")
-            .args(["dpop.mjs", issuer.as_str(), client, SECRET, alg])
-            .current_dir(&dir)
-            .output()
-            .expect("node");
-        assert!(
-            out.status.success(),
-            "openid-client with {alg} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let seen = node_json(&["dpop.mjs", &issuer, client, SECRET, alg], &[]);
         assert_eq!(
             seen["dpop_algs"],
             serde_json::json!(["ES256", "EdDSA", "Ed25519", "RS256", "PS256"])
@@ -93,7 +82,7 @@ fn openid_client_gets_and_uses_dpop_bound_tokens() {
         let (_, message) = expect_error(&mut db, verify, &[&token, &proof, &"GET", &url]);
         assert!(message.contains("already used (jti replay)"), "{message}");
     }
-    server_nonces(&mut db, &issuer, &dir);
+    server_nonces(&mut db, &issuer);
     // RFC 9728 from the listener too: the API's metadata, its resource the issuer (no
     // pg_oauth.api_url) and its tokens from this server.
     let prm: Value =
@@ -114,7 +103,7 @@ fn openid_client_gets_and_uses_dpop_bound_tokens() {
 /// without a nonce `use_dpop_nonce` with a `DPoP-Nonce` header, and openid-client retries
 /// with it; at the resource, `auth_verify` refuses a proof without the nonce, and one with
 /// the nonce a resource server handed out (`oauth.auth_dpop_nonce()`) passes.
-fn server_nonces(db: &mut postgres::Client, issuer: &str, dir: &std::path::Path) {
+fn server_nonces(db: &mut postgres::Client, issuer: &str) {
     let nonce_of = |db: &mut postgres::Client| -> Option<String> {
         db.query_one("SELECT oauth.auth_dpop_nonce()", &[])
             .unwrap()
@@ -126,17 +115,10 @@ fn server_nonces(db: &mut postgres::Client, issuer: &str, dir: &std::path::Path)
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
     let nonce = nonce_of(db).expect("a nonce once they are on");
-    let out = std::process::Command::new("node")
-        .args(["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256", &nonce])
-        .current_dir(dir)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "openid-client with nonces failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let seen = node_json(
+        &["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256", &nonce],
+        &[],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     let token = seen["access_token"].as_str().unwrap();
     let request = &seen["requests"][0];
     let proof = request["dpop"].as_str().unwrap();
@@ -153,12 +135,7 @@ fn server_nonces(db: &mut postgres::Client, issuer: &str, dir: &std::path::Path)
         .unwrap();
     db.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let out = std::process::Command::new("node")
-        .args(["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256"])
-        .current_dir(dir)
-        .output()
-        .expect("node");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = node_json(&["dpop.mjs", issuer, "dpop-jwt", SECRET, "ES256"], &[]);
     let (token, request) = (seen["access_token"].as_str().unwrap(), &seen["requests"][0]);
     let url = format!(
         "{}{}",

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use pg_oauth_harness::{keep_results, node_client, pg_bindir, pg_config, repo_root, Cluster};
+use pg_oauth_harness::{keep_results, node_json, pg_bindir, pg_config, repo_root, Cluster};
 
 /// The specs and expected outputs of tests/isolation, copied to `dir`, with each
 /// `specs/<name>.spec.in` rendered into `<name>.spec`: its `@PROOFn@` replaced by fresh DPoP
@@ -39,18 +39,17 @@ fn with_proofs(spec: &str) -> String {
     let wanted = (1..)
         .take_while(|n| spec.contains(&format!("@PROOF{n}@")))
         .count();
-    let out = Command::new("node")
-        .args(["proofs.mjs", "POST", "https://issuer.test/rpc/token"])
-        .arg(wanted.to_string())
-        .current_dir(node_client("openid-client"))
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let wanted = wanted.to_string();
+    let proofs = node_json(
+        &[
+            "proofs.mjs",
+            "POST",
+            "https://issuer.test/rpc/token",
+            &wanted,
+        ],
+        &[],
     );
-    let proofs: Vec<String> = serde_json::from_slice(&out.stdout).unwrap();
+    let proofs: Vec<String> = serde_json::from_value(proofs).unwrap();
     let mut spec = spec.to_owned();
     for (i, proof) in proofs.iter().enumerate() {
         spec = spec.replace(&format!("@PROOF{}@", i + 1), proof);

@@ -7,7 +7,7 @@ use oauth2::{
     AccessToken, AuthType, ClientId, ClientSecret, IntrospectionUrl, TokenIntrospectionResponse,
     TokenResponse, TokenUrl,
 };
-use pg_oauth_harness::{free_port, json, listener_cluster, node_client, postgres, Cluster};
+use pg_oauth_harness::{free_port, json, listener_cluster, node_json, postgres, Cluster};
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -321,23 +321,15 @@ fn a_discovery_based_client_knows_only_the_issuer() {
          VALUES ('discovering-client', 'a-long-enough-secret-for-the-listener', '{read,write}');",
     );
     // panva's openid-client (Node.js): Issuer.discover, then grant, introspect, revoke.
-    let dir = node_client("openid-client");
-    let out = std::process::Command::new("node")
-        .arg("client.mjs")
-        .args([
-            issuer.as_str(),
+    let seen = node_json(
+        &[
+            "client.mjs",
+            &issuer,
             "discovering-client",
             "a-long-enough-secret-for-the-listener",
-        ])
-        .current_dir(&dir)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "openid-client failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        &[],
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(seen["issuer"], issuer.as_str());
     assert_eq!(seen["token_endpoint"], format!("{issuer}/token"));
     // The library normalises the type to lower case (RFC 6749 §7.1: case-insensitive).

@@ -12,7 +12,7 @@ use oauth2::{
     StandardRevocableToken, TokenIntrospectionResponse, TokenResponse, TokenUrl,
 };
 use pg_oauth_harness::{
-    free_port, postgres, repo_root, self_signed_certificate, Cluster, Nginx, PostgRest,
+    free_port, node_json, postgres, repo_root, self_signed_certificate, Cluster, Nginx, PostgRest,
 };
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
@@ -281,8 +281,9 @@ fn the_recipe_rate_limits_client_authentication_per_address() {
 /// proof and gives the request the token's role and claims, so row-level security applies).
 /// What a thief could do with what it saw is refused, each with a DPoP challenge: the request
 /// replayed, the token as a bearer token or without a proof, with a proof by another key, and
-/// the seen proof at another URL (an endpoint of the same API). For a JWT (PostgREST could read it as a bearer token) and
-/// an opaque token (it could not); then with server nonces required (RFC 9449 §8).
+/// the seen proof at another URL (an endpoint of the same API). For a JWT (PostgREST could
+/// read it as a bearer token) and an opaque token (it could not); then with server nonces
+/// required (RFC 9449 §8).
 #[test]
 fn dpop_bound_tokens_read_the_api_only_with_their_key() {
     let env = start("proxy-dpop");
@@ -296,7 +297,6 @@ fn dpop_bound_tokens_read_the_api_only_with_their_key() {
          VALUES ('dpop-jwt', 'api_user'), ('dpop-opaque', 'api_user');",
     )
     .unwrap();
-    let dir = pg_oauth_harness::node_client("openid-client");
     let metadata_at =
         format!("resource_metadata=\"{issuer}/.well-known/oauth-protected-resource\"");
     for (client, alg, nonce) in [
@@ -312,26 +312,18 @@ fn dpop_bound_tokens_read_the_api_only_with_their_key() {
             db.batch_execute("SELECT pg_reload_conf()").unwrap();
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
-        let out = std::process::Command::new("node")
-            .arg("dpop_api.mjs")
-            .args([
-                issuer.as_str(),
+        let seen = node_json(
+            &[
+                "dpop_api.mjs",
+                &issuer,
                 client,
                 "a-long-enough-secret-for-dpop",
                 alg,
                 &format!("{issuer}/notes"),
                 &format!("{issuer}/jwks"),
-            ])
-            .env("NODE_EXTRA_CA_CERTS", &env.crt)
-            .current_dir(&dir)
-            .output()
-            .expect("node");
-        assert!(
-            out.status.success(),
-            "openid-client ({client}) failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            ],
+            &[("NODE_EXTRA_CA_CERTS", env.crt.to_str().unwrap())],
         );
-        let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(
             seen["token_type"]
                 .as_str()

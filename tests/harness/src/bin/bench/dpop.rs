@@ -4,12 +4,9 @@
 //! PostgREST and the hook). One load generator for both halves of each ratio
 //! (tests/clients/openid-client/load.mjs: hey cannot sign a proof per request).
 
-use std::process::Command;
+use pg_oauth_harness::{node_json, Cluster, PostgRest};
 
-use pg_oauth_harness::{node_client, Cluster, PostgRest};
-use serde_json::Value;
-
-use super::{capture, Stat};
+use super::Stat;
 
 /// The recipe's public origin (examples/postgrest): what proofs name as `htu`.
 const ORIGIN: &str = "http://127.0.0.1:3000";
@@ -51,14 +48,23 @@ fn load(mode: &str, client: &str, rest: &PostgRest, seconds: u64) -> f64 {
             format!("{ORIGIN}/rpc/bench_noop"),
         ),
     };
-    let mut cmd = Command::new("node");
-    cmd.arg("load.mjs")
-        .args([mode, &seconds.to_string(), &CONCURRENCY.to_string()])
-        .args([url.as_str(), htu.as_str(), &format!("{client}:benchsecret")])
-        .args([rest.url("/rpc/token"), format!("{ORIGIN}/rpc/token")])
-        .current_dir(node_client("openid-client"));
-    let out = capture(&mut cmd, "node load.mjs");
-    let run: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out}"));
+    let (seconds, concurrency) = (seconds.to_string(), CONCURRENCY.to_string());
+    let credentials = format!("{client}:benchsecret");
+    let (token_url, token_htu) = (rest.url("/rpc/token"), format!("{ORIGIN}/rpc/token"));
+    let run = node_json(
+        &[
+            "load.mjs",
+            mode,
+            &seconds,
+            &concurrency,
+            &url,
+            &htu,
+            &credentials,
+            &token_url,
+            &token_htu,
+        ],
+        &[],
+    );
     assert_eq!(run["failed"], 0, "{mode}: {run}");
     run["rps"].as_f64().unwrap()
 }
