@@ -259,7 +259,7 @@ mod tests {
                     header("dpop+jwt", "ES256", &key.jwk),
                     claims(now() - 120),
                 ),
-                "older than 60 seconds",
+                "older than 10 seconds",
             ),
             (
                 jws(
@@ -298,21 +298,17 @@ mod tests {
             assert_eq!(spend(&jkt, jti, until_us, now_us), Spent::Fresh);
         }
         assert_eq!(spend(&jkt, "0", until_us, now_us), Spent::Replayed);
-        assert_eq!(
-            spend(&jkt, &same[63], until_us, now_us),
-            Spent::Full {
-                next_free_us: until_us
-            }
-        );
+        // Full until the first window ends: at the second after until_us.
+        let ends_us = (until_us / 1_000_000 + 1) * 1_000_000;
+        let full = Spent::Full {
+            next_free_us: ends_us,
+        };
+        assert_eq!(spend(&jkt, &same[63], until_us, now_us), full);
+        assert_eq!(spend(&jkt, &same[63], until_us, ends_us - 1), full);
         // Once the window has passed, the same proofs are room again.
-        assert_eq!(
-            spend(&jkt, &same[64], until_us + 120_000_000, until_us),
-            Spent::Fresh
-        );
-        assert_eq!(
-            spend(&jkt, "0", until_us + 60_000_000, until_us),
-            Spent::Fresh
-        );
+        let later = ends_us + 60_000_000;
+        assert_eq!(spend(&jkt, &same[64], later, ends_us), Spent::Fresh);
+        assert_eq!(spend(&jkt, "0", later, ends_us), Spent::Fresh);
     }
 
     fn bucket(jkt: &str, jti: &str) -> usize {

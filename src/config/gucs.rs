@@ -58,7 +58,7 @@ pub static CLIENT_ASSERTION_MAX_LIFETIME: Setting<i32> =
     Setting::wrap(GucSetting::<i32>::new(3600));
 pub static DPOP_REQUIRED: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(false));
 pub static DPOP_NONCE: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(false));
-pub static DPOP_PROOF_MAX_AGE: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(60));
+pub static DPOP_PROOF_MAX_AGE: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(10));
 pub static ENDPOINT_PREFIX: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(Some(c"/rpc")));
 pub static SMART_EXPAND_WILDCARDS: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(true));
@@ -166,10 +166,10 @@ fn init_dpop() {
     GucRegistry::define_int_guc(
         c"pg_oauth.dpop_proof_max_age",
         c"How old a DPoP proof (RFC 9449) may be, by its iat, when it is presented.",
-        c"Plus pg_oauth.leeway either way for clock skew. Each proof's jti is remembered, cluster-wide, until it is this old; a proof is accepted once.",
+        c"Plus pg_oauth.leeway either way for clock skew. Each proof's jti is remembered, server-wide, until it is this old; a proof is accepted once. The longer the age, the fewer proofs a second the memory of used proofs holds.",
         DPOP_PROOF_MAX_AGE.guc(),
         1,
-        3600,
+        300,
         GucContext::Suset,
         GucFlags::UNIT_S,
     );

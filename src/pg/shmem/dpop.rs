@@ -1,7 +1,9 @@
 //! The DPoP proofs accepted (RFC 9449 §11.1), cluster-wide: a proof is accepted once, by
 //! whichever backend sees it first, and remembered for as long as its age would let it be
-//! accepted again. 65,536 entries (1024 buckets of 64), each the first 16 bytes of
-//! SHA-256(database, key thumbprint, jti) and the end of its acceptance window. Entries
+//! accepted again. 524,288 entries (8192 buckets of 64, 12 bytes each: 6 MiB), each 8 bytes
+//! of SHA-256(database, key thumbprint, jti) and the end of its acceptance window, in
+//! seconds: at the default window (a 10 s proof age plus 30 s leeway) that is room for about
+//! 12,000 proofs a second, sustained. Entries
 //! whose window has passed are reused; a live one is never dropped to make room, since that
 //! would let its proof be replayed: when a bucket is all live, the proof is refused as
 //! "busy" until one ends (bounded memory under a flood, and no replay). Proofs are spent
@@ -37,20 +39,25 @@ pub fn spend(jkt: &str, jti: &str, until_us: i64, now_us: i64) -> Spent {
     };
     let full = key_of(&[b"dpop", jkt.as_bytes(), jti.as_bytes()]);
     let bucket = bucket_of(&full, BUCKETS);
-    let mut key = [0u8; 16];
-    key.copy_from_slice(&full[16..]);
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&full[24..]);
+    // Whole seconds: the window ends at the second after `until_us`, and "now" is the second
+    // that has begun, so an entry is never freed early.
+    let until = u32::try_from(until_us.div_euclid(1_000_000) + 1).unwrap_or(u32::MAX);
+    let now = u32::try_from(now_us.div_euclid(1_000_000)).unwrap_or(u32::MAX);
     segment.locked(|t| {
         let ways = &mut t.dpop[bucket];
-        if ways.iter().any(|e| e.until_us > now_us && e.key == key) {
+        if ways.iter().any(|e| e.until > now && e.key == key) {
             return Spent::Replayed;
         }
-        match ways.iter_mut().find(|e| e.until_us <= now_us) {
+        match ways.iter_mut().find(|e| e.until <= now) {
             Some(free) => {
-                *free = Entry { key, until_us };
+                *free = Entry { key, until };
                 Spent::Fresh
             }
             None => Spent::Full {
-                next_free_us: ways.iter().map(|e| e.until_us).min().unwrap_or(now_us),
+                next_free_us: i64::from(ways.iter().map(|e| e.until).min().unwrap_or(now))
+                    * 1_000_000,
             },
         }
     })

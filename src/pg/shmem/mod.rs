@@ -9,13 +9,13 @@
 //! - sources.rs: failed authentications per source and window (4096, 4-way), so that
 //!   rotating client ids does not escape throttling;
 //! - marks.rs: a small set of ids (refresh grants whose revocation is owed);
-//! - dpop.rs: the DPoP proofs accepted and still young enough to be replayed (65,536,
+//! - dpop.rs: the DPoP proofs accepted and still young enough to be replayed (524,288,
 //!   64-way buckets);
 //!
 //! the key DPoP nonces are made with (nonces.rs), and a count of pg_oauth's running
 //! background workers, to bound them (workers.rs).
 //!
-//! About 2.3 MB. Every access runs under one spinlock, for a few dozen instructions over
+//! About 6.8 MB. Every access runs under one spinlock, for a few dozen instructions over
 //! plain memory: nothing under it can raise an error or sleep.
 
 mod segment;

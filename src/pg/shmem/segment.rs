@@ -12,7 +12,7 @@ use crate::pg::limits;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 4;
+const LAYOUT: u32 = 5;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
@@ -46,14 +46,16 @@ pub(super) struct MarkEntry {
 
 pub(super) type MarkTable = [[MarkEntry; MARK_WAYS]; MARK_BUCKETS];
 
-pub(super) const DPOP_BUCKETS: usize = 1024;
+pub(super) const DPOP_BUCKETS: usize = 8192;
 pub(super) const DPOP_WAYS: usize = 64;
 
 #[repr(C)]
 pub(super) struct DpopEntry {
-    pub(super) key: [u8; 16],
-    /// Until when (Unix microseconds) the proof would be accepted; 0 or past: free.
-    pub(super) until_us: i64,
+    /// 64 bits of the proof's hash: two live proofs that share them (about 1 in 2^45 at a
+    /// full table) make the second look replayed, never a replay look new.
+    pub(super) key: [u8; 8],
+    /// Until when (Unix seconds) the proof would be accepted; 0 or past: free.
+    pub(super) until: u32,
 }
 
 pub(super) type DpopTable = [[DpopEntry; DPOP_WAYS]; DPOP_BUCKETS];

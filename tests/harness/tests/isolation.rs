@@ -73,7 +73,15 @@ fn specs(input: &Path) -> Vec<String> {
 #[test]
 fn isolation_specs() {
     let cluster = Cluster::start("isolation", &[]);
-    drop(cluster.create_db_with("isolation", &[("pg_oauth.issuer", "https://issuer.test")]));
+    // Proofs are made before the first spec runs, and the specs take a while: they may be
+    // as old as the whole run when dpop_replay uses them.
+    drop(cluster.create_db_with(
+        "isolation",
+        &[
+            ("pg_oauth.issuer", "https://issuer.test"),
+            ("pg_oauth.dpop_proof_max_age", "300"),
+        ],
+    ));
 
     let input = render(&cluster.dir);
     let specs = specs(&input);
