@@ -20,8 +20,8 @@ pub struct Dpop {
     ratio: [Stat; 2],
 }
 
-/// In `app` (after http::setup_app): a role tokens act as, allowed the no-op RPC, and a
-/// bearer and a DPoP client with it (JWT, ES256).
+/// In `app` (after http::setup_app): a role tokens act as, the one role allowed an RPC that
+/// returns the role it runs as, and a bearer and a DPoP client with it (JWT, ES256).
 fn setup(cluster: &Cluster) {
     cluster
         .connect("app")
@@ -29,7 +29,11 @@ fn setup(cluster: &Cluster) {
             "CREATE ROLE bench_reader NOLOGIN;
              GRANT bench_reader TO authenticator;
              GRANT USAGE ON SCHEMA api TO bench_reader;
-             GRANT EXECUTE ON FUNCTION api.bench_noop() TO bench_reader;
+             -- Only the token's role may call it: a request left anonymous fails.
+             CREATE FUNCTION api.bench_whoami() RETURNS text LANGUAGE sql STABLE
+                 AS $$ SELECT current_user::text $$;
+             REVOKE ALL ON FUNCTION api.bench_whoami() FROM PUBLIC;
+             GRANT EXECUTE ON FUNCTION api.bench_whoami() TO bench_reader;
              INSERT INTO oauth.client (id, secret, token_format, dpop_bound_access_tokens)
              VALUES ('bench-bearer', 'benchsecret', 'jwt', false),
                     ('bench-dpop', 'benchsecret', 'jwt', true);
@@ -107,7 +111,7 @@ impl Dpop {
     pub fn rows(&self) -> String {
         format!(
             "| DPoP: POST /rpc/token with a proof through PostgREST (load.mjs, 16 in flight) | {} req/s | bearer {:.0} req/s | {} |  |\n\
-             | DPoP: GET of a no-op RPC with a DPoP-bound JWT and a fresh proof per request (pre-request hook) | {} req/s | bearer JWT {:.0} req/s | {} |  |\n",
+             | DPoP: GET of an RPC only the token's role may call, DPoP-bound JWT and a fresh proof per request (pre-request hook) | {} req/s | bearer JWT {:.0} req/s | {} |  |\n",
             self.rps[1].show(0),
             self.rps[0].median(),
             self.ratio[0].show(2),
