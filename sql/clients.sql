@@ -20,6 +20,12 @@ CREATE TABLE oauth.client (
     updated_at                  timestamptz NOT NULL DEFAULT now(),
     introspect_any              boolean NOT NULL DEFAULT false,
     dpop_bound_access_tokens    boolean NOT NULL DEFAULT false,
+    tls_client_certificate_bound_access_tokens boolean NOT NULL DEFAULT false,
+    tls_client_auth_subject_dn  text,
+    tls_client_auth_san_dns     text,
+    tls_client_auth_san_uri     text,
+    tls_client_auth_san_ip      text,
+    tls_client_auth_san_email   text,
 
     CONSTRAINT client_id_valid
         CHECK (length(id) BETWEEN 1 AND 255 AND id !~ '[[:cntrl:]]'),
@@ -52,6 +58,11 @@ CREATE TABLE oauth.client (
     CONSTRAINT jwks_public_only
         CHECK (jwks IS NULL OR NOT jsonb_path_exists(jwks,
             '$.keys[*] ? (exists(@.d) || exists(@.p) || exists(@.q) || exists(@.k) || @.kty == "oct")')),
+    -- RFC 8705 §2.1.2: a tls_client_auth client registers exactly one of the five names.
+    CONSTRAINT tls_client_auth_one_name
+        CHECK (num_nonnulls(tls_client_auth_subject_dn, tls_client_auth_san_dns,
+                            tls_client_auth_san_uri, tls_client_auth_san_ip,
+                            tls_client_auth_san_email) <= 1),
     CONSTRAINT previous_secret_has_expiry
         CHECK ((previous_secret IS NULL) = (previous_secret_expires_at IS NULL))
 );

@@ -208,15 +208,21 @@ GRANT oauth_app TO oauth_admin;
 GRANT SELECT (id, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks,
               active, created_at, updated_at, previous_secret_expires_at, introspect_any,
-              dpop_bound_access_tokens)
+              dpop_bound_access_tokens, tls_client_certificate_bound_access_tokens,
+              tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri,
+              tls_client_auth_san_ip, tls_client_auth_san_email)
     ON oauth.client TO oauth_admin;
 GRANT INSERT (id, secret, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
-              introspect_any, dpop_bound_access_tokens)
+              introspect_any, dpop_bound_access_tokens, tls_client_certificate_bound_access_tokens,
+              tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri,
+              tls_client_auth_san_ip, tls_client_auth_san_email)
     ON oauth.client TO oauth_admin;
 GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
               access_token_expiration, refresh_token, refresh_token_expiration, jwks, active,
-              introspect_any, dpop_bound_access_tokens)
+              introspect_any, dpop_bound_access_tokens, tls_client_certificate_bound_access_tokens,
+              tls_client_auth_subject_dn, tls_client_auth_san_dns, tls_client_auth_san_uri,
+              tls_client_auth_san_ip, tls_client_auth_san_email)
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
@@ -241,7 +247,7 @@ GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
-    oauth.auth_verify(text, text, text, text, text), oauth.auth_dpop_nonce,
+    oauth.auth_verify(text, text, text, text, text, text), oauth.auth_dpop_nonce,
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
     oauth.auth_smart_configuration
     TO oauth_app;
@@ -291,8 +297,8 @@ COMMENT ON FUNCTION oauth.auth_verify(text) IS
     'Verify an access token (opaque or JWT): its claims as jsonb, or an invalid_token error (expired, revoked, unknown, bad signature).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
     'Verify an access token as auth_verify(token) does, and require audience to be in its aud (RFC 8707).';
-COMMENT ON FUNCTION oauth.auth_verify(text, text, text, text, text) IS
-    'Verify an access token presented with a DPoP proof (RFC 9449 §7.1): auth_verify(token, dpop => proof, htm => method, htu => public URL of the request[, audience => ...]). A DPoP-bound token needs a fresh proof by its key, carrying the token''s hash; each proof is accepted once. A NULL dpop presents the token as a bearer token.';
+COMMENT ON FUNCTION oauth.auth_verify(text, text, text, text, text, text) IS
+    'Verify an access token with what binds it to its holder: a DPoP proof (RFC 9449 §7.1) with the method and public URL of the request (dpop, htm, htu), and/or the TLS client certificate it came with (RFC 8705 §3; PEM, URL-escaped PEM or base64 DER). A DPoP-bound token needs a fresh proof by its key, carrying the token''s hash, each accepted once; a certificate-bound token needs its certificate. A NULL dpop presents the token as a bearer token. Example: auth_verify(token, dpop => NULL, htm => NULL, htu => NULL, client_certificate => pem).';
 COMMENT ON FUNCTION oauth.auth_dpop_nonce IS
     'The DPoP nonce (RFC 9449 §8) proofs must carry now, for a resource server''s DPoP-Nonce header; NULL while pg_oauth.dpop_nonce is off.';
 COMMENT ON FUNCTION oauth.auth_revoke IS
@@ -404,6 +410,14 @@ COMMENT ON COLUMN oauth.client.created_at IS 'When the client was registered.';
 COMMENT ON COLUMN oauth.client.updated_at IS 'When the client row was last written.';
 COMMENT ON COLUMN oauth.client.dpop_bound_access_tokens IS
     'Whether the client must present a DPoP proof (RFC 9449 §5.2) at the token endpoint, so that every access token it gets is bound to its key.';
+COMMENT ON COLUMN oauth.client.tls_client_certificate_bound_access_tokens IS
+    'Whether the client''s access tokens are bound to the TLS client certificate it presents at the token endpoint (RFC 8705 §3; cnf.x5t#S256); it must present one.';
+COMMENT ON COLUMN oauth.client.tls_client_auth_subject_dn IS
+    'tls_client_auth (RFC 8705 §2.1): the subject DN (RFC 4514) of the certificate, issued by a CA in pg_oauth.tls_client_ca_file, the client authenticates with. At most one tls_client_auth_* column is set.';
+COMMENT ON COLUMN oauth.client.tls_client_auth_san_dns IS 'tls_client_auth (RFC 8705 §2.1): a dNSName subject alternative name of the client''s CA-issued certificate.';
+COMMENT ON COLUMN oauth.client.tls_client_auth_san_uri IS 'tls_client_auth (RFC 8705 §2.1): a uniformResourceIdentifier subject alternative name of the client''s CA-issued certificate.';
+COMMENT ON COLUMN oauth.client.tls_client_auth_san_ip IS 'tls_client_auth (RFC 8705 §2.1): an iPAddress subject alternative name of the client''s CA-issued certificate.';
+COMMENT ON COLUMN oauth.client.tls_client_auth_san_email IS 'tls_client_auth (RFC 8705 §2.1): an rfc822Name subject alternative name of the client''s CA-issued certificate.';
 COMMENT ON COLUMN oauth.client.introspect_any IS
     'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
@@ -437,6 +451,7 @@ BEGIN
 END
 $comments$;
 COMMENT ON COLUMN oauth.session.jkt IS 'A DPoP-bound token (RFC 9449): the SHA-256 JWK thumbprint (RFC 7638) of the key it is bound to; NULL for a bearer token.';
+COMMENT ON COLUMN oauth.session.x5t IS 'A certificate-bound token (RFC 8705): the SHA-256 thumbprint of the client certificate it is bound to (x5t#S256); NULL otherwise.';
 COMMENT ON COLUMN oauth.session.revoked_reason IS 'Who or what revoked it: the client, reuse detection, deactivation, or the role that updated revoked_at.';
 
 COMMENT ON TABLE oauth.signing_key IS

@@ -30,6 +30,8 @@ CREATE TABLE oauth.session (
     slot        smallint NOT NULL,
     -- A DPoP-bound token (RFC 9449): the SHA-256 thumbprint of the key it is bound to.
     jkt         text,
+    -- A certificate-bound token (RFC 8705): the SHA-256 thumbprint of the client's certificate.
+    x5t         text,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
     PRIMARY KEY (id, slot) INCLUDE (revoked_at)
 ) PARTITION BY LIST (slot);

@@ -201,7 +201,7 @@ impl OAuthError {
     fn hint(&self) -> Option<&'static str> {
         match self {
             Self::InvalidClient(_) | Self::AuthenticationFailed { .. } => Some(
-                "Check the client's credentials (secret or assertion) and that it is active in oauth.client.",
+                "Check the client's credentials (secret, assertion or TLS certificate) and that it is active in oauth.client.",
             ),
             Self::LockedOut { .. } => Some(
                 "The lockout ends by itself (pg_oauth.lockout_duration); an administrator can end it early by deleting the client's row in oauth.client_lockout.",

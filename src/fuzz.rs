@@ -1,6 +1,7 @@
 //! Property-based fuzzing of every parser that sees request input: HTTP Basic credentials,
 //! form decoding, scopes (plain, wildcard patterns, SMART), opaque tokens, JWT
-//! verification, client assertions, DPoP proofs and imported argon2 hashes. Each property is checked on
+//! verification, client assertions, DPoP proofs, client certificates and imported argon2
+//! hashes. Each property is checked on
 //! PG_OAUTH_FUZZ_CASES random inputs (default 2,000 per property; `make fuzz` runs 220,000
 //! per property, over 1.5 million in all). No input may panic; JWT verification must
 //! reject every modification of a valid token.
@@ -380,6 +381,45 @@ fn fuzz_dpop_proofs() {
                 prop_assert!(dpop::read(&swapped).is_err());
                 let _ = dpop::normalized_url(&junk);
                 let _ = dpop::normalized_url(&format!("https://{junk}"));
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+/// Client certificates as a proxy forwards them or a SQL caller passes them: any text, and
+/// any change to a real certificate's DER, is read without panicking; a changed certificate
+/// never reads as the original (its thumbprint differs).
+#[test]
+fn fuzz_client_certificates() {
+    use crate::crypto::certificate::{Certificate, NameKind, TEST_PEM};
+    let original = Certificate::parse(TEST_PEM).unwrap();
+    let der = original.leaf().to_vec();
+    runner()
+        .run(
+            &(
+                proptest::collection::vec((0..der.len(), any::<u8>()), 1..4),
+                0..=der.len(),
+                text(),
+            ),
+            |(flips, keep, junk)| {
+                let mut changed = der.clone();
+                for (at, xor) in flips {
+                    changed[at] ^= xor.max(1);
+                }
+                changed.truncate(keep.max(1));
+                for form in [b64(&changed), format!("-----BEGIN%20{junk}"), junk.clone()] {
+                    if let Ok(cert) = Certificate::parse(&form) {
+                        prop_assert!(
+                            cert.leaf() == der.as_slice()
+                                || cert.thumbprint() != original.thumbprint()
+                        );
+                        for kind in [NameKind::SubjectDn, NameKind::Dns, NameKind::Ip] {
+                            let _ = cert.has_name(kind, &junk);
+                        }
+                    }
+                }
+                let _ = original.has_name(NameKind::SubjectDn, &junk);
                 Ok(())
             },
         )

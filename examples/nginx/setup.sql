@@ -16,3 +16,7 @@ SELECT format('ALTER DATABASE %I SET pg_oauth.endpoint_prefix = %L', current_dat
 -- listens on loopback). Lockouts and the audit trail are then per caller, not per proxy.
 SELECT format('ALTER DATABASE %I SET pg_oauth.http_client_address_header = %L',
               current_database(), 'x-forwarded-for') \gexec
+-- The client's TLS certificate comes in the header nginx sets (RFC 8705: client
+-- authentication by certificate, certificate-bound tokens checked by the pre-request hook).
+SELECT format('ALTER DATABASE %I SET pg_oauth.client_certificate_header = %L',
+              current_database(), 'x-ssl-client-cert') \gexec

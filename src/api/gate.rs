@@ -14,7 +14,7 @@ use crate::authn::dpop::Presented;
 use crate::config::gucs;
 use crate::error::{OAuthError, OrRaise, Result};
 use crate::flow::metadata;
-use crate::flow::token;
+use crate::flow::token::{self, Possession};
 use crate::grant::claims::bound_jkt;
 use crate::http::message::Request;
 use crate::jose::dpop::ALGORITHMS;
@@ -46,8 +46,8 @@ fn postgrest_request_check() -> Option<Jsonb> {
         Some("bearer") if gucs::DPOP_REQUIRED.get() => Err(OAuthError::InvalidToken(
             "this API takes only DPoP-bound tokens (pg_oauth.dpop_required)".into(),
         )),
-        Some("bearer") => bearer_check(Some(&token), &claims).map(|()| None),
-        _ => bearer_check(None, &claims).map(|()| None),
+        Some("bearer") => bearer_check(&request, Some(&token), &claims).map(|()| None),
+        _ => bearer_check(&request, None, &claims).map(|()| None),
     };
     match outcome {
         Ok(answer) => answer.map(Jsonb),
@@ -60,9 +60,10 @@ fn postgrest_request_check() -> Option<Jsonb> {
 #[pg_extern(stable, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
 fn request_token_problem() -> Option<String> {
-    let (scheme, token) = authorization(&postgrest_request());
+    let request = postgrest_request();
+    let (scheme, token) = authorization(&request);
     let token = (scheme.as_deref() == Some("bearer")).then_some(token);
-    bearer_check(token.as_deref(), &request_claims())
+    bearer_check(&request, token.as_deref(), &request_claims())
         .err()
         .map(|err| err.description().to_owned())
 }
@@ -89,7 +90,7 @@ fn authorization(request: &Request) -> (Option<String>, String) {
 /// The token is read from `request.headers`, which keeps the last of repeated Authorization
 /// headers while PostgREST verifies the first: requiring the two to carry the same claims
 /// closes that gap (a second header cannot lend its session to the first's claims).
-fn bearer_check(token: Option<&str>, claims: &Map<String, Value>) -> Result<()> {
+fn bearer_check(request: &Request, token: Option<&str>, claims: &Map<String, Value>) -> Result<()> {
     let invalid = |d: &str| Err(OAuthError::InvalidToken(d.to_owned()));
     let token = match token {
         None if anonymous(claims) => return Ok(()),
@@ -113,7 +114,13 @@ fn bearer_check(token: Option<&str>, claims: &Map<String, Value>) -> Result<()> 
             "the access token is DPoP-bound: send it as Authorization: DPoP, with a DPoP proof",
         );
     }
-    Ok(())
+    // A certificate-bound token (RFC 8705 §3) comes over the TLS connection of its
+    // certificate, which the proxy in front forwards.
+    let held = Possession {
+        dpop: None,
+        certificate: request.client_certificate.as_ref(),
+    };
+    token::check_binding(claims, token, held)
 }
 
 fn anonymous(claims: &Map<String, Value>) -> bool {
@@ -149,7 +156,11 @@ fn dpop_request(
         method: request.method.as_deref().unwrap_or(""),
         urls: &urls,
     };
-    let verified = token::verify(token, None, Some(&presented))?;
+    let held = Possession {
+        dpop: Some(&presented),
+        certificate: request.client_certificate.as_ref(),
+    };
+    let verified = token::verify(token, None, held)?;
     if bound_jkt(&verified).is_none() {
         return Err(OAuthError::InvalidToken(
             "the access token is not DPoP-bound: send it as Authorization: Bearer".into(),

@@ -7,6 +7,7 @@
 use pgrx::prelude::*;
 use serde_json::{json, Map, Value};
 
+use crate::authn::mtls;
 use crate::authn::source::{self, Edge};
 use crate::error::{OrRaise, Result};
 use crate::http::handler;
@@ -37,6 +38,7 @@ pub(super) fn postgrest_request() -> Request {
         transport: Transport::PostgRest,
         method: backend::request_setting(c"request.method"),
         source: source::resolve(Edge::PostgRest, &Value::Object(headers.clone())),
+        client_certificate: mtls::presented(Edge::PostgRest, None, &headers),
         headers,
     }
 }

@@ -6,11 +6,12 @@ use pgrx::prelude::*;
 
 use crate::authn::dpop::{self, Presented};
 use crate::config::gucs::Transport;
-use crate::error::OrRaise;
+use crate::crypto::certificate::Certificate;
+use crate::error::{OAuthError, OrRaise};
 use crate::flow::deferred;
 use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
-use crate::flow::token;
+use crate::flow::token::{self, Possession};
 use crate::jose::ring;
 use crate::pg::backend;
 use crate::pg::jsonb::Jsonb;
@@ -46,6 +47,7 @@ fn auth_token_0_3(
         client_assertion_type,
         client_assertion,
         dpop,
+        certificate: None,
         transport: None,
     };
     Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
@@ -88,30 +90,38 @@ fn auth_token(
 #[pg_extern(stable, parallel_restricted, security_definer)]
 fn auth_verify(token: Option<&str>) -> Jsonb {
     let _sensitive = redact::sensitive();
-    Jsonb::object(token::verify(token.unwrap_or(""), None, None).or_raise())
+    Jsonb::object(token::verify(token.unwrap_or(""), None, Possession::default()).or_raise())
 }
 
 /// Verify an access token and that `audience` is one of its audiences (see auth_verify).
 #[pg_extern(name = "auth_verify", stable, parallel_restricted, security_definer)]
 fn auth_verify_audience(token: Option<&str>, audience: Option<&str>) -> Jsonb {
     let _sensitive = redact::sensitive();
-    Jsonb::object(token::verify(token.unwrap_or(""), Some(audience.unwrap_or("")), None).or_raise())
+    Jsonb::object(
+        token::verify(
+            token.unwrap_or(""),
+            Some(audience.unwrap_or("")),
+            Possession::default(),
+        )
+        .or_raise(),
+    )
 }
 
-/// Verify an access token presented with a DPoP proof (RFC 9449 §7.1), as a resource server
-/// does: `htm` and `htu` are the method and public URL of the request the token and proof
-/// came with. The proof must be by the key a DPoP-bound token is bound to, carry the token's
-/// hash (`ath`), be young, and is accepted once. A NULL `dpop` presents the token as a
-/// bearer token (refused if it is bound). `audience` as in auth_verify(token, audience).
+/// Verify an access token with what binds it to its holder (see `token::check_binding`): a
+/// DPoP proof (RFC 9449 §7.1), where `htm` and `htu` are the method and public URL of the
+/// request the token and proof came with, and the request's TLS client certificate (RFC 8705
+/// §3). A NULL `dpop` presents the token as a bearer token (refused if it is DPoP-bound).
+/// `audience` as in auth_verify(token, audience).
 // Volatile: it spends the proof, so it must run exactly as often as it is called.
 #[pg_extern(name = "auth_verify", volatile, parallel_restricted, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-fn auth_verify_dpop(
+fn auth_verify_bound(
     token: Option<&str>,
     dpop: Option<&str>,
     htm: Option<&str>,
     htu: Option<&str>,
     audience: default!(Option<&str>, "NULL"),
+    client_certificate: default!(Option<&str>, "NULL"),
 ) -> Jsonb {
     let _sensitive = redact::sensitive();
     let urls = [htu.unwrap_or("").to_owned()];
@@ -121,7 +131,15 @@ fn auth_verify_dpop(
         method: htm.unwrap_or(""),
         urls: &urls,
     });
-    Jsonb::object(token::verify(token.unwrap_or(""), audience, presented.as_ref()).or_raise())
+    let certificate = client_certificate
+        .map(|c| Certificate::parse(c).map_err(|why| OAuthError::InvalidRequest(why.into())))
+        .transpose()
+        .or_raise();
+    let held = Possession {
+        dpop: presented.as_ref(),
+        certificate: certificate.as_ref(),
+    };
+    Jsonb::object(token::verify(token.unwrap_or(""), audience, held).or_raise())
 }
 
 /// The DPoP nonce (RFC 9449 §8) proofs must carry now, for a resource server's

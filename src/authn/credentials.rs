@@ -9,8 +9,10 @@ use pgrx::spi::SpiClient;
 
 use crate::authn::assertion;
 use crate::authn::attempts::{self, Attempt};
+use crate::authn::mtls;
 use crate::config::gucs;
 use crate::crypto::argon2id;
+use crate::crypto::certificate::Certificate;
 use crate::crypto::secret;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
@@ -31,6 +33,12 @@ pub enum Credentials<'a> {
         client_id: Option<&'a str>,
         assertion_type: &'a str,
         assertion: &'a str,
+    },
+    /// `tls_client_auth` or `self_signed_tls_client_auth` (RFC 8705 §2): a client id and the
+    /// TLS client certificate of the request.
+    Certificate {
+        client_id: &'a str,
+        certificate: &'a Certificate,
     },
 }
 
@@ -72,6 +80,12 @@ pub fn authenticate(spi: &mut SpiClient<'_>, credentials: Credentials<'_>) -> Re
                 assertion::authenticate(spi, client_id, assertion_type, assertion)
             })
         }
+        Credentials::Certificate {
+            client_id,
+            certificate,
+        } => attempt(spi, &[client_id], 1, |spi| {
+            mtls::authenticate(spi, client_id, certificate)
+        }),
     }
 }
 
@@ -281,35 +295,47 @@ fn rehash_if_costly(
     Ok(())
 }
 
-/// The credentials a request carries: a client secret or a client assertion (RFC 7521),
-/// never both.
+/// The credentials a request carries: a client secret, a client assertion (RFC 7521), or
+/// a client id with the request's TLS client certificate (RFC 8705 §2) — one of them.
 pub fn credentials_from<'a>(
     client_id: Option<&'a str>,
     client_secret: Option<&'a str>,
     other_readings: &'a [(String, String)],
     assertion_type: Option<&'a str>,
     assertion: Option<&'a str>,
+    certificate: Option<&'a Certificate>,
 ) -> Result<Credentials<'a>> {
+    let required = || {
+        OAuthError::InvalidClient(
+            "client authentication is required (client_id and client_secret, a \
+             client_assertion, or a TLS client certificate)"
+                .into(),
+        )
+    };
     match (client_id, client_secret, assertion_type, assertion) {
         (_, Some(_), Some(_), _) | (_, Some(_), _, Some(_)) => Err(OAuthError::InvalidRequest(
             "use one client authentication method: a client_secret or a client_assertion".into(),
         )),
-        (client_id, None, Some(assertion_type), Some(assertion)) => {
-            Ok(Credentials::Assertion { client_id, assertion_type, assertion })
-        }
+        (client_id, None, Some(assertion_type), Some(assertion)) => Ok(Credentials::Assertion {
+            client_id,
+            assertion_type,
+            assertion,
+        }),
         (_, None, Some(_), None) | (_, None, None, Some(_)) => Err(OAuthError::InvalidClient(
             "client_assertion and client_assertion_type go together".into(),
         )),
-        (Some(client_id), Some(secret), None, None) => {
-            Ok(Credentials::Secret {
+        (Some(client_id), Some(secret), None, None) => Ok(Credentials::Secret {
+            client_id,
+            secret,
+            others: other_readings,
+        }),
+        (Some(client_id), None, None, None) => match certificate {
+            Some(certificate) => Ok(Credentials::Certificate {
                 client_id,
-                secret,
-                others: other_readings,
-            })
-        }
-        _ => Err(OAuthError::InvalidClient(
-            "client authentication is required (client_id and client_secret, or a client_assertion)"
-                .into(),
-        )),
+                certificate,
+            }),
+            None => Err(required()),
+        },
+        _ => Err(required()),
     }
 }

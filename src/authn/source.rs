@@ -39,13 +39,24 @@ pub fn resolve(edge: Edge, headers: &Value) -> Option<String> {
 /// that may call the endpoint functions can `SET request.headers` itself: it must not choose
 /// its source that way.
 fn postgrest_source(headers: &serde_json::Value) -> Option<String> {
-    let proxies = gucs::string(&gucs::HTTP_PROXY_ROLES)?;
-    let login = backend::session_user();
-    proxies
-        .split(',')
-        .any(|role| role.trim() == login)
+    is_trusted_proxy(Edge::PostgRest)
         .then(|| source_from_headers(headers))
         .flatten()
+}
+
+/// Whether what reached us at `edge` came through a proxy we trust to speak for its client
+/// in headers (its address, its TLS certificate): a listener peer in
+/// `pg_oauth.http_trusted_proxies`, or a PostgREST session whose login role is one of
+/// `pg_oauth.http_proxy_roles`.
+pub fn is_trusted_proxy(edge: Edge) -> bool {
+    match edge {
+        Edge::Listener(peer) => gucs::string(&gucs::HTTP_TRUSTED_PROXIES)
+            .is_some_and(|trusted| is_trusted(peer, &trusted)),
+        Edge::PostgRest => gucs::string(&gucs::HTTP_PROXY_ROLES).is_some_and(|proxies| {
+            let login = backend::session_user();
+            proxies.split(',').any(|role| role.trim() == login)
+        }),
+    }
 }
 
 /// The caller's address from the header named by `pg_oauth.http_client_address_header`

@@ -86,10 +86,17 @@ pub static HTTP_TLS_CERT: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static HTTP_TLS_KEY: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
+pub static HTTP_TLS_CLIENT_CERTIFICATES: Setting<bool> =
+    Setting::wrap(GucSetting::<bool>::new(false));
+pub static TLS_CLIENT_CA_FILE: Setting<Option<CString>> =
+    Setting::wrap(GucSetting::<Option<CString>>::new(None));
+pub static CLIENT_CERTIFICATE_HEADER: Setting<Option<CString>> =
+    Setting::wrap(GucSetting::<Option<CString>>::new(None));
 
 pub fn init() {
     init_tokens();
     init_dpop();
+    init_mtls();
     init_abuse();
     init_argon2();
     init_endpoints();
@@ -186,6 +193,26 @@ fn init_dpop() {
         c"Whether DPoP proofs must carry a nonce the server handed out (RFC 9449 §8).",
         c"Off: any fresh proof is accepted. On: a proof without a current nonce is answered use_dpop_nonce with a DPoP-Nonce header; nonces last 5 to 10 minutes.",
         DPOP_NONCE.guc(),
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// Client certificates (RFC 8705): whom tls_client_auth trusts, and what a proxy forwards.
+fn init_mtls() {
+    GucRegistry::define_string_guc(
+        c"pg_oauth.tls_client_ca_file",
+        c"PEM file with the CA certificates that issue tls_client_auth clients' certificates (RFC 8705 §2.1).",
+        c"Empty: no client authenticates by tls_client_auth (self_signed_tls_client_auth and certificate-bound tokens need no CA). Read again when the file changes.",
+        TLS_CLIENT_CA_FILE.guc(),
+        GucContext::Suset,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.client_certificate_header",
+        c"Request header in which a proxy that terminates TLS forwards the client's certificate (e.g. x-ssl-client-cert with nginx's $ssl_client_escaped_cert).",
+        c"Believed only from a trusted proxy: a listener peer in pg_oauth.http_trusted_proxies, a PostgREST session whose login role is in pg_oauth.http_proxy_roles. The proxy must set it on every request (a client's own is then replaced). Empty: off.",
+        CLIENT_CERTIFICATE_HEADER.guc(),
         GucContext::Suset,
         GucFlags::default(),
     );
@@ -508,6 +535,11 @@ fn init_listener_limits() {
         GucContext::Sighup,
         GucFlags::default(),
     );
+    init_listener_tls();
+}
+
+/// The listener's TLS: its certificate and key, and whether it asks for client certificates.
+fn init_listener_tls() {
     GucRegistry::define_string_guc(
         c"pg_oauth.http_tls_cert",
         c"PEM file with the HTTP listener's TLS certificate chain (leaf first); empty: plain HTTP.",
@@ -523,5 +555,13 @@ fn init_listener_limits() {
         HTTP_TLS_KEY.guc(),
         GucContext::Sighup,
         GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"pg_oauth.http_tls_client_certificates",
+        c"Whether the HTTP listener's TLS asks clients for a certificate (optional; RFC 8705 mutual TLS).",
+        c"On: a client that presents one may authenticate with it (tls_client_auth, self_signed_tls_client_auth) and get certificate-bound tokens. Any certificate is accepted at the handshake; what it is worth is decided per client. Reloadable.",
+        HTTP_TLS_CLIENT_CERTIFICATES.guc(),
+        GucContext::Sighup,
+        GucFlags::default(),
     );
 }

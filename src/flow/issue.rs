@@ -11,6 +11,7 @@ use crate::authn::credentials;
 use crate::authn::dpop::{self, Checked, Presented};
 use crate::config::gucs::{self, Transport};
 use crate::crypto::alg::JwtAlg;
+use crate::crypto::certificate::Certificate;
 use crate::error::{OAuthError, Result};
 use crate::flow::deferred;
 use crate::grant::claims::Claims;
@@ -39,6 +40,9 @@ pub struct TokenRequest<'a> {
     pub client_assertion: Option<&'a str>,
     /// The request's DPoP proof (RFC 9449 §5: the `DPoP` header, or auth_token's `dpop`).
     pub dpop: Option<&'a str>,
+    /// The request's TLS client certificate (RFC 8705): client authentication by it, and
+    /// the certificate a client's tokens are bound to.
+    pub certificate: Option<&'a Certificate>,
     /// The server the request came through, which says the URL a DPoP proof must name;
     /// None (SQL) accepts the token endpoint of either.
     pub transport: Option<Transport>,
@@ -105,6 +109,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         req.other_readings,
         req.client_assertion_type,
         req.client_assertion,
+        req.certificate,
     )?;
     let client = credentials::authenticate(spi, credentials)?;
     let client = client::hold_active(spi, client)?;
@@ -118,6 +123,8 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         None => {}
     }
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
+    let x5t = bound_certificate(&client, req.certificate)?;
+    let x5t = x5t.as_deref();
     let granted = match grant {
         Grant::ClientCredentials => {
             client_credentials::grant(spi, &client, req.scope, req.audience, now_us)?
@@ -134,7 +141,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         &granted.audience,
         family,
         now_us,
-        jkt,
+        Binding { jkt, x5t },
     )?;
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access));
@@ -159,6 +166,29 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     Ok(Value::Object(body))
 }
 
+/// The thumbprint of the certificate `client`'s tokens are bound to (RFC 8705 §3), when
+/// it asks for certificate-bound tokens: it must then present one.
+fn bound_certificate(client: &Client, certificate: Option<&Certificate>) -> Result<Option<String>> {
+    if !client.tls_client_certificate_bound_access_tokens {
+        return Ok(None);
+    }
+    match certificate {
+        Some(certificate) => Ok(Some(certificate.thumbprint())),
+        None => Err(OAuthError::InvalidRequest(
+            "this client's tokens are bound to its TLS client certificate: connect with it \
+             (RFC 8705)"
+                .into(),
+        )),
+    }
+}
+
+/// What an access token is bound to: a DPoP key (RFC 9449), a client certificate (RFC 8705).
+#[derive(Clone, Copy)]
+struct Binding<'a> {
+    jkt: Option<&'a str>,
+    x5t: Option<&'a str>,
+}
+
 /// The role a client's tokens carry, from its policy: checked again at every issuance (the
 /// role may have gained privileges since the policy was written; see cache.rs).
 fn policy_role(client: &Client) -> Result<Option<&str>> {
@@ -179,7 +209,7 @@ fn issue_access_token(
     audience: &[String],
     family: Option<FamilyId>,
     issued_at_us: i64,
-    jkt: Option<&str>,
+    binding: Binding<'_>,
 ) -> Result<String> {
     let role = policy_role(client)?;
     let expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
@@ -199,7 +229,8 @@ fn issue_access_token(
                 id: &id,
                 issued_at: issued_at_us / 1_000_000,
                 expires_at: expires_at_us / 1_000_000,
-                jkt,
+                jkt: binding.jkt,
+                x5t: binding.x5t,
             };
             jwt::sign(&key, Value::Object(claims.build()).to_string().as_bytes())?
         }
@@ -217,7 +248,8 @@ fn issue_access_token(
             issued_at_us,
             expires_at_us,
             family_id: family,
-            jkt,
+            jkt: binding.jkt,
+            x5t: binding.x5t,
         },
     )?;
     Ok(access_token)

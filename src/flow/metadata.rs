@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 
+use crate::authn::mtls;
 use crate::config::gucs::{self, Transport};
 use crate::crypto::alg::JwtAlg;
 use crate::error::{OAuthError, Result};
@@ -11,6 +12,15 @@ pub const AUTH_METHODS: [&str; 3] = [
     "client_secret_basic",
     "client_secret_post",
     "private_key_jwt",
+];
+
+/// With client certificates on (RFC 8705 §2.1.1): the same, and the two certificate methods.
+const AUTH_METHODS_MTLS: [&str; 5] = [
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
 ];
 
 /// Grant types at the token endpoint.
@@ -23,6 +33,15 @@ pub fn metadata(transport: Transport) -> Result<Value> {
     let algs: Vec<&str> = JwtAlg::ALL.iter().map(|a| a.as_str()).collect();
     let assertion_algs = crate::authn::assertion::algorithm_names();
     let dpop_algs = crate::jose::dpop::ALGORITHMS;
+    // The endpoints that take a client certificate are the same ones (no
+    // mtls_endpoint_aliases, RFC 8705 §5): the listener asks for one, optionally, on every
+    // connection, and a proxy forwards it on every request.
+    let mtls = mtls::enabled(transport);
+    let methods: &[&str] = if mtls {
+        &AUTH_METHODS_MTLS
+    } else {
+        &AUTH_METHODS
+    };
     let mut metadata = json!({
         "issuer": issuer,
         "token_endpoint": endpoint("token"),
@@ -31,16 +50,18 @@ pub fn metadata(transport: Transport) -> Result<Value> {
         "introspection_endpoint": endpoint("introspect"),
         "grant_types_supported": GRANT_TYPES,
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": methods,
         "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
-        "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": methods,
+        "introspection_endpoint_auth_methods_supported": methods,
         "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         // Not registered by RFC 8414: the algorithms JWT access tokens may be signed with.
         "access_token_signing_alg_values_supported": algs,
         // RFC 9449 §5.1: the algorithms DPoP proofs may be signed with.
         "dpop_signing_alg_values_supported": dpop_algs,
+        // RFC 8705 §3.3.
+        "tls_client_certificate_bound_access_tokens": mtls,
     });
     add_scopes_supported(&mut metadata);
     Ok(metadata)
@@ -88,7 +109,8 @@ pub fn protected_resource() -> Result<Value> {
         "bearer_methods_supported": ["header"],
         "dpop_signing_alg_values_supported": crate::jose::dpop::ALGORITHMS,
         "dpop_bound_access_tokens_required": gucs::DPOP_REQUIRED.get(),
-        "tls_client_certificate_bound_access_tokens": false,
+        // The API reads the client certificate its proxy forwards (gate.rs).
+        "tls_client_certificate_bound_access_tokens": mtls::enabled(Transport::PostgRest),
     });
     add_scopes_supported(&mut document);
     Ok(document)

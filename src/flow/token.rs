@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::authn::dpop::{self, Presented};
 use crate::config::gucs;
+use crate::crypto::certificate::Certificate;
 use crate::error::{OAuthError, Result};
 use crate::grant::claims::{self, Claims};
 use crate::jose::jwt::{self, Expiry};
@@ -18,30 +19,51 @@ use crate::pg::db;
 use crate::store::client::Client;
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, Probe, SessionId};
+use aws_lc_rs::constant_time;
 
 /// Verify an access token (opaque or JWT) as a resource server does: `audience`, if given,
-/// must be in its `aud`, and a DPoP-bound token must come with a proof by its key, for the
-/// request `dpop` describes (RFC 9449 §7.1). Returns its claims. See `claims_of`.
+/// must be in its `aud`; a DPoP-bound token must come with a proof by its key, for the
+/// request `dpop` describes (RFC 9449 §7.1); a certificate-bound one over TLS with its
+/// certificate (RFC 8705 §3). Returns its claims. See `claims_of`.
 pub fn verify(
     token: &str,
     audience: Option<&str>,
-    dpop: Option<&Presented<'_>>,
+    held: Possession<'_>,
 ) -> Result<Map<String, Value>> {
     let claims = claims_of(token, audience)?;
-    check_binding(&claims, token.trim(), dpop)?;
+    check_binding(&claims, token.trim(), held)?;
     Ok(claims)
 }
 
+/// What comes with a token besides itself: a DPoP proof and the request it is for, the
+/// request's TLS client certificate.
+#[derive(Clone, Copy, Default)]
+pub struct Possession<'a> {
+    pub dpop: Option<&'a Presented<'a>>,
+    pub certificate: Option<&'a Certificate>,
+}
+
 /// A token is used by its holder only: a DPoP-bound one with a fresh proof by the key it is
-/// bound to (spent here, once for the whole cluster). A proof that comes with a bearer
-/// token is checked all the same.
-pub fn check_binding(
-    claims: &Map<String, Value>,
-    token: &str,
-    dpop: Option<&Presented<'_>>,
-) -> Result<()> {
+/// bound to (spent here, once for the whole cluster), a certificate-bound one with its
+/// certificate. A proof that comes with a bearer token is checked all the same.
+pub fn check_binding(claims: &Map<String, Value>, token: &str, held: Possession<'_>) -> Result<()> {
+    if let Some(x5t) = claims::bound_x5t(claims) {
+        let Some(certificate) = held.certificate else {
+            return Err(OAuthError::InvalidToken(
+                "the access token is certificate-bound: present it over TLS with its client \
+                 certificate"
+                    .into(),
+            ));
+        };
+        let thumbprint = certificate.thumbprint();
+        if constant_time::verify_slices_are_equal(thumbprint.as_bytes(), x5t.as_bytes()).is_err() {
+            return Err(OAuthError::InvalidToken(
+                "the access token is bound to another client certificate".into(),
+            ));
+        }
+    }
     let bound = claims::bound_jkt(claims);
-    let Some(presented) = dpop else {
+    let Some(presented) = held.dpop else {
         return match bound {
             None => Ok(()),
             Some(_) => Err(OAuthError::InvalidToken(
@@ -100,6 +122,7 @@ fn claims_of(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> 
             issued_at: session.issued_at,
             expires_at: session.expires_at_us.div_euclid(1_000_000),
             jkt: session.jkt.as_deref(),
+            x5t: session.x5t.as_deref(),
         };
         (claims.build(), audience_ok)
     };

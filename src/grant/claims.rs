@@ -18,11 +18,19 @@ pub struct Claims<'a> {
     pub expires_at: i64,
     /// The thumbprint of the DPoP key the token is bound to: `cnf.jkt` (RFC 9449 §6.1).
     pub jkt: Option<&'a str>,
+    /// The thumbprint of the client certificate the token is bound to: `cnf.x5t#S256`
+    /// (RFC 8705 §3.1).
+    pub x5t: Option<&'a str>,
 }
 
 /// The DPoP key thumbprint a token's claims bind it to (`cnf.jkt`), if any.
 pub fn bound_jkt(claims: &Map<String, Value>) -> Option<&str> {
     claims.get("cnf")?.get("jkt")?.as_str()
+}
+
+/// The certificate thumbprint a token's claims bind it to (`cnf.x5t#S256`), if any.
+pub fn bound_x5t(claims: &Map<String, Value>) -> Option<&str> {
+    claims.get("cnf")?.get("x5t#S256")?.as_str()
 }
 
 /// `aud` as JWTs carry it: a string for one audience, an array for several.
@@ -55,8 +63,15 @@ impl Claims<'_> {
         claims.insert("iat".into(), json!(self.issued_at));
         claims.insert("exp".into(), json!(self.expires_at));
         claims.insert("jti".into(), Value::String(session::uuid_string(self.id)));
+        let mut cnf = Map::new();
         if let Some(jkt) = self.jkt {
-            claims.insert("cnf".into(), json!({ "jkt": jkt }));
+            cnf.insert("jkt".into(), Value::String(jkt.to_owned()));
+        }
+        if let Some(x5t) = self.x5t {
+            cnf.insert("x5t#S256".into(), Value::String(x5t.to_owned()));
+        }
+        if !cnf.is_empty() {
+            claims.insert("cnf".into(), Value::Object(cnf));
         }
         claims
     }

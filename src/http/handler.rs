@@ -159,6 +159,7 @@ fn authenticated_client(
         &auth.other_readings,
         params.get("client_assertion_type"),
         params.get("client_assertion"),
+        req.client_certificate.as_ref(),
     )
     .map_err(fail)?;
     credentials::authenticate(spi, credentials).map_err(fail)
@@ -245,6 +246,7 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
                         client_assertion_type: params.get("client_assertion_type"),
                         client_assertion: params.get("client_assertion"),
                         dpop: dpop_header(req)?,
+                        certificate: req.client_certificate.as_ref(),
                         transport: Some(req.transport),
                     };
                     issue::issue(spi, &req).map_err(|err| Failure {

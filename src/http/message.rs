@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 pub use crate::config::gucs::Transport;
+use crate::crypto::certificate::Certificate;
 use crate::error::{OAuthError, Result};
 
 /// Headers every token-endpoint response carries (RFC 6749 §5.1).
@@ -53,6 +54,9 @@ pub struct Request {
     /// peer or the address a trusted proxy forwards; under PostgREST the forwarded address
     /// when the session is PostgREST's own, else None: the database connection's address.
     pub source: Option<String>,
+    /// The client's TLS certificate (RFC 8705): the listener's handshake, or what a trusted
+    /// proxy forwards (authn/mtls.rs).
+    pub client_certificate: Option<Certificate>,
 }
 
 impl Request {

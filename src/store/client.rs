@@ -10,6 +10,7 @@ use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 
+use crate::crypto::certificate::NameKind;
 use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 use crate::pg::cache::{self, Cache, Fresh, Source};
@@ -56,13 +57,17 @@ pub struct Client {
     pub introspect_any: bool,
     /// Must present a DPoP proof at the token endpoint (RFC 9449 §5.2).
     pub dpop_bound_access_tokens: bool,
+    /// Its access tokens are bound to its TLS client certificate (RFC 8705 §3).
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// `tls_client_auth` (RFC 8705 §2.1): the name its CA-issued certificate must carry.
+    pub tls_client_auth: Option<(NameKind, String)>,
     /// The policy's role, if any, and why it may not be used (see policy.rs).
     pub role: Option<String>,
     pub role_problem: Option<String>,
 }
 
 macro_rules! load_client {
-    ($introspect_any:literal, $dpop:literal) => {
+    ($introspect_any:literal, $dpop:literal, $mtls:literal) => {
         concat!(
             "SELECT c.secret, c.previous_secret, c.previous_secret_expires_at,
                     c.grant_types, c.scope, c.audience, c.type = 'smart-app' AS smart,
@@ -71,7 +76,9 @@ macro_rules! load_client {
             $introspect_any,
             " AS introspect_any, ",
             $dpop,
-            " AS dpop_bound_access_tokens
+            " AS dpop_bound_access_tokens, ",
+            $mtls,
+            "
                FROM oauth.client c
                LEFT JOIN oauth.policy p ON p.client_id = c.id
               WHERE c.id = $1"
@@ -79,16 +86,32 @@ macro_rules! load_client {
     };
 }
 
+/// The `tls_client_auth` name a client registered: at most one of the five (a CHECK says).
 static LOAD_CLIENT: Statement = Statement::new(
-    load_client!("c.introspect_any", "c.dpop_bound_access_tokens"),
+    load_client!(
+        "c.introspect_any",
+        "c.dpop_bound_access_tokens",
+        "c.tls_client_certificate_bound_access_tokens,
+        CASE WHEN c.tls_client_auth_subject_dn IS NOT NULL THEN 'dn'
+             WHEN c.tls_client_auth_san_dns IS NOT NULL THEN 'dns'
+             WHEN c.tls_client_auth_san_uri IS NOT NULL THEN 'uri'
+             WHEN c.tls_client_auth_san_ip IS NOT NULL THEN 'ip'
+             WHEN c.tls_client_auth_san_email IS NOT NULL THEN 'email' END AS tls_name_kind,
+        COALESCE(c.tls_client_auth_subject_dn, c.tls_client_auth_san_dns,
+                 c.tls_client_auth_san_uri, c.tls_client_auth_san_ip,
+                 c.tls_client_auth_san_email) AS tls_name"
+    ),
     &[TEXTOID],
 );
 /// The same against older schemas, which a newly installed library meets until
 /// `ALTER EXTENSION pg_oauth UPDATE`: 0.2.0 has no `dpop_bound_access_tokens`, 0.1.0 no
 /// `introspect_any` either.
-static LOAD_CLIENT_0_2: Statement =
-    Statement::new(load_client!("c.introspect_any", "false"), &[TEXTOID]);
-static LOAD_CLIENT_0_1: Statement = Statement::new(load_client!("false", "false"), &[TEXTOID]);
+static LOAD_CLIENT_0_2: Statement = Statement::new(
+    load_client!("c.introspect_any", "false", "false AS tls_client_certificate_bound_access_tokens, NULL::text AS tls_name_kind, NULL::text AS tls_name"),
+    &[TEXTOID],
+);
+static LOAD_CLIENT_0_1: Statement =
+    Statement::new(load_client!("false", "false", "false AS tls_client_certificate_bound_access_tokens, NULL::text AS tls_name_kind, NULL::text AS tls_name"), &[TEXTOID]);
 
 /// Bound on cached clients per backend.
 const CACHE_CAPACITY: usize = 10_000;
@@ -180,6 +203,12 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
             jwks: row.get_by_name::<pgrx::JsonB>("jwks")?.map(|j| j.0),
             introspect_any: row.required("introspect_any")?,
             dpop_bound_access_tokens: row.required("dpop_bound_access_tokens")?,
+            tls_client_certificate_bound_access_tokens: row
+                .required("tls_client_certificate_bound_access_tokens")?,
+            tls_client_auth: tls_name(
+                row.get_by_name("tls_name_kind")?,
+                row.get_by_name("tls_name")?,
+            ),
         })
     })?;
     let Some(mut client) = rows.pop() else {
@@ -189,6 +218,17 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         client.role_problem = policy::role_problem(spi, fresh, role)?;
     }
     Ok(Some(client))
+}
+
+fn tls_name(kind: Option<String>, name: Option<String>) -> Option<(NameKind, String)> {
+    let kind = match kind?.as_str() {
+        "dn" => NameKind::SubjectDn,
+        "dns" => NameKind::Dns,
+        "uri" => NameKind::Uri,
+        "ip" => NameKind::Ip,
+        _ => NameKind::Email,
+    };
+    Some((kind, name?))
 }
 
 /// Insert client `id` with the secret hash `hashed` and `values` for the columns they name;

@@ -96,7 +96,7 @@ mod unpartitioned {
     );
     pub static LOAD: Statement = Statement::new(
         "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-                revoked_at IS NOT NULL, NULL::text
+                revoked_at IS NOT NULL, NULL::text, NULL::text
            FROM oauth.session WHERE id = $1",
         &[UUIDOID],
     );
@@ -152,13 +152,15 @@ pub struct NewSession<'a> {
     pub family_id: Option<SessionId>,
     /// The thumbprint of the key a DPoP-bound token is bound to (RFC 9449 §6).
     pub jkt: Option<&'a str>,
+    /// The thumbprint of the certificate a certificate-bound token is bound to (RFC 8705 §3).
+    pub x5t: Option<&'a str>,
 }
 
 static INSERT_SESSION: PartitionStatement = PartitionStatement::new(
     "INSERT INTO {partition}
-            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot, jkt)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID, TEXTOID],
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot, jkt, x5t)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID, TEXTOID, TEXTOID],
 );
 
 pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
@@ -184,9 +186,10 @@ pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
     if partitioned {
         args.push(slot.into());
         args.push(s.jkt.into());
-    } else if s.jkt.is_some() {
+        args.push(s.x5t.into());
+    } else if s.jkt.is_some() || s.x5t.is_some() {
         return Err(OAuthError::ServerError(
-            "DPoP-bound tokens need the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),
+            "bound tokens need the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),
         ));
     }
     statement.execute(spi, &args)?;
@@ -210,11 +213,13 @@ pub struct Session {
     pub revoked: bool,
     /// Bound to this DPoP key thumbprint (RFC 9449 §6).
     pub jkt: Option<String>,
+    /// Bound to the certificate with this thumbprint (RFC 8705 §3).
+    pub x5t: Option<String>,
 }
 
 static LOAD_SESSION: PartitionStatement = PartitionStatement::new(
     "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-            revoked_at IS NOT NULL, jkt
+            revoked_at IS NOT NULL, jkt, x5t
        FROM {partition} WHERE id = $1",
     &[UUIDOID],
 );
@@ -258,6 +263,7 @@ fn load_from(
             expires_at_us: ts(7)?,
             revoked: row.get(8)?.unwrap_or(true),
             jkt: row.get(9)?,
+            x5t: row.get(10)?,
         })
     })?;
     Ok(rows.pop())

@@ -29,6 +29,8 @@ pub(super) struct Job {
     /// The socket peer; the worker's main thread decides the request's source from it (it
     /// reads settings, which this thread may not).
     pub peer: std::net::IpAddr,
+    /// The TLS client certificate chain of the connection, leaf first (RFC 8705).
+    pub certificate: Option<Arc<Vec<Vec<u8>>>>,
     pub content_type: String,
     pub body: Bytes,
     pub reply: oneshot::Sender<Reply>,
@@ -97,6 +99,7 @@ pub(super) fn refuse(status: StatusCode, error: &str, description: &str) -> Resp
 pub(super) async fn answer(
     req: Request<Incoming>,
     peer: SocketAddr,
+    certificate: Option<Arc<Vec<Vec<u8>>>>,
     handoff: Arc<Handoff>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let Some(endpoint) = route(req.uri().path()) else {
@@ -145,6 +148,7 @@ pub(super) async fn answer(
         method,
         headers,
         peer: peer.ip(),
+        certificate,
         content_type,
         body,
         reply,

@@ -199,17 +199,22 @@ async fn connection(
     stop: watch::Receiver<bool>,
 ) {
     let (timeout, security) = (handoff.limits.timeout(), handoff.limits.security());
-    // One Arc clone per request, of the one state the worker's connections share.
-    let service = service_fn(move |req| request::answer(req, peer, handoff.clone()));
+    // One Arc clone per request, of the one state the worker's connections share, and of
+    // the certificate chain the client proved it holds the key of in the handshake.
+    let service = move |certificate: Option<Arc<Vec<Vec<u8>>>>| {
+        service_fn(move |req| request::answer(req, peer, certificate.clone(), handoff.clone()))
+    };
     match security {
         // The handshake is bounded by the timeout as a request's headers are.
         Security::Tls(config) => {
             let handshake = TlsAcceptor::from(config).accept(stream);
             if let Ok(Ok(stream)) = tokio::time::timeout(timeout, handshake).await {
-                serve_connection(stream, service, timeout, stop).await;
+                let chain = stream.get_ref().1.peer_certificates();
+                let certificate = chain.map(|c| Arc::new(c.iter().map(|d| d.to_vec()).collect()));
+                serve_connection(stream, service(certificate), timeout, stop).await;
             }
         }
-        Security::Plain => serve_connection(stream, service, timeout, stop).await,
+        Security::Plain => serve_connection(stream, service(None), timeout, stop).await,
         Security::Unavailable => drop(stream),
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 use super::limits::{Limits, Security};
 use super::request::{self, Handoff, Job};
 use super::server;
+use crate::authn::mtls;
 use crate::authn::source::{self, Edge};
 use crate::config::gucs;
 use crate::http::handler;
@@ -223,10 +224,13 @@ fn load_limits(limits: &Limits) {
 fn load_tls() -> Result<Security, String> {
     let cert = gucs::string(&gucs::HTTP_TLS_CERT);
     let key = gucs::string(&gucs::HTTP_TLS_KEY);
-    Ok(match tls::load(cert.as_deref(), key.as_deref())? {
-        Some(config) => Security::Tls(config),
-        None => Security::Plain,
-    })
+    let client_certificates = gucs::HTTP_TLS_CLIENT_CERTIFICATES.get();
+    Ok(
+        match tls::load(cert.as_deref(), key.as_deref(), client_certificates)? {
+            Some(config) => Security::Tls(config),
+            None => Security::Plain,
+        },
+    )
 }
 
 /// Exit code 1: the postmaster starts the worker again.
@@ -317,12 +321,15 @@ fn in_subtransaction(job: &Job) -> Reply {
         Err(description) => return Reply::error(400, "invalid_request", &description, None),
     };
     let params = Params::new(Some(body));
+    let edge = Edge::Listener(job.peer);
     let request = Request {
         transport: Transport::Listener,
         method: Some(job.method.clone()),
-        source: source::resolve(
-            Edge::Listener(job.peer),
-            &Value::Object(job.headers.clone()),
+        source: source::resolve(edge, &Value::Object(job.headers.clone())),
+        client_certificate: mtls::presented(
+            edge,
+            job.certificate.as_deref().cloned(),
+            &job.headers,
         ),
         headers: job.headers.clone(),
     };

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use postgres;
 
+pub mod certs;
+
 /// The PostgreSQL major version the extension is built for (`PG_VERSION`, default 15).
 pub fn pg_version() -> String {
     std::env::var("PG_VERSION").unwrap_or_else(|_| "15".into())

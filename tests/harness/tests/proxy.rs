@@ -414,3 +414,111 @@ fn the_api_may_take_only_dpop_bound_tokens(env: &Env, db: &mut postgres::Client,
         true
     );
 }
+
+/// Certificate-bound tokens (RFC 8705) through the recipe: nginx takes any client certificate
+/// and forwards it in the header pg_oauth reads from PostgREST's sessions only. curl gets a
+/// token bound to its certificate; the API (the pre-request hook) serves it only over a
+/// connection with that certificate: not with another one, not without, and not when the
+/// caller sends the forwarding header itself with the right certificate (a public document).
+#[test]
+fn certificate_bound_tokens_read_the_api_only_over_their_certificate() {
+    use pg_oauth_harness::certs::Cert;
+    let env = start("proxy-mtls");
+    let issuer = env.nginx.origin();
+    let dir = env.cluster.dir.join("client-certs");
+    let svc = Cert::self_signed(&dir, "svc", "/CN=svc");
+    let thief = Cert::self_signed(&dir, "thief", "/CN=svc");
+    let mut db = env.cluster.connect("app");
+    db.execute(
+        "INSERT INTO oauth.client (id, scope, token_format, jwks,
+                                   tls_client_certificate_bound_access_tokens)
+         VALUES ('mtls', '{notes:read}', 'jwt', $1, true)",
+        &[&svc.jwks()],
+    )
+    .unwrap();
+    db.batch_execute("INSERT INTO oauth.policy (client_id, role) VALUES ('mtls', 'api_user')")
+        .unwrap();
+    let metadata = discover(&env.http, &issuer);
+    assert_eq!(metadata["tls_client_certificate_bound_access_tokens"], true);
+    let prm: Value = env
+        .http
+        .get(format!("{issuer}/.well-known/oauth-protected-resource"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(prm["tls_client_certificate_bound_access_tokens"], true);
+
+    // curl, with its certificate, at the discovered token endpoint.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&env.crt)
+        .arg("--cert")
+        .arg(&svc.crt)
+        .arg("--key")
+        .arg(&svc.key)
+        .args([
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            "client_id=mtls",
+        ])
+        .arg(url(&metadata, "token_endpoint"))
+        .output()
+        .expect("curl");
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let token = body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    let claims = verify(&env.http, &metadata, token);
+    assert_eq!(claims.custom["cnf"]["x5t#S256"], svc.x5t());
+
+    let api = |cert: Option<&Cert>, forwarded: Option<&str>| {
+        let mut http = Http::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&env.crt).unwrap()).unwrap(),
+        );
+        if let Some(cert) = cert {
+            http = http.identity(reqwest::Identity::from_pem(&cert.identity()).unwrap());
+        }
+        let mut request = http
+            .build()
+            .unwrap()
+            .get(format!("{issuer}/notes"))
+            .bearer_auth(token);
+        if let Some(pem) = forwarded {
+            request = request.header("X-SSL-Client-Cert", pem.replace('\n', "%0A"));
+        }
+        let resp = request.send().unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let status = resp.status();
+        let rows = resp
+            .json::<Value>()
+            .ok()
+            .and_then(|v| v.as_array().map(Vec::len));
+        (status, challenge, rows)
+    };
+    let (status, _, rows) = api(Some(&svc), None);
+    assert_eq!((status, rows), (StatusCode::OK, Some(1)));
+    let escaped = svc.pem().replace(' ', "%20");
+    for (cert, forwarded, said) in [
+        (Some(&thief), None, "bound to another client certificate"),
+        (None, None, "certificate-bound"),
+        (None, Some(escaped.as_str()), "certificate-bound"),
+        (
+            Some(&thief),
+            Some(escaped.as_str()),
+            "bound to another client certificate",
+        ),
+    ] {
+        let (status, challenge, _) = api(cert, forwarded);
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+        assert!(
+            challenge.starts_with("Bearer error=\"invalid_token\"") && challenge.contains(said),
+            "{challenge}"
+        );
+    }
+}

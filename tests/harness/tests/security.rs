@@ -121,7 +121,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
                 "oauth.auth_token(text,text,text,text,text,text,text,text,text)",
                 "oauth.auth_verify(text)",
                 "oauth.auth_verify(text,text)",
-                "oauth.auth_verify(text,text,text,text,text)",
+                "oauth.auth_verify(text,text,text,text,text,text)",
                 "oauth.auth_dpop_nonce()",
                 "oauth.auth_revoke(text)",
                 "oauth.auth_introspect(text)",
