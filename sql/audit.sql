@@ -56,7 +56,10 @@ CREATE VIEW oauth.audit_event AS
     SELECT s.issued_at AS at, 'token issued'::text AS event, s.client_id, s.id AS session_id,
            jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
                               'role', s.role, 'expires_at', s.expires_at,
-                              'refresh_grant', s.family_id) AS detail
+                              'refresh_grant', s.family_id)
+           || CASE WHEN s.exchanged_from IS NULL THEN '{}'::jsonb
+                   ELSE jsonb_build_object('subject', s.subject, 'act', s.act,
+                                           'exchanged_from', s.exchanged_from) END AS detail
       FROM oauth.session s
     UNION ALL
     SELECT s.revoked_at, 'token revoked', s.client_id, s.id,

@@ -32,7 +32,8 @@ CREATE TABLE oauth.client (
     CONSTRAINT client_id_string_or_uri
         CHECK (oauth.is_string_or_uri(id)),
     CONSTRAINT grant_types_supported
-        CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token']),
+        CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token',
+                                    'urn:ietf:params:oauth:grant-type:token-exchange']),
     CONSTRAINT scope_tokens_valid
         -- RFC 6749 §3.3 scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
         -- (joined with newlines, which no token may contain; NULL elements become empty)
@@ -76,4 +77,18 @@ CREATE TABLE oauth.policy (
     client_id   text PRIMARY KEY,
     role        name NOT NULL,
     created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+
+-- Token exchange (RFC 8693): which client may exchange the tokens issued to which client, and
+-- for what. No row, no exchange. No foreign keys, as for oauth.policy; deleting a client
+-- deletes the rows that name it (finalize.sql).
+CREATE TABLE oauth.exchange_policy (
+    client_id           text NOT NULL,
+    subject_client_id   text NOT NULL,
+    scope               text[],
+    audience            text[],
+    impersonation       boolean NOT NULL DEFAULT false,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (client_id, subject_client_id)
 );

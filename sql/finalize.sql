@@ -19,6 +19,7 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
+        DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
          WHERE client_id = OLD.id AND revoked_at IS NULL;
         UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -102,6 +103,22 @@ CREATE TRIGGER session_revocation_reason
     BEFORE UPDATE OF revoked_at ON oauth.session
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
     EXECUTE FUNCTION oauth.revocation_reason();
+
+-- Revoking a token revokes the tokens exchanged from it (RFC 8693), and theirs in turn.
+CREATE FUNCTION oauth.session_revoke_exchanged() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE oauth.session SET revoked_at = NEW.revoked_at, revoked_reason = 'subject token revoked'
+     WHERE exchanged_from = NEW.id AND revoked_at IS NULL;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER session_revoke_exchanged
+    AFTER UPDATE OF revoked_at ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION oauth.session_revoke_exchanged();
 CREATE TRIGGER refresh_family_revocation_reason
     BEFORE UPDATE OF revoked_at ON oauth.refresh_family
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
@@ -226,6 +243,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
 -- then removed by oauth.purge_expired): an administrator revokes them, but cannot erase them.
 GRANT SELECT ON oauth.session TO oauth_admin;
@@ -264,6 +282,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 -- seed above, which CREATE EXTENSION makes again. See docs/operations.md "Backups".
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
 DO $dump$
 BEGIN
@@ -292,7 +311,7 @@ SELECT pg_catalog.pg_extension_config_dump('oauth.audit_dropped_seq', '');
 -- The same block ends the upgrade scripts; the upgrade test compares descriptions.
 
 COMMENT ON FUNCTION oauth.auth_token IS
-    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; with a dpop proof (RFC 9449) the access token is bound to its key (token_type DPoP). Errors raise with the OAuth error code first in the message.';
+    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token, RFC 8693 token exchange with subject_token, actor_token and their types): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; with a dpop proof (RFC 9449) the access token is bound to its key (token_type DPoP). Errors raise with the OAuth error code first in the message.';
 COMMENT ON FUNCTION oauth.auth_verify(text) IS
     'Verify an access token (opaque or JWT): its claims as jsonb, or an invalid_token error (expired, revoked, unknown, bad signature).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
@@ -421,6 +440,19 @@ COMMENT ON COLUMN oauth.client.tls_client_auth_san_email IS 'tls_client_auth (RF
 COMMENT ON COLUMN oauth.client.introspect_any IS
     'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
+COMMENT ON TABLE oauth.exchange_policy IS
+    'Token exchange (RFC 8693): client_id may exchange the access tokens issued to subject_client_id for tokens of its own. No row, no exchange.';
+COMMENT ON COLUMN oauth.exchange_policy.client_id IS 'The client that exchanges (it authenticates at the token endpoint and gets the new token).';
+COMMENT ON COLUMN oauth.exchange_policy.subject_client_id IS 'The client whose tokens it may exchange (the subject token''s client_id).';
+COMMENT ON COLUMN oauth.exchange_policy.scope IS 'The most the new token may have, within the subject token''s scopes; NULL: the subject token''s scopes.';
+COMMENT ON COLUMN oauth.exchange_policy.audience IS 'The audiences the new token may have; NULL: those client_id may have.';
+COMMENT ON COLUMN oauth.exchange_policy.impersonation IS 'Whether client_id may exchange without an actor_token (impersonation: the new token does not say who acts); with one, the new token carries act (delegation).';
+COMMENT ON COLUMN oauth.exchange_policy.created_at IS 'When the row was written.';
+COMMENT ON FUNCTION oauth.session_revoke_exchanged IS
+    'Internal trigger: revoking a token revokes the tokens exchanged from it (RFC 8693).';
+COMMENT ON COLUMN oauth.session.subject IS 'An exchanged token (RFC 8693): its subject (sub), the subject token''s; NULL when it is the client.';
+COMMENT ON COLUMN oauth.session.act IS 'An exchanged token: the actor (act claim, RFC 8693 §4.1), NULL under impersonation.';
+COMMENT ON COLUMN oauth.session.exchanged_from IS 'An exchanged token: the session of the subject token; revoking that one revokes this one.';
 COMMENT ON TABLE oauth.policy IS
     'Access policies: the database role (PostgREST role claim) a client''s tokens act as.';
 COMMENT ON COLUMN oauth.policy.client_id IS 'The client (deleted with it).';

@@ -58,6 +58,26 @@ ALTER FUNCTION oauth.client_ensure_signing_keys() SECURITY DEFINER SET search_pa
 -- DPoP (RFC 9449): a client may be required to bind its tokens to a key.
 ALTER TABLE oauth.client ADD COLUMN dpop_bound_access_tokens boolean NOT NULL DEFAULT false;
 
+-- Token exchange (RFC 8693): which client may exchange the tokens issued to which client, and
+-- for what. No row, no exchange. No foreign keys, as for oauth.policy; deleting a client
+-- deletes the rows that name it (finalize.sql).
+CREATE TABLE oauth.exchange_policy (
+    client_id           text NOT NULL,
+    subject_client_id   text NOT NULL,
+    scope               text[],
+    audience            text[],
+    impersonation       boolean NOT NULL DEFAULT false,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (client_id, subject_client_id)
+);
+
+-- Clients may be allowed token exchange (RFC 8693).
+ALTER TABLE oauth.client
+    DROP CONSTRAINT grant_types_supported,
+    ADD CONSTRAINT grant_types_supported
+        CHECK (grant_types <@ ARRAY['client_credentials', 'refresh_token',
+                                    'urn:ietf:params:oauth:grant-type:token-exchange']);
+
 -- Certificate-bound tokens and client authentication by TLS certificate (RFC 8705).
 ALTER TABLE oauth.client
     ADD COLUMN tls_client_certificate_bound_access_tokens boolean NOT NULL DEFAULT false,
@@ -209,7 +229,8 @@ SET search_path TO pg_catalog, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'postgrest_request_check_wrapper';
 
--- The token endpoint takes a DPoP proof, and auth_verify one with the request it came with.
+-- The token endpoint takes a DPoP proof and token exchange (RFC 8693), and auth_verify a proof
+-- with the request it came with.
 DROP FUNCTION oauth.auth_token(text, text, text, text, text, text, text, text);
 CREATE FUNCTION oauth.auth_token(
 	"grant_type" TEXT,
@@ -220,7 +241,12 @@ CREATE FUNCTION oauth.auth_token(
 	"refresh_token" TEXT DEFAULT NULL,
 	"client_assertion_type" TEXT DEFAULT NULL,
 	"client_assertion" TEXT DEFAULT NULL,
-	"dpop" TEXT DEFAULT NULL
+	"dpop" TEXT DEFAULT NULL,
+	"subject_token" TEXT DEFAULT NULL,
+	"subject_token_type" TEXT DEFAULT NULL,
+	"actor_token" TEXT DEFAULT NULL,
+	"actor_token_type" TEXT DEFAULT NULL,
+	"requested_token_type" TEXT DEFAULT NULL
 ) RETURNS jsonb
 VOLATILE SECURITY DEFINER
 SET search_path TO pg_catalog, pg_temp
@@ -259,6 +285,7 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
+        DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
          WHERE client_id = OLD.id AND revoked_at IS NULL;
         UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -375,6 +402,11 @@ CREATE TABLE oauth.session (
     jkt         text,
     -- A certificate-bound token (RFC 8705): the SHA-256 thumbprint of the client's certificate.
     x5t         text,
+    -- An exchanged token (RFC 8693): its subject (sub) when that is not the client, the actor
+    -- chain (act), and the session of the subject token it was exchanged from.
+    subject     text,
+    act         jsonb,
+    exchanged_from uuid,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
     PRIMARY KEY (id, slot) INCLUDE (revoked_at)
 ) PARTITION BY LIST (slot);
@@ -395,6 +427,8 @@ BEGIN
 END
 $partitions$;
 CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
+CREATE INDEX session_exchanged_from_idx ON oauth.session (exchanged_from)
+    WHERE exchanged_from IS NOT NULL;
 
 INSERT INTO oauth.session (id, client_id, token_hash, format, scope, audience, role, issued_at,
                            expires_at, revoked_at, family_id, revoked_reason, slot)
@@ -410,11 +444,30 @@ CREATE TRIGGER session_revocation_reason
     FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
     EXECUTE FUNCTION oauth.revocation_reason();
 
+-- Revoking a token revokes the tokens exchanged from it (RFC 8693), and theirs in turn.
+CREATE FUNCTION oauth.session_revoke_exchanged() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE oauth.session SET revoked_at = NEW.revoked_at, revoked_reason = 'subject token revoked'
+     WHERE exchanged_from = NEW.id AND revoked_at IS NULL;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER session_revoke_exchanged
+    AFTER UPDATE OF revoked_at ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL)
+    EXECUTE FUNCTION oauth.session_revoke_exchanged();
+
 CREATE VIEW oauth.audit_event AS
     SELECT s.issued_at AS at, 'token issued'::text AS event, s.client_id, s.id AS session_id,
            jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
                               'role', s.role, 'expires_at', s.expires_at,
-                              'refresh_grant', s.family_id) AS detail
+                              'refresh_grant', s.family_id)
+           || CASE WHEN s.exchanged_from IS NULL THEN '{}'::jsonb
+                   ELSE jsonb_build_object('subject', s.subject, 'act', s.act,
+                                           'exchanged_from', s.exchanged_from) END AS detail
       FROM oauth.session s
     UNION ALL
     SELECT s.revoked_at, 'token revoked', s.client_id, s.id,
@@ -574,6 +627,7 @@ BEGIN
                   FROM pg_catalog.pg_class c
                  WHERE c.oid = 'oauth.session'::pg_catalog.regclass
                     OR c.oid = 'oauth.audit_event'::pg_catalog.regclass
+                    OR c.oid = 'oauth.exchange_policy'::pg_catalog.regclass
                     OR c.oid IN (SELECT inhrelid FROM pg_catalog.pg_inherits
                                   WHERE inhparent = 'oauth.session'::pg_catalog.regclass)
                 UNION ALL
@@ -589,11 +643,12 @@ BEGIN
                                  'oauth.loading_by_copy()'::pg_catalog.regprocedure,
                                  'oauth.refresh_family_deleted()'::pg_catalog.regprocedure,
                                  'oauth.create_client(text, text[], text[], text, text[], integer, boolean, text, text, integer, jsonb, boolean, boolean, boolean)'::pg_catalog.regprocedure,
-                                 'oauth.auth_token(text, text, text, text, text, text, text, text, text)'::pg_catalog.regprocedure,
+                                 'oauth.auth_token(text, text, text, text, text, text, text, text, text, text, text, text, text, text)'::pg_catalog.regprocedure,
                                  'oauth.auth_verify(text, text, text, text, text, text)'::pg_catalog.regprocedure,
                                  'oauth.auth_dpop_nonce()'::pg_catalog.regprocedure,
                                  'oauth.http_protected_resource()'::pg_catalog.regprocedure,
-                                 'oauth.postgrest_request_check()'::pg_catalog.regprocedure)) AS o
+                                 'oauth.postgrest_request_check()'::pg_catalog.regprocedure,
+                                 'oauth.session_revoke_exchanged()'::pg_catalog.regprocedure)) AS o
          CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
          WHERE a.grantee <> o.owner
@@ -667,6 +722,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
 -- then removed by oauth.purge_expired): an administrator revokes them, but cannot erase them.
 GRANT SELECT ON oauth.session TO oauth_admin;
@@ -701,6 +757,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 -- Backups: every table's rows and the sequences' positions are dumped (finalize.sql says why).
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
 DO $dump$
 BEGIN
@@ -728,7 +785,7 @@ SELECT pg_catalog.pg_extension_config_dump('oauth.audit_dropped_seq', '');
 -- The same block ends the upgrade scripts; the upgrade test compares descriptions.
 
 COMMENT ON FUNCTION oauth.auth_token IS
-    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; with a dpop proof (RFC 9449) the access token is bound to its key (token_type DPoP). Errors raise with the OAuth error code first in the message.';
+    'Token endpoint (RFC 6749 §4.4 client_credentials, §6 refresh_token, RFC 8693 token exchange with subject_token, actor_token and their types): authenticates the client by secret or client_assertion (RFC 7523) and returns the §5.1 JSON response; with a dpop proof (RFC 9449) the access token is bound to its key (token_type DPoP). Errors raise with the OAuth error code first in the message.';
 COMMENT ON FUNCTION oauth.auth_verify(text) IS
     'Verify an access token (opaque or JWT): its claims as jsonb, or an invalid_token error (expired, revoked, unknown, bad signature).';
 COMMENT ON FUNCTION oauth.auth_verify(text, text) IS
@@ -857,6 +914,19 @@ COMMENT ON COLUMN oauth.client.tls_client_auth_san_email IS 'tls_client_auth (RF
 COMMENT ON COLUMN oauth.client.introspect_any IS
     'Whether this client (a resource server) may introspect tokens issued to other clients over HTTP; others see only their own.';
 
+COMMENT ON TABLE oauth.exchange_policy IS
+    'Token exchange (RFC 8693): client_id may exchange the access tokens issued to subject_client_id for tokens of its own. No row, no exchange.';
+COMMENT ON COLUMN oauth.exchange_policy.client_id IS 'The client that exchanges (it authenticates at the token endpoint and gets the new token).';
+COMMENT ON COLUMN oauth.exchange_policy.subject_client_id IS 'The client whose tokens it may exchange (the subject token''s client_id).';
+COMMENT ON COLUMN oauth.exchange_policy.scope IS 'The most the new token may have, within the subject token''s scopes; NULL: the subject token''s scopes.';
+COMMENT ON COLUMN oauth.exchange_policy.audience IS 'The audiences the new token may have; NULL: those client_id may have.';
+COMMENT ON COLUMN oauth.exchange_policy.impersonation IS 'Whether client_id may exchange without an actor_token (impersonation: the new token does not say who acts); with one, the new token carries act (delegation).';
+COMMENT ON COLUMN oauth.exchange_policy.created_at IS 'When the row was written.';
+COMMENT ON FUNCTION oauth.session_revoke_exchanged IS
+    'Internal trigger: revoking a token revokes the tokens exchanged from it (RFC 8693).';
+COMMENT ON COLUMN oauth.session.subject IS 'An exchanged token (RFC 8693): its subject (sub), the subject token''s; NULL when it is the client.';
+COMMENT ON COLUMN oauth.session.act IS 'An exchanged token: the actor (act claim, RFC 8693 §4.1), NULL under impersonation.';
+COMMENT ON COLUMN oauth.session.exchanged_from IS 'An exchanged token: the session of the subject token; revoking that one revokes this one.';
 COMMENT ON TABLE oauth.policy IS
     'Access policies: the database role (PostgREST role claim) a client''s tokens act as.';
 COMMENT ON COLUMN oauth.policy.client_id IS 'The client (deleted with it).';

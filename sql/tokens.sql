@@ -32,6 +32,11 @@ CREATE TABLE oauth.session (
     jkt         text,
     -- A certificate-bound token (RFC 8705): the SHA-256 thumbprint of the client's certificate.
     x5t         text,
+    -- An exchanged token (RFC 8693): its subject (sub) when that is not the client, the actor
+    -- chain (act), and the session of the subject token it was exchanged from.
+    subject     text,
+    act         jsonb,
+    exchanged_from uuid,
     -- revoked_at is included so the JWT revocation check can be an index-only probe.
     PRIMARY KEY (id, slot) INCLUDE (revoked_at)
 ) PARTITION BY LIST (slot);
@@ -111,3 +116,5 @@ CREATE INDEX refresh_token_family_id_idx ON oauth.refresh_token (family_id);
 CREATE INDEX refresh_token_expires_at_idx ON oauth.refresh_token USING brin (expires_at)
     WITH (autosummarize = on);
 CREATE INDEX session_family_id_idx ON oauth.session (family_id) WHERE family_id IS NOT NULL;
+CREATE INDEX session_exchanged_from_idx ON oauth.session (exchanged_from)
+    WHERE exchanged_from IS NOT NULL;

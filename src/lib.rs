@@ -21,6 +21,8 @@ mod store;
 mod tests;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_dpop;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_exchange;
 
 #[cfg(test)]
 mod fuzz;

@@ -9,6 +9,7 @@ use crate::config::gucs::Transport;
 use crate::crypto::certificate::Certificate;
 use crate::error::{OAuthError, OrRaise};
 use crate::flow::deferred;
+use crate::flow::exchange::ExchangeRequest;
 use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
 use crate::flow::token::{self, Possession};
@@ -17,13 +18,14 @@ use crate::pg::backend;
 use crate::pg::jsonb::Jsonb;
 use crate::pg::redact;
 
-/// The client credentials grant (RFC 6749 §4.4) and the refresh token grant (§6): returns
+/// The client credentials grant (RFC 6749 §4.4), the refresh token grant (§6) and token
+/// exchange (RFC 8693, `subject_token` and the rest): returns
 /// the RFC 6749 §5.1 response as jsonb; with a DPoP proof (RFC 9449) the access token is
 /// bound to its key. Errors are raised with the OAuth error code first in the message and a
 /// SQLSTATE per code (see README).
 #[pg_extern(name = "auth_token", volatile, security_definer)]
 #[search_path(pg_catalog, pg_temp)]
-#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521/9449 token request parameter
+#[allow(clippy::too_many_arguments)] // one per RFC 6749/7521/8693/9449 token request parameter
 fn auth_token_0_3(
     grant_type: Option<&str>,
     client_id: default!(Option<&str>, "NULL"),
@@ -34,6 +36,11 @@ fn auth_token_0_3(
     client_assertion_type: default!(Option<&str>, "NULL"),
     client_assertion: default!(Option<&str>, "NULL"),
     dpop: default!(Option<&str>, "NULL"),
+    subject_token: default!(Option<&str>, "NULL"),
+    subject_token_type: default!(Option<&str>, "NULL"),
+    actor_token: default!(Option<&str>, "NULL"),
+    actor_token_type: default!(Option<&str>, "NULL"),
+    requested_token_type: default!(Option<&str>, "NULL"),
 ) -> Jsonb {
     let _sensitive = redact::sensitive();
     let req = TokenRequest {
@@ -48,6 +55,13 @@ fn auth_token_0_3(
         client_assertion,
         dpop,
         certificate: None,
+        exchange: ExchangeRequest {
+            subject_token,
+            subject_token_type,
+            actor_token,
+            actor_token_type,
+            requested_token_type,
+        },
         transport: None,
     };
     Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
@@ -76,6 +90,11 @@ fn auth_token(
         refresh_token,
         client_assertion_type,
         client_assertion,
+        None,
+        None,
+        None,
+        None,
+        None,
         None,
     )
 }

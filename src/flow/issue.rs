@@ -14,7 +14,9 @@ use crate::crypto::alg::JwtAlg;
 use crate::crypto::certificate::Certificate;
 use crate::error::{OAuthError, Result};
 use crate::flow::deferred;
+use crate::flow::exchange::{self, ExchangeRequest, Exchanged};
 use crate::grant::claims::Claims;
+use crate::grant::granted::Granted;
 use crate::grant::{client_credentials, refresh_token};
 use crate::jose::jwt;
 use crate::jose::keys;
@@ -23,7 +25,7 @@ use crate::pg::backend;
 use crate::pg::cache;
 use crate::store::client::{self, Client, TokenFormat};
 use crate::store::refresh::{self, FamilyId};
-use crate::store::session::{self, NewSession};
+use crate::store::session::{self, Exchange, NewSession};
 
 /// The parameters of a token request, named as the RFC 6749 form fields.
 #[derive(Debug, Default, Clone)]
@@ -43,6 +45,8 @@ pub struct TokenRequest<'a> {
     /// The request's TLS client certificate (RFC 8705): client authentication by it, and
     /// the certificate a client's tokens are bound to.
     pub certificate: Option<&'a Certificate>,
+    /// RFC 8693 token exchange parameters.
+    pub exchange: ExchangeRequest<'a>,
     /// The server the request came through, which says the URL a DPoP proof must name;
     /// None (SQL) accepts the token endpoint of either.
     pub transport: Option<Transport>,
@@ -80,12 +84,14 @@ fn dpop_proof(req: &TokenRequest<'_>, now_us: i64) -> Result<Option<Checked>> {
 enum Grant {
     ClientCredentials,
     RefreshToken,
+    TokenExchange,
 }
 
 fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
     match grant_type {
         Some("client_credentials") => Ok(Grant::ClientCredentials),
         Some("refresh_token") => Ok(Grant::RefreshToken),
+        Some(exchange::GRANT_TYPE) => Ok(Grant::TokenExchange),
         Some("") | None => Err(OAuthError::InvalidRequest(
             "the grant_type parameter is required".into(),
         )),
@@ -96,7 +102,8 @@ fn grant_of(grant_type: Option<&str>) -> Result<Grant> {
     }
 }
 
-/// Handle a token request; returns the RFC 6749 §5.1 response body.
+/// Handle a token request; returns the RFC 6749 §5.1 response body (RFC 8693 §2.2.1 for an
+/// exchange).
 pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     cache::accept_invalidations();
     backend::require_primary("issue tokens")?;
@@ -113,41 +120,49 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     )?;
     let client = credentials::authenticate(spi, credentials)?;
     let client = client::hold_active(spi, client)?;
-    match &proof {
-        Some(proof) => dpop::spend(proof, now_us)?,
-        None if client.dpop_bound_access_tokens => {
-            return Err(OAuthError::InvalidDpopProof(
-                "this client's tokens must be DPoP-bound: send a DPoP proof (RFC 9449)".into(),
-            ))
-        }
-        None => {}
-    }
+    spend_proof(&client, proof.as_ref(), now_us)?;
     let jkt = proof.as_ref().map(|p| p.jkt.as_str());
     let x5t = bound_certificate(&client, req.certificate)?;
-    let x5t = x5t.as_deref();
-    let granted = match grant {
-        Grant::ClientCredentials => {
-            client_credentials::grant(spi, &client, req.scope, req.audience, now_us)?
-        }
-        Grant::RefreshToken => {
-            refresh_token::grant(spi, &client, req.refresh_token, req.scope, req.audience)?
+    let binding = Binding {
+        jkt,
+        x5t: x5t.as_deref(),
+    };
+    let (granted, exchanged) = match grant {
+        Grant::ClientCredentials => (
+            client_credentials::grant(spi, &client, req.scope, req.audience, now_us)?,
+            None,
+        ),
+        Grant::RefreshToken => (
+            refresh_token::grant(spi, &client, req.refresh_token, req.scope, req.audience)?,
+            None,
+        ),
+        Grant::TokenExchange => {
+            let (granted, exchanged) =
+                exchange::grant(spi, &client, &req.exchange, req.scope, req.audience)?;
+            (granted, Some(exchanged))
         }
     };
+    let issuance = Issuance {
+        issued_at_us: now_us,
+        binding,
+        exchanged: exchanged.as_ref(),
+    };
     let family = granted.refresh.as_ref().map(|r| r.family);
-    let access = issue_access_token(
-        spi,
-        &client,
-        &granted.scopes,
-        &granted.audience,
-        family,
-        now_us,
-        Binding { jkt, x5t },
-    )?;
+    let (access, expires_at_us) = issue_access_token(spi, &client, &granted, family, &issuance)?;
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access));
+    if let Some(exchanged) = &exchanged {
+        body.insert(
+            "issued_token_type".into(),
+            json!(exchanged.issued_token_type),
+        );
+    }
     let token_type = if jkt.is_some() { "DPoP" } else { "Bearer" };
     body.insert("token_type".into(), Value::String(token_type.into()));
-    body.insert("expires_in".into(), json!(client.access_token_expiration));
+    body.insert(
+        "expires_in".into(),
+        json!((expires_at_us - now_us) / 1_000_000),
+    );
     if !granted.scopes.is_empty() {
         body.insert("scope".into(), Value::String(granted.scopes.join(" ")));
     }
@@ -164,6 +179,18 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         body.insert("refresh_token".into(), Value::String(refresh));
     }
     Ok(Value::Object(body))
+}
+
+/// Spend the request's DPoP proof, now that the client authenticated; a client whose tokens
+/// must be DPoP-bound (RFC 9449 §5.2) must have sent one.
+fn spend_proof(client: &Client, proof: Option<&Checked>, now_us: i64) -> Result<()> {
+    match proof {
+        Some(proof) => dpop::spend(proof, now_us),
+        None if client.dpop_bound_access_tokens => Err(OAuthError::InvalidDpopProof(
+            "this client's tokens must be DPoP-bound: send a DPoP proof (RFC 9449)".into(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The thumbprint of the certificate `client`'s tokens are bound to (RFC 8705 §3), when
@@ -189,6 +216,13 @@ struct Binding<'a> {
     x5t: Option<&'a str>,
 }
 
+/// When an access token is issued, what binds it, and what it was exchanged from.
+struct Issuance<'a> {
+    issued_at_us: i64,
+    binding: Binding<'a>,
+    exchanged: Option<&'a Exchanged>,
+}
+
 /// The role a client's tokens carry, from its policy: checked again at every issuance (the
 /// role may have gained privileges since the policy was written; see cache.rs).
 fn policy_role(client: &Client) -> Result<Option<&str>> {
@@ -201,18 +235,30 @@ fn policy_role(client: &Client) -> Result<Option<&str>> {
     }
 }
 
-/// Create the session and the access token for it.
+/// Create the session and the access token for it; returns the token and its expiry (Unix
+/// microseconds). An exchanged token acts as its subject's role and lives no longer than it.
 fn issue_access_token(
     spi: &mut SpiClient<'_>,
     client: &Client,
-    scopes: &[String],
-    audience: &[String],
+    granted: &Granted,
     family: Option<FamilyId>,
-    issued_at_us: i64,
-    binding: Binding<'_>,
-) -> Result<String> {
-    let role = policy_role(client)?;
-    let expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
+    issuance: &Issuance<'_>,
+) -> Result<(String, i64)> {
+    let (issued_at_us, binding, exchanged) =
+        (issuance.issued_at_us, issuance.binding, issuance.exchanged);
+    let mut expires_at_us = issued_at_us + i64::from(client.access_token_expiration) * 1_000_000;
+    let role = match exchanged {
+        Some(e) => {
+            expires_at_us = expires_at_us.min(e.expires_at_us);
+            e.role.as_deref()
+        }
+        None => policy_role(client)?,
+    };
+    let exchange = exchanged.map(|e| Exchange {
+        subject: &e.subject,
+        act: e.act.as_ref(),
+        from: e.from,
+    });
     let id = crate::store::new_id();
     let access_token = match client.token_format {
         TokenFormat::Opaque => session::opaque_token(&id),
@@ -223,14 +269,16 @@ fn issue_access_token(
             let claims = Claims {
                 issuer: Some(&issuer),
                 client_id: &client.id,
-                scope: scopes,
-                audience,
+                scope: &granted.scopes,
+                audience: &granted.audience,
                 role,
                 id: &id,
                 issued_at: issued_at_us / 1_000_000,
                 expires_at: expires_at_us / 1_000_000,
                 jkt: binding.jkt,
                 x5t: binding.x5t,
+                subject: exchange.map(|e| e.subject),
+                act: exchange.and_then(|e| e.act),
             };
             jwt::sign(&key, Value::Object(claims.build()).to_string().as_bytes())?
         }
@@ -242,17 +290,18 @@ fn issue_access_token(
             client_id: &client.id,
             token: &access_token,
             format: client.token_format,
-            scope: scopes,
-            audience,
+            scope: &granted.scopes,
+            audience: &granted.audience,
             role,
             issued_at_us,
             expires_at_us,
             family_id: family,
             jkt: binding.jkt,
             x5t: binding.x5t,
+            exchange,
         },
     )?;
-    Ok(access_token)
+    Ok((access_token, expires_at_us))
 }
 
 /// The key that signs a token with `alg`. With no published key for `alg` at all (a new

@@ -24,7 +24,11 @@ const AUTH_METHODS_MTLS: [&str; 5] = [
 ];
 
 /// Grant types at the token endpoint.
-pub const GRANT_TYPES: [&str; 2] = ["client_credentials", "refresh_token"];
+pub const GRANT_TYPES: [&str; 3] = [
+    "client_credentials",
+    "refresh_token",
+    crate::flow::exchange::GRANT_TYPE,
+];
 
 /// The document `transport` serves: its endpoint URLs are the ones that server answers.
 pub fn metadata(transport: Transport) -> Result<Value> {

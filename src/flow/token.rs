@@ -86,7 +86,7 @@ pub fn check_binding(claims: &Map<String, Value>, token: &str, held: Possession<
 /// cached, and its revocation check probes the session index directly (no SQL runs), so
 /// the calling function needs no `SET search_path`; every fallback that runs SQL does so
 /// under a safe search_path (db::with_safe_search_path).
-fn claims_of(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> {
+pub fn claims_of(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> {
     cache::accept_invalidations();
     let token = token.trim();
     if token.is_empty() {
@@ -123,6 +123,8 @@ fn claims_of(token: &str, audience: Option<&str>) -> Result<Map<String, Value>> 
             expires_at: session.expires_at_us.div_euclid(1_000_000),
             jkt: session.jkt.as_deref(),
             x5t: session.x5t.as_deref(),
+            subject: session.subject.as_deref(),
+            act: session.act.as_ref(),
         };
         (claims.build(), audience_ok)
     };

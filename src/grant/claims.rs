@@ -21,6 +21,10 @@ pub struct Claims<'a> {
     /// The thumbprint of the client certificate the token is bound to: `cnf.x5t#S256`
     /// (RFC 8705 §3.1).
     pub x5t: Option<&'a str>,
+    /// An exchanged token (RFC 8693): its subject, when not the client, and its actor chain
+    /// (`act`, §4.1).
+    pub subject: Option<&'a str>,
+    pub act: Option<&'a Value>,
 }
 
 /// The DPoP key thumbprint a token's claims bind it to (`cnf.jkt`), if any.
@@ -49,7 +53,8 @@ impl Claims<'_> {
         if let Some(iss) = self.issuer {
             claims.insert("iss".into(), Value::String(iss.to_owned()));
         }
-        claims.insert("sub".into(), Value::String(self.client_id.to_owned()));
+        let sub = self.subject.unwrap_or(self.client_id);
+        claims.insert("sub".into(), Value::String(sub.to_owned()));
         claims.insert("client_id".into(), Value::String(self.client_id.to_owned()));
         if let Some(aud) = audience_claim(self.audience) {
             claims.insert("aud".into(), aud);
@@ -72,6 +77,9 @@ impl Claims<'_> {
         }
         if !cnf.is_empty() {
             claims.insert("cnf".into(), Value::Object(cnf));
+        }
+        if let Some(act) = self.act {
+            claims.insert("act".into(), act.clone());
         }
         claims
     }

@@ -20,6 +20,7 @@ use crate::authn::attempts;
 use crate::authn::credentials;
 use crate::error::{OAuthError, Result};
 use crate::flow::deferred;
+use crate::flow::exchange::ExchangeRequest;
 use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
 use crate::flow::token;
@@ -247,6 +248,13 @@ fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
                         client_assertion: params.get("client_assertion"),
                         dpop: dpop_header(req)?,
                         certificate: req.client_certificate.as_ref(),
+                        exchange: ExchangeRequest {
+                            subject_token: params.get("subject_token"),
+                            subject_token_type: params.get("subject_token_type"),
+                            actor_token: params.get("actor_token"),
+                            actor_token_type: params.get("actor_token_type"),
+                            requested_token_type: params.get("requested_token_type"),
+                        },
                         transport: Some(req.transport),
                     };
                     issue::issue(spi, &req).map_err(|err| Failure {

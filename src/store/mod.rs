@@ -1,5 +1,5 @@
 //! The tables of schema `oauth`, and the only SQL on them in the crate: clients (with their
-//! per-backend cache), policies, sessions, refresh-token families, signing keys, assertion
+//! per-backend cache), policies, token exchange policies, sessions, refresh-token families, signing keys, assertion
 //! ids, FHIR resource types, the audit trail; and the queue of writes deferred until a
 //! request fails.
 
@@ -7,6 +7,7 @@ pub mod assertion_jti;
 pub mod audit;
 pub mod client;
 pub mod deferred;
+pub mod exchange_policy;
 pub mod fhir;
 pub mod policy;
 pub mod refresh;

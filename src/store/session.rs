@@ -11,7 +11,8 @@
 use aws_lc_rs::{constant_time, digest};
 use pgrx::datum::Uuid;
 use pgrx::pg_sys::BuiltinOid::{
-    self as PgBuiltInOids, BYTEAOID, INT2OID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID,
+    self as PgBuiltInOids, BYTEAOID, INT2OID, JSONBOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID,
+    UUIDOID,
 };
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
@@ -96,7 +97,7 @@ mod unpartitioned {
     );
     pub static LOAD: Statement = Statement::new(
         "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-                revoked_at IS NOT NULL, NULL::text, NULL::text
+                revoked_at IS NOT NULL, NULL::text, NULL::text, NULL::text, NULL::jsonb
            FROM oauth.session WHERE id = $1",
         &[UUIDOID],
     );
@@ -154,13 +155,25 @@ pub struct NewSession<'a> {
     pub jkt: Option<&'a str>,
     /// The thumbprint of the certificate a certificate-bound token is bound to (RFC 8705 §3).
     pub x5t: Option<&'a str>,
+    /// Where an exchanged token (RFC 8693) comes from.
+    pub exchange: Option<Exchange<'a>>,
+}
+
+/// An exchanged token's subject (its `sub`), actor chain (`act`) and the session of the
+/// subject token it was exchanged from (whose revocation revokes it).
+#[derive(Clone, Copy)]
+pub struct Exchange<'a> {
+    pub subject: &'a str,
+    pub act: Option<&'a serde_json::Value>,
+    pub from: SessionId,
 }
 
 static INSERT_SESSION: PartitionStatement = PartitionStatement::new(
     "INSERT INTO {partition}
-            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot, jkt, x5t)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID, TEXTOID, TEXTOID],
+            (id, client_id, token_hash, format, scope, audience, role, issued_at, expires_at, family_id, slot, jkt, x5t,
+             subject, act, exchanged_from)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+    &[UUIDOID, TEXTOID, BYTEAOID, TEXTOID, TEXTARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, UUIDOID, INT2OID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, UUIDOID],
 );
 
 pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
@@ -187,7 +200,16 @@ pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
         args.push(slot.into());
         args.push(s.jkt.into());
         args.push(s.x5t.into());
-    } else if s.jkt.is_some() || s.x5t.is_some() {
+        let exchange = s.exchange.as_ref();
+        args.push(exchange.map(|e| e.subject).into());
+        args.push(
+            exchange
+                .and_then(|e| e.act)
+                .map(|a| pgrx::JsonB(a.clone()))
+                .into(),
+        );
+        args.push(exchange.map(|e| Uuid::from_bytes(e.from)).into());
+    } else if s.jkt.is_some() || s.x5t.is_some() || s.exchange.is_some() {
         return Err(OAuthError::ServerError(
             "bound tokens need the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),
         ));
@@ -215,11 +237,14 @@ pub struct Session {
     pub jkt: Option<String>,
     /// Bound to the certificate with this thumbprint (RFC 8705 §3).
     pub x5t: Option<String>,
+    /// An exchanged token (RFC 8693): its subject and actor chain.
+    pub subject: Option<String>,
+    pub act: Option<serde_json::Value>,
 }
 
 static LOAD_SESSION: PartitionStatement = PartitionStatement::new(
     "SELECT client_id, token_hash, scope, audience, role, issued_at, expires_at,
-            revoked_at IS NOT NULL, jkt, x5t
+            revoked_at IS NOT NULL, jkt, x5t, subject, act
        FROM {partition} WHERE id = $1",
     &[UUIDOID],
 );
@@ -264,6 +289,8 @@ fn load_from(
             revoked: row.get(8)?.unwrap_or(true),
             jkt: row.get(9)?,
             x5t: row.get(10)?,
+            subject: row.get(11)?,
+            act: row.get::<pgrx::JsonB>(12)?.map(|j| j.0),
         })
     })?;
     Ok(rows.pop())
@@ -415,6 +442,31 @@ pub fn check_live(session: &Session, now_us: i64) -> Result<()> {
         return Err(OAuthError::InvalidToken("access token has expired".into()));
     }
     Ok(())
+}
+
+static HOLD_SESSION: PartitionStatement = PartitionStatement::new(
+    "SELECT revoked_at IS NULL FROM {partition} WHERE id = $1 FOR SHARE",
+    &[UUIDOID],
+);
+
+/// Lock session `id` against revocation until this transaction ends, and say whether it is
+/// still open: a token exchanged from it (RFC 8693) then commits before a revocation of it,
+/// which revokes the exchanged one too, or after, and is refused here. Waits at most
+/// `lock_timeout` for a revocation in progress.
+pub fn hold_open(spi: &mut SpiClient<'_>, id: &SessionId) -> Result<bool> {
+    let Some(slots) = search_order(id) else {
+        return Ok(false);
+    };
+    for slot in slots {
+        // A locking read: run as a statement that writes (SPI refuses it read-only).
+        let table = HOLD_SESSION
+            .of(slot)
+            .execute(spi, &[Uuid::from_bytes(*id).into()])?;
+        if let Some(row) = table.into_iter().next() {
+            return Ok(row.get::<bool>(1)?.unwrap_or(false));
+        }
+    }
+    Ok(false)
 }
 
 static REVOKE_SESSION: Statement = Statement::new(

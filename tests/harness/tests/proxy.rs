@@ -522,3 +522,77 @@ fn certificate_bound_tokens_read_the_api_only_over_their_certificate() {
         );
     }
 }
+
+/// Token exchange (RFC 8693) through the recipe, driven by openid-client's generic grant: a
+/// gateway trades a token it was handed for a delegated one of its own, narrowed to
+/// notes:read; PostgREST serves the API with it (the subject's role, row-level security on
+/// its scopes), and refuses it once the subject token is revoked.
+#[test]
+fn an_exchanged_token_reads_the_api_and_dies_with_its_subject() {
+    let env = start("proxy-exchange");
+    let issuer = env.nginx.origin();
+    let mut db = env.cluster.connect("app");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, secret, scope, token_format, grant_types)
+         VALUES ('gateway', 'a-long-enough-secret-to-exchange', '{}', 'jwt',
+                 '{client_credentials,urn:ietf:params:oauth:grant-type:token-exchange}');
+         INSERT INTO oauth.exchange_policy (client_id, subject_client_id, scope)
+         VALUES ('gateway', 'api-client', '{notes:read}');",
+    )
+    .unwrap();
+    let metadata = discover(&env.http, &issuer);
+    let client = BasicClient::new(ClientId::new("api-client".into()))
+        .set_client_secret(ClientSecret::new("verysecret".into()))
+        .set_auth_type(AuthType::BasicAuth)
+        .set_token_uri(TokenUrl::new(url(&metadata, "token_endpoint")).unwrap())
+        .set_revocation_url(RevocationUrl::new(url(&metadata, "revocation_endpoint")).unwrap());
+    let subject = client
+        .exchange_client_credentials()
+        .request(&env.http)
+        .unwrap_or_else(|e| panic!("subject token: {e:?}"));
+    let subject = subject.access_token().secret().clone();
+    let seen = node_json(
+        &[
+            "exchange.mjs",
+            &issuer,
+            "gateway",
+            "a-long-enough-secret-to-exchange",
+            &subject,
+            "notes:read",
+            &issuer,
+        ],
+        &[("NODE_EXTRA_CA_CERTS", env.crt.to_str().unwrap())],
+    );
+    let token = seen["exchanged"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{seen}"));
+    let claims = verify(&env.http, &metadata, token);
+    assert_eq!(claims.subject.as_deref(), Some("api-client"));
+    assert_eq!(claims.custom["client_id"], "gateway");
+    assert_eq!(claims.custom["act"]["sub"], "gateway");
+    assert_eq!(claims.custom["role"], "api_user");
+    let resp = env
+        .http
+        .get(format!("{issuer}/notes"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let rows: Value = resp.json().unwrap();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "notes:read: {rows}");
+
+    client
+        .revoke_token(StandardRevocableToken::AccessToken(AccessToken::new(
+            subject,
+        )))
+        .unwrap()
+        .request(&env.http)
+        .unwrap_or_else(|e| panic!("revocation: {e:?}"));
+    let resp = env
+        .http
+        .get(format!("{issuer}/notes"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}

@@ -118,7 +118,7 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
         .cloned()
         .chain(
             [
-                "oauth.auth_token(text,text,text,text,text,text,text,text,text)",
+                "oauth.auth_token(text,text,text,text,text,text,text,text,text,text,text,text,text,text)",
                 "oauth.auth_verify(text)",
                 "oauth.auth_verify(text,text)",
                 "oauth.auth_verify(text,text,text,text,text,text)",

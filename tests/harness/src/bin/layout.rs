@@ -19,6 +19,10 @@ const SQL_EXCEPTIONS: &[(&str, &str)] = &[
         "src/tests_dpop.rs",
         "in-database tests set up and inspect rows",
     ),
+    (
+        "src/tests_exchange.rs",
+        "in-database tests set up and inspect rows",
+    ),
     ("src/fuzz.rs", "fuzz tests set up rows"),
 ];
 

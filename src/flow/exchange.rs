@@ -1,0 +1,297 @@
+//! Token exchange (RFC 8693) of pg_oauth's own access tokens: a client trades a token it holds
+//! (the subject token) for one of its own, narrower in scope, for another audience, and, with
+//! an actor token, saying who acts for the subject (`act`, §4.1). Refused unless the client
+//! has the grant and `oauth.exchange_policy` a row for it and the subject token's client. The new
+//! token is a session like any other, lives no longer than the subject token, and is revoked
+//! with it (`oauth.session_revoke_exchanged`).
+
+use pgrx::spi::SpiClient;
+use serde_json::{json, Map, Value};
+
+use crate::error::{quoted, OAuthError, Result};
+use crate::flow::token;
+use crate::grant::claims::{bound_jkt, bound_x5t};
+use crate::grant::granted::Granted;
+use crate::grant::{audience, scope};
+use crate::pg::cache::{self, Fresh};
+use crate::store::client::{Client, TokenFormat};
+use crate::store::exchange_policy::{self, ExchangePolicy};
+use crate::store::policy;
+use crate::store::session::{self, SessionId};
+
+pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// RFC 8693 §3 token type identifiers.
+pub const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The RFC 8693 §2.1 parameters of a token exchange request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ExchangeRequest<'a> {
+    pub subject_token: Option<&'a str>,
+    pub subject_token_type: Option<&'a str>,
+    pub actor_token: Option<&'a str>,
+    pub actor_token_type: Option<&'a str>,
+    pub requested_token_type: Option<&'a str>,
+}
+
+/// What an exchange gives the new token besides its scopes and audience.
+pub struct Exchanged {
+    /// The subject token's `sub`.
+    pub subject: String,
+    /// Who acts (§4.1): the actor, with the subject token's own `act` nested; under
+    /// impersonation, the subject token's `act` as it was.
+    pub act: Option<Value>,
+    /// The subject token's session: revoking it revokes the new token.
+    pub from: SessionId,
+    /// The subject token's role (the new token reaches what the subject reached, no more).
+    pub role: Option<String>,
+    /// The subject token's expiry, in Unix microseconds: the new token lives no longer.
+    pub expires_at_us: i64,
+    /// §2.2.1 `issued_token_type`.
+    pub issued_token_type: &'static str,
+}
+
+/// RFC 8693 §2: check the exchange `req` of `client` against the subject token, the actor
+/// token and the policy, and say what the new token gets. Holds the subject token's session
+/// against revocation until the transaction ends.
+pub fn grant(
+    spi: &mut SpiClient<'_>,
+    client: &Client,
+    req: &ExchangeRequest<'_>,
+    scope: Option<&str>,
+    audience: Option<&str>,
+) -> Result<(Granted, Exchanged)> {
+    if !cache::client_has_column(c"dpop_bound_access_tokens") {
+        return Err(OAuthError::ServerError(
+            "token exchange needs the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),
+        ));
+    }
+    if !client.has_grant(GRANT_TYPE) {
+        return Err(OAuthError::UnauthorizedClient(
+            "the token exchange grant is not enabled for this client (oauth.client.grant_types)"
+                .into(),
+        ));
+    }
+    let issued_token_type = issued_type(client, req.requested_token_type)?;
+    let subject = presented(req.subject_token, req.subject_token_type, "subject_token")?
+        .ok_or_else(|| missing("subject_token"))?;
+    let subject_client = text(&subject, "client_id").unwrap_or_default().to_owned();
+    let Some(policy) = exchange_policy::load(spi, &client.id, &subject_client)? else {
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "this client may not exchange tokens issued to {} (oauth.exchange_policy)",
+            quoted(&subject_client)
+        )));
+    };
+    let actor = presented(req.actor_token, req.actor_token_type, "actor_token")?;
+    let act = act_of(client, &subject, actor.as_ref(), &policy, &subject_client)?;
+    let from = session_of(&subject)?;
+    if !session::hold_open(spi, &from)? {
+        return Err(invalid("subject_token", session::REVOKED));
+    }
+    let granted = Granted {
+        scopes: scopes(&subject, &policy, scope)?,
+        audience: audiences(client, &policy, audience)?,
+        refresh: None,
+    };
+    let role = text(&subject, "role").map(str::to_owned);
+    if let Some(problem) = role
+        .as_deref()
+        .map(|r| policy::role_problem(spi, &Fresh::take(), r))
+    {
+        if let Some(problem) = problem? {
+            return Err(OAuthError::UnauthorizedClient(format!(
+                "the subject token's role may not be used: {problem}"
+            )));
+        }
+    }
+    let exchanged = Exchanged {
+        subject: text(&subject, "sub").unwrap_or(&subject_client).to_owned(),
+        act,
+        from,
+        role,
+        expires_at_us: subject.get("exp").and_then(Value::as_i64).unwrap_or(0) * 1_000_000,
+        issued_token_type,
+    };
+    Ok((granted, exchanged))
+}
+
+fn missing(name: &str) -> OAuthError {
+    OAuthError::InvalidRequest(format!("the {name} parameter is required"))
+}
+
+/// §2.2.2: a subject or actor token that is not valid is invalid_request.
+fn invalid(which: &str, why: &str) -> OAuthError {
+    OAuthError::InvalidRequest(format!("{which}: {why}"))
+}
+
+fn text<'m>(claims: &'m Map<String, Value>, name: &str) -> Option<&'m str> {
+    claims.get(name).and_then(Value::as_str)
+}
+
+/// §2.2.1: what the new token is: an access token (a JWT too, if the client's tokens are).
+fn issued_type(client: &Client, requested: Option<&str>) -> Result<&'static str> {
+    match requested {
+        None | Some(ACCESS_TOKEN) => Ok(ACCESS_TOKEN),
+        Some(JWT) if client.token_format == TokenFormat::Jwt => Ok(JWT),
+        Some(JWT) => Err(OAuthError::InvalidRequest(
+            "this client's access tokens are opaque, not JWTs".into(),
+        )),
+        Some(other) => Err(OAuthError::InvalidRequest(format!(
+            "requested_token_type {} is not supported; ask for {ACCESS_TOKEN}",
+            quoted(other)
+        ))),
+    }
+}
+
+/// The claims of a presented subject or actor token: a live access token of ours, of a type
+/// its `*_type` parameter names, and held by whoever presents it (a DPoP- or
+/// certificate-bound token is not exchanged: that would strip its binding).
+fn presented(
+    token: Option<&str>,
+    token_type: Option<&str>,
+    which: &str,
+) -> Result<Option<Map<String, Value>>> {
+    let Some(token) = token else {
+        return match token_type {
+            Some(_) => Err(missing(which)),
+            None => Ok(None),
+        };
+    };
+    match token_type {
+        Some(ACCESS_TOKEN) => {}
+        Some(JWT) if token.contains('.') => {}
+        Some(JWT) => return Err(invalid(which, "not a JWT")),
+        Some(other) => {
+            return Err(invalid(
+                which,
+                &format!("token type {} is not supported", quoted(other)),
+            ))
+        }
+        None => return Err(missing(&format!("{which}_type"))),
+    }
+    let claims = token::claims_of(token, None).map_err(|err| match err {
+        OAuthError::InvalidToken(why) => invalid(which, &why),
+        other => other,
+    })?;
+    if bound_jkt(&claims).is_some() || bound_x5t(&claims).is_some() {
+        return Err(invalid(
+            which,
+            "a DPoP- or certificate-bound token is not exchanged",
+        ));
+    }
+    Ok(Some(claims))
+}
+
+/// Who acts (§4.1, §4.4). With an actor token: it must be the exchanging client's own (the
+/// party that asks is the one that acts), allowed by the subject token's `may_act` if it has
+/// one, and the new `act` names it, with the subject's `act` nested. Without: impersonation,
+/// which the policy must allow unless the subject token is the client's own.
+fn act_of(
+    client: &Client,
+    subject: &Map<String, Value>,
+    actor: Option<&Map<String, Value>>,
+    policy: &ExchangePolicy,
+    subject_client: &str,
+) -> Result<Option<Value>> {
+    let prior = subject.get("act").cloned();
+    let Some(actor) = actor else {
+        if subject.contains_key("may_act") {
+            return Err(invalid(
+                "actor_token",
+                "the subject token names who may act (may_act)",
+            ));
+        }
+        if subject_client != client.id && !policy.impersonation {
+            return Err(OAuthError::UnauthorizedClient(
+                "this client may exchange these tokens only with an actor_token \
+                 (delegation); its oauth.exchange_policy row does not allow impersonation"
+                    .into(),
+            ));
+        }
+        return Ok(prior);
+    };
+    if text(actor, "client_id") != Some(client.id.as_str()) {
+        return Err(invalid("actor_token", "it was not issued to this client"));
+    }
+    let actor_sub = text(actor, "sub").unwrap_or(&client.id);
+    if let Some(may_act) = subject.get("may_act") {
+        let allowed = may_act.get("sub").and_then(Value::as_str) == Some(actor_sub)
+            && may_act
+                .get("iss")
+                .is_none_or(|iss| Some(iss) == actor.get("iss"));
+        if !allowed {
+            return Err(invalid(
+                "actor_token",
+                "the subject token's may_act does not name this actor",
+            ));
+        }
+    }
+    let mut act = json!({ "sub": actor_sub });
+    if let Some(prior) = prior {
+        act["act"] = prior;
+    }
+    Ok(Some(act))
+}
+
+fn session_of(subject: &Map<String, Value>) -> Result<SessionId> {
+    text(subject, "jti")
+        .and_then(|jti| uuid::Uuid::parse_str(jti).ok())
+        .map(|u| *u.as_bytes())
+        .ok_or_else(|| invalid("subject_token", "it names no session"))
+}
+
+/// The new token's scopes: those requested, each one the subject token has and the policy
+/// allows; none requested: all of those.
+fn scopes(
+    subject: &Map<String, Value>,
+    policy: &ExchangePolicy,
+    requested: Option<&str>,
+) -> Result<Vec<String>> {
+    let held: Vec<String> = text(subject, "scope")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let allowed = |s: &String| {
+        held.contains(s)
+            && policy
+                .scope
+                .as_ref()
+                .is_none_or(|p| scope::is_allowed(p, s))
+    };
+    match scope::parse(requested)? {
+        None => Ok(held.iter().filter(|s| allowed(s)).cloned().collect()),
+        Some(requested) => {
+            if let Some(wider) = requested.iter().find(|s| !allowed(s)) {
+                return Err(OAuthError::InvalidScope(format!(
+                    "scope {} is not in the subject token or not allowed by the exchange policy",
+                    quoted(wider)
+                )));
+            }
+            Ok(requested)
+        }
+    }
+}
+
+/// The new token's audiences (§2.1 `audience`/`resource`): those requested, each one the
+/// policy allows (else the client may have); none requested: all of those.
+fn audiences(
+    client: &Client,
+    policy: &ExchangePolicy,
+    requested: Option<&str>,
+) -> Result<Vec<String>> {
+    let allowed = policy
+        .audience
+        .clone()
+        .unwrap_or_else(|| audience::allowed(client));
+    let Some(requested) = audience::parse(requested)? else {
+        return Ok(allowed);
+    };
+    if let Some(aud) = requested.iter().find(|a| !allowed.contains(a)) {
+        return Err(OAuthError::InvalidTarget(format!(
+            "audience {} is not allowed for this exchange",
+            quoted(aud)
+        )));
+    }
+    Ok(requested)
+}
