@@ -57,7 +57,7 @@ CREATE VIEW oauth.audit_event AS
            jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
                               'role', s.role, 'expires_at', s.expires_at,
                               'refresh_grant', s.family_id)
-           || CASE WHEN s.exchanged_from IS NULL THEN '{}'::jsonb
+           || CASE WHEN s.subject IS NULL THEN '{}'::jsonb
                    ELSE jsonb_build_object('subject', s.subject, 'act', s.act,
                                            'exchanged_from', s.exchanged_from) END AS detail
       FROM oauth.session s

@@ -92,3 +92,31 @@ CREATE TABLE oauth.exchange_policy (
     created_at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (client_id, subject_client_id)
 );
+
+-- Token exchange of other issuers' tokens (RFC 8693): whose tokens may be exchanged, checked
+-- how, and standing for which pg_oauth client. Keys by value: nothing is fetched inside a
+-- transaction. Deleting the client deletes the row (finalize.sql).
+CREATE TABLE oauth.trusted_issuer (
+    issuer              text PRIMARY KEY,
+    jwks                jsonb NOT NULL,
+    algorithms          text[] NOT NULL DEFAULT '{RS256,ES256}',
+    audiences           text[] NOT NULL,
+    max_token_age       integer NOT NULL DEFAULT 3600,
+    token_type          text,
+    subject_client_id   text NOT NULL,
+    scope               text[] NOT NULL DEFAULT '{}',
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT trusted_issuer_jwks_is_jwk_set
+        CHECK (jsonb_typeof(jwks -> 'keys') = 'array'),
+    CONSTRAINT trusted_issuer_jwks_public_only
+        CHECK (NOT jsonb_path_exists(jwks,
+            '$.keys[*] ? (exists(@.d) || exists(@.p) || exists(@.q) || exists(@.k) || @.kty == "oct")')),
+    CONSTRAINT trusted_issuer_algorithms_supported
+        CHECK (cardinality(algorithms) > 0
+               AND algorithms <@ ARRAY['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+                                       'ES256', 'ES384', 'EdDSA']),
+    CONSTRAINT trusted_issuer_audiences_given
+        CHECK (cardinality(audiences) > 0),
+    CONSTRAINT trusted_issuer_max_token_age_positive
+        CHECK (max_token_age > 0)
+);

@@ -20,6 +20,7 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
         DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
+        DELETE FROM oauth.trusted_issuer WHERE subject_client_id = OLD.id;
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
          WHERE client_id = OLD.id AND revoked_at IS NULL;
         UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -244,6 +245,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.trusted_issuer TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
 -- then removed by oauth.purge_expired): an administrator revokes them, but cannot erase them.
 GRANT SELECT ON oauth.session TO oauth_admin;
@@ -283,6 +285,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.trusted_issuer', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
 DO $dump$
 BEGIN
@@ -448,6 +451,17 @@ COMMENT ON COLUMN oauth.exchange_policy.scope IS 'The most the new token may hav
 COMMENT ON COLUMN oauth.exchange_policy.audience IS 'The audiences the new token may have; NULL: those client_id may have.';
 COMMENT ON COLUMN oauth.exchange_policy.impersonation IS 'Whether client_id may exchange without an actor_token (impersonation: the new token does not say who acts); with one, the new token carries act (delegation).';
 COMMENT ON COLUMN oauth.exchange_policy.created_at IS 'When the row was written.';
+COMMENT ON TABLE oauth.trusted_issuer IS
+    'Token exchange (RFC 8693) of tokens other issuers sign: one row per issuer, its keys by value, how its tokens are checked, and the pg_oauth client its subjects stand for (whose oauth.exchange_policy rows and policy role apply).';
+COMMENT ON COLUMN oauth.trusted_issuer.issuer IS 'The iss its tokens carry, exactly.';
+COMMENT ON COLUMN oauth.trusted_issuer.jwks IS 'Its public keys (a JWK Set, by value; private members are refused). Replace them to rotate; nothing is fetched.';
+COMMENT ON COLUMN oauth.trusted_issuer.algorithms IS 'The JWS algorithms its tokens may be signed with (asymmetric only).';
+COMMENT ON COLUMN oauth.trusted_issuer.audiences IS 'A token''s aud must name one of these (this server, as the issuer knows it).';
+COMMENT ON COLUMN oauth.trusted_issuer.max_token_age IS 'Seconds since its iat a token is accepted for, whatever its exp.';
+COMMENT ON COLUMN oauth.trusted_issuer.token_type IS 'The typ its tokens'' header must carry (e.g. at+jwt); NULL: any.';
+COMMENT ON COLUMN oauth.trusted_issuer.subject_client_id IS 'The pg_oauth client its subjects stand for: exchanges need an oauth.exchange_policy row for it, and the new token acts as its policy role.';
+COMMENT ON COLUMN oauth.trusted_issuer.scope IS 'The most a token exchanged from this issuer''s may have (narrowed further by the exchange policy).';
+COMMENT ON COLUMN oauth.trusted_issuer.created_at IS 'When the row was written.';
 COMMENT ON FUNCTION oauth.session_revoke_exchanged IS
     'Internal trigger: revoking a token revokes the tokens exchanged from it (RFC 8693).';
 COMMENT ON COLUMN oauth.session.subject IS 'An exchanged token (RFC 8693): its subject (sub), the subject token''s; NULL when it is the client.';

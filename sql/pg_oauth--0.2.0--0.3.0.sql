@@ -71,6 +71,34 @@ CREATE TABLE oauth.exchange_policy (
     PRIMARY KEY (client_id, subject_client_id)
 );
 
+-- Token exchange of other issuers' tokens (RFC 8693): whose tokens may be exchanged, checked
+-- how, and standing for which pg_oauth client. Keys by value: nothing is fetched inside a
+-- transaction. Deleting the client deletes the row (finalize.sql).
+CREATE TABLE oauth.trusted_issuer (
+    issuer              text PRIMARY KEY,
+    jwks                jsonb NOT NULL,
+    algorithms          text[] NOT NULL DEFAULT '{RS256,ES256}',
+    audiences           text[] NOT NULL,
+    max_token_age       integer NOT NULL DEFAULT 3600,
+    token_type          text,
+    subject_client_id   text NOT NULL,
+    scope               text[] NOT NULL DEFAULT '{}',
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT trusted_issuer_jwks_is_jwk_set
+        CHECK (jsonb_typeof(jwks -> 'keys') = 'array'),
+    CONSTRAINT trusted_issuer_jwks_public_only
+        CHECK (NOT jsonb_path_exists(jwks,
+            '$.keys[*] ? (exists(@.d) || exists(@.p) || exists(@.q) || exists(@.k) || @.kty == "oct")')),
+    CONSTRAINT trusted_issuer_algorithms_supported
+        CHECK (cardinality(algorithms) > 0
+               AND algorithms <@ ARRAY['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+                                       'ES256', 'ES384', 'EdDSA']),
+    CONSTRAINT trusted_issuer_audiences_given
+        CHECK (cardinality(audiences) > 0),
+    CONSTRAINT trusted_issuer_max_token_age_positive
+        CHECK (max_token_age > 0)
+);
+
 -- Clients may be allowed token exchange (RFC 8693).
 ALTER TABLE oauth.client
     DROP CONSTRAINT grant_types_supported,
@@ -286,6 +314,7 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
         DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
+        DELETE FROM oauth.trusted_issuer WHERE subject_client_id = OLD.id;
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
          WHERE client_id = OLD.id AND revoked_at IS NULL;
         UPDATE oauth.refresh_family SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -465,7 +494,7 @@ CREATE VIEW oauth.audit_event AS
            jsonb_build_object('format', s.format, 'scope', s.scope, 'audience', s.audience,
                               'role', s.role, 'expires_at', s.expires_at,
                               'refresh_grant', s.family_id)
-           || CASE WHEN s.exchanged_from IS NULL THEN '{}'::jsonb
+           || CASE WHEN s.subject IS NULL THEN '{}'::jsonb
                    ELSE jsonb_build_object('subject', s.subject, 'act', s.act,
                                            'exchanged_from', s.exchanged_from) END AS detail
       FROM oauth.session s
@@ -628,6 +657,7 @@ BEGIN
                  WHERE c.oid = 'oauth.session'::pg_catalog.regclass
                     OR c.oid = 'oauth.audit_event'::pg_catalog.regclass
                     OR c.oid = 'oauth.exchange_policy'::pg_catalog.regclass
+                    OR c.oid = 'oauth.trusted_issuer'::pg_catalog.regclass
                     OR c.oid IN (SELECT inhrelid FROM pg_catalog.pg_inherits
                                   WHERE inhparent = 'oauth.session'::pg_catalog.regclass)
                 UNION ALL
@@ -723,6 +753,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.trusted_issuer TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
 -- then removed by oauth.purge_expired): an administrator revokes them, but cannot erase them.
 GRANT SELECT ON oauth.session TO oauth_admin;
@@ -758,6 +789,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.trusted_issuer', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
 DO $dump$
 BEGIN
@@ -922,6 +954,17 @@ COMMENT ON COLUMN oauth.exchange_policy.scope IS 'The most the new token may hav
 COMMENT ON COLUMN oauth.exchange_policy.audience IS 'The audiences the new token may have; NULL: those client_id may have.';
 COMMENT ON COLUMN oauth.exchange_policy.impersonation IS 'Whether client_id may exchange without an actor_token (impersonation: the new token does not say who acts); with one, the new token carries act (delegation).';
 COMMENT ON COLUMN oauth.exchange_policy.created_at IS 'When the row was written.';
+COMMENT ON TABLE oauth.trusted_issuer IS
+    'Token exchange (RFC 8693) of tokens other issuers sign: one row per issuer, its keys by value, how its tokens are checked, and the pg_oauth client its subjects stand for (whose oauth.exchange_policy rows and policy role apply).';
+COMMENT ON COLUMN oauth.trusted_issuer.issuer IS 'The iss its tokens carry, exactly.';
+COMMENT ON COLUMN oauth.trusted_issuer.jwks IS 'Its public keys (a JWK Set, by value; private members are refused). Replace them to rotate; nothing is fetched.';
+COMMENT ON COLUMN oauth.trusted_issuer.algorithms IS 'The JWS algorithms its tokens may be signed with (asymmetric only).';
+COMMENT ON COLUMN oauth.trusted_issuer.audiences IS 'A token''s aud must name one of these (this server, as the issuer knows it).';
+COMMENT ON COLUMN oauth.trusted_issuer.max_token_age IS 'Seconds since its iat a token is accepted for, whatever its exp.';
+COMMENT ON COLUMN oauth.trusted_issuer.token_type IS 'The typ its tokens'' header must carry (e.g. at+jwt); NULL: any.';
+COMMENT ON COLUMN oauth.trusted_issuer.subject_client_id IS 'The pg_oauth client its subjects stand for: exchanges need an oauth.exchange_policy row for it, and the new token acts as its policy role.';
+COMMENT ON COLUMN oauth.trusted_issuer.scope IS 'The most a token exchanged from this issuer''s may have (narrowed further by the exchange policy).';
+COMMENT ON COLUMN oauth.trusted_issuer.created_at IS 'When the row was written.';
 COMMENT ON FUNCTION oauth.session_revoke_exchanged IS
     'Internal trigger: revoking a token revokes the tokens exchanged from it (RFC 8693).';
 COMMENT ON COLUMN oauth.session.subject IS 'An exchanged token (RFC 8693): its subject (sub), the subject token''s; NULL when it is the client.';

@@ -1,7 +1,7 @@
 //! Property-based fuzzing of every parser that sees request input: HTTP Basic credentials,
 //! form decoding, scopes (plain, wildcard patterns, SMART), opaque tokens, JWT
-//! verification, client assertions, DPoP proofs, client certificates and imported argon2
-//! hashes. Each property is checked on
+//! verification, client assertions, DPoP proofs, client certificates, other issuers' tokens
+//! (token exchange) and imported argon2 hashes. Each property is checked on
 //! PG_OAUTH_FUZZ_CASES random inputs (default 2,000 per property; `make fuzz` runs 220,000
 //! per property, over 1.5 million in all). No input may panic; JWT verification must
 //! reject every modification of a valid token.
@@ -423,5 +423,31 @@ fn fuzz_client_certificates() {
                 Ok(())
             },
         )
+        .unwrap();
+}
+
+/// Tokens of a trusted issuer (token exchange): no modification of a valid one verifies,
+/// junk never does, and nothing panics, whatever the input.
+#[test]
+fn fuzz_external_tokens() {
+    use crate::jose::external::{self, unit};
+    let ehr = unit::issuer();
+    let header = serde_json::json!({ "alg": "ES256", "kid": "k1", "typ": "at+jwt" });
+    let original = ehr.sign(header, unit::good_claims());
+    assert!(
+        unit::check(&original, &ehr.jwks).is_ok(),
+        "the unmodified token verifies"
+    );
+    runner()
+        .run(&(edits(), text()), |(edits, junk)| {
+            let mutated = apply(&original, &edits);
+            if unit::check(&mutated, &ehr.jwks).is_ok() {
+                prop_assert_eq!(&mutated, &original, "a modified token verified");
+            }
+            prop_assert!(unit::check(&junk, &ehr.jwks).is_err());
+            let _ = external::claimed_issuer(&junk);
+            let _ = external::claimed_issuer(&mutated);
+            Ok(())
+        })
         .unwrap();
 }

@@ -3,7 +3,6 @@
 //! in `oauth.client.jwks`. Keys are registered by value only (no `jku`/`jwks_uri`: the
 //! database does not fetch URLs).
 
-use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, Validation};
 use pgrx::spi::SpiClient;
 use serde::Deserialize;
@@ -13,6 +12,7 @@ use std::rc::Rc;
 use crate::config::gucs::{self, Transport};
 use crate::error::quoted;
 use crate::error::{OAuthError, Result};
+use crate::jose::jwks::{self, jws_name};
 use crate::pg::backend;
 use crate::store::assertion_jti;
 use crate::store::client::{self, Client};
@@ -36,15 +36,6 @@ pub const ALGORITHMS: [Algorithm; 7] = [
 
 pub fn algorithm_names() -> Vec<String> {
     ALGORITHMS.iter().map(jws_name).collect()
-}
-
-/// An algorithm's JWS name ("RS256"), as the crate serializes it: the same for its two
-/// enums (a JWK's `alg` may also name encryption algorithms).
-fn jws_name(alg: &impl serde::Serialize) -> String {
-    match serde_json::to_value(alg) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    }
 }
 
 #[derive(Deserialize)]
@@ -175,35 +166,8 @@ fn registered_key(
             "no client with registered keys is the client assertion's issuer",
         ));
     };
-    let set: JwkSet = serde_json::from_value(jwks)
-        .map_err(|_| hidden("the client's registered jwks is not a usable JWK Set"))?;
-    let jwk = match header.kid.as_deref() {
-        Some(kid) => set.find(kid).ok_or_else(|| {
-            hidden(format!(
-                "no key registered for this client has kid {}",
-                quoted(kid)
-            ))
-        })?,
-        None if set.keys.len() == 1 => &set.keys[0],
-        None => return Err(hidden("the client assertion's header needs a kid")),
-    };
-    if let Some(key_alg) = jwk.common.key_algorithm {
-        if !same_algorithm(key_alg, header.alg) {
-            return Err(hidden(format!(
-                "the key is registered for {}, not {}",
-                jws_name(&key_alg),
-                jws_name(&header.alg)
-            )));
-        }
-    }
-    let key = DecodingKey::from_jwk(jwk)
-        .map_err(|_| hidden("the registered key cannot verify this algorithm"))?;
+    let key = jwks::select(&jwks, header).map_err(hidden)?;
     Ok((client, key))
-}
-
-/// Whether a JWK's `alg` names the JWS algorithm `alg`.
-fn same_algorithm(key_alg: jsonwebtoken::jwk::KeyAlgorithm, alg: Algorithm) -> bool {
-    jws_name(&key_alg) == jws_name(&alg)
 }
 
 /// Check the signature, then the claims: expiry, not-before, audience (RFC 7523 §3 allows

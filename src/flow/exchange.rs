@@ -1,23 +1,29 @@
-//! Token exchange (RFC 8693) of pg_oauth's own access tokens: a client trades a token it holds
-//! (the subject token) for one of its own, narrower in scope, for another audience, and, with
-//! an actor token, saying who acts for the subject (`act`, §4.1). Refused unless the client
-//! has the grant and `oauth.exchange_policy` a row for it and the subject token's client. The new
-//! token is a session like any other, lives no longer than the subject token, and is revoked
-//! with it (`oauth.session_revoke_exchanged`).
+//! Token exchange (RFC 8693): a client trades a token it holds (the subject token) for one
+//! of its own, narrower in scope, for another audience, and, with an actor token, saying who
+//! acts for the subject (`act`, §4.1). The subject token is a live token of this server, or
+//! one a trusted issuer signed (`oauth.trusted_issuer`, jose/external.rs), which stands for a
+//! pg_oauth client. Refused unless the client has the grant and `oauth.exchange_policy` a row
+//! for it and the subject token's client. The new token is a session like any other, lives no
+//! longer than the subject token, and is revoked with it when that is ours
+//! (`oauth.session_revoke_exchanged`).
 
 use pgrx::spi::SpiClient;
 use serde_json::{json, Map, Value};
 
+use crate::config::gucs;
 use crate::error::{quoted, OAuthError, Result};
 use crate::flow::token;
 use crate::grant::claims::{bound_jkt, bound_x5t};
 use crate::grant::granted::Granted;
 use crate::grant::{audience, scope};
+use crate::jose::external;
+use crate::pg::backend;
 use crate::pg::cache::{self, Fresh};
-use crate::store::client::{Client, TokenFormat};
+use crate::store::client::{self, Client, TokenFormat};
 use crate::store::exchange_policy::{self, ExchangePolicy};
 use crate::store::policy;
 use crate::store::session::{self, SessionId};
+use crate::store::trusted_issuer;
 
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// RFC 8693 §3 token type identifiers.
@@ -41,8 +47,8 @@ pub struct Exchanged {
     /// Who acts (§4.1): the actor, with the subject token's own `act` nested; under
     /// impersonation, the subject token's `act` as it was.
     pub act: Option<Value>,
-    /// The subject token's session: revoking it revokes the new token.
-    pub from: SessionId,
+    /// The subject token's session, if it is ours: revoking it revokes the new token.
+    pub from: Option<SessionId>,
     /// The subject token's role (the new token reaches what the subject reached, no more).
     pub role: Option<String>,
     /// The subject token's expiry, in Unix microseconds: the new token lives no longer.
@@ -73,8 +79,7 @@ pub fn grant(
         ));
     }
     let issued_token_type = issued_type(client, req.requested_token_type)?;
-    let subject = presented(req.subject_token, req.subject_token_type, "subject_token")?
-        .ok_or_else(|| missing("subject_token"))?;
+    let (subject, from) = subject_of(spi, req)?;
     let subject_client = text(&subject, "client_id").unwrap_or_default().to_owned();
     let Some(policy) = exchange_policy::load(spi, &client.id, &subject_client)? else {
         return Err(OAuthError::UnauthorizedClient(format!(
@@ -82,11 +87,12 @@ pub fn grant(
             quoted(&subject_client)
         )));
     };
-    let actor = presented(req.actor_token, req.actor_token_type, "actor_token")?;
+    let actor = actor_of(req)?;
     let act = act_of(client, &subject, actor.as_ref(), &policy, &subject_client)?;
-    let from = session_of(&subject)?;
-    if !session::hold_open(spi, &from)? {
-        return Err(invalid("subject_token", session::REVOKED));
+    if let Some(from) = &from {
+        if !session::hold_open(spi, from)? {
+            return Err(invalid("subject_token", session::REVOKED));
+        }
     }
     let granted = Granted {
         scopes: scopes(&subject, &policy, scope)?,
@@ -143,14 +149,42 @@ fn issued_type(client: &Client, requested: Option<&str>) -> Result<&'static str>
     }
 }
 
-/// The claims of a presented subject or actor token: a live access token of ours, of a type
-/// its `*_type` parameter names, and held by whoever presents it (a DPoP- or
-/// certificate-bound token is not exchanged: that would strip its binding).
-fn presented(
-    token: Option<&str>,
+/// The subject token's claims, and its session when it is ours: a live token of this server,
+/// or one a trusted issuer signed (external.rs), read as the same claims (its `sub`, the
+/// client it stands for, the scopes its issuer may obtain, its `exp`, `act` and `may_act`).
+fn subject_of(
+    spi: &SpiClient<'_>,
+    req: &ExchangeRequest<'_>,
+) -> Result<(Map<String, Value>, Option<SessionId>)> {
+    const WHICH: &str = "subject_token";
+    let token =
+        typed(req.subject_token, req.subject_token_type, WHICH)?.ok_or_else(|| missing(WHICH))?;
+    let ours = gucs::issuer();
+    match external::claimed_issuer(token).filter(|iss| Some(iss) != ours.as_ref()) {
+        Some(iss) => Ok((foreign(spi, token, &iss)?, None)),
+        None => {
+            let claims = ours_live(token, WHICH)?;
+            let session = session_of(&claims)?;
+            Ok((claims, Some(session)))
+        }
+    }
+}
+
+/// The actor token's claims: a live token of this server.
+fn actor_of(req: &ExchangeRequest<'_>) -> Result<Option<Map<String, Value>>> {
+    const WHICH: &str = "actor_token";
+    match typed(req.actor_token, req.actor_token_type, WHICH)? {
+        Some(token) => ours_live(token, WHICH).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A presented token, of a type its `*_type` parameter names.
+fn typed<'a>(
+    token: Option<&'a str>,
     token_type: Option<&str>,
     which: &str,
-) -> Result<Option<Map<String, Value>>> {
+) -> Result<Option<&'a str>> {
     let Some(token) = token else {
         return match token_type {
             Some(_) => Err(missing(which)),
@@ -158,17 +192,20 @@ fn presented(
         };
     };
     match token_type {
-        Some(ACCESS_TOKEN) => {}
-        Some(JWT) if token.contains('.') => {}
-        Some(JWT) => return Err(invalid(which, "not a JWT")),
-        Some(other) => {
-            return Err(invalid(
-                which,
-                &format!("token type {} is not supported", quoted(other)),
-            ))
-        }
-        None => return Err(missing(&format!("{which}_type"))),
+        Some(ACCESS_TOKEN) => Ok(Some(token)),
+        Some(JWT) if token.contains('.') => Ok(Some(token)),
+        Some(JWT) => Err(invalid(which, "not a JWT")),
+        Some(other) => Err(invalid(
+            which,
+            &format!("token type {} is not supported", quoted(other)),
+        )),
+        None => Err(missing(&format!("{which}_type"))),
     }
+}
+
+/// The claims of a live access token of ours, held by whoever presents it: a DPoP- or
+/// certificate-bound token is not exchanged (that would strip its binding).
+fn ours_live(token: &str, which: &str) -> Result<Map<String, Value>> {
     let claims = token::claims_of(token, None).map_err(|err| match err {
         OAuthError::InvalidToken(why) => invalid(which, &why),
         other => other,
@@ -179,7 +216,54 @@ fn presented(
             "a DPoP- or certificate-bound token is not exchanged",
         ));
     }
-    Ok(Some(claims))
+    Ok(claims)
+}
+
+/// A token `iss` signed, verified by its row in `oauth.trusted_issuer`, as subject claims.
+fn foreign(spi: &SpiClient<'_>, token: &str, iss: &str) -> Result<Map<String, Value>> {
+    const WHICH: &str = "subject_token";
+    let Some(trusted) = trusted_issuer::load(spi, iss)? else {
+        return Err(invalid(
+            WHICH,
+            &format!(
+                "issuer {} is not trusted (oauth.trusted_issuer)",
+                quoted(iss)
+            ),
+        ));
+    };
+    let trust = external::Trust {
+        issuer: &trusted.issuer,
+        jwks: &trusted.jwks,
+        algorithms: &trusted.algorithms,
+        audiences: &trusted.audiences,
+        max_age: i64::from(trusted.max_token_age),
+        typ: trusted.token_type.as_deref(),
+    };
+    let now = backend::now_micros() / 1_000_000;
+    let leeway = i64::from(gucs::LEEWAY.get());
+    let verified =
+        external::verify(token, &trust, now, leeway).map_err(|why| invalid(WHICH, &why))?;
+    let stands_for = client::load(spi, &trusted.subject_client_id)?
+        .filter(|c| c.active)
+        .ok_or_else(|| {
+            OAuthError::UnauthorizedClient(format!(
+                "tokens of {} stand for client {}, which is missing or inactive",
+                quoted(iss),
+                quoted(&trusted.subject_client_id)
+            ))
+        })?;
+    let mut claims = Map::new();
+    for name in ["sub", "exp", "act", "may_act"] {
+        if let Some(value) = verified.get(name) {
+            claims.insert(name.into(), value.clone());
+        }
+    }
+    claims.insert("client_id".into(), json!(stands_for.id));
+    claims.insert("scope".into(), json!(trusted.scope.join(" ")));
+    if let Some(role) = &stands_for.role {
+        claims.insert("role".into(), json!(role));
+    }
+    Ok(claims)
 }
 
 /// Who acts (§4.1, §4.4). With an actor token: it must be the exchanging client's own (the

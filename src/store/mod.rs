@@ -1,5 +1,5 @@
 //! The tables of schema `oauth`, and the only SQL on them in the crate: clients (with their
-//! per-backend cache), policies, token exchange policies, sessions, refresh-token families, signing keys, assertion
+//! per-backend cache), policies, token exchange policies and trusted issuers, sessions, refresh-token families, signing keys, assertion
 //! ids, FHIR resource types, the audit trail; and the queue of writes deferred until a
 //! request fails.
 
@@ -13,6 +13,7 @@ pub mod policy;
 pub mod refresh;
 pub mod session;
 pub mod signing_key;
+pub mod trusted_issuer;
 
 /// A new row id: a UUIDv7 (RFC 9562), 48 bits of Unix milliseconds then 74 random bits
 /// (from the userspace DRBG, no system call). Time-ordered, so inserts append to the

@@ -165,7 +165,8 @@ pub struct NewSession<'a> {
 pub struct Exchange<'a> {
     pub subject: &'a str,
     pub act: Option<&'a serde_json::Value>,
-    pub from: SessionId,
+    /// None for a token another issuer signed (it has no session here).
+    pub from: Option<SessionId>,
 }
 
 static INSERT_SESSION: PartitionStatement = PartitionStatement::new(
@@ -208,7 +209,7 @@ pub fn insert(spi: &mut SpiClient<'_>, s: &NewSession<'_>) -> Result<()> {
                 .map(|a| pgrx::JsonB(a.clone()))
                 .into(),
         );
-        args.push(exchange.map(|e| Uuid::from_bytes(e.from)).into());
+        args.push(exchange.and_then(|e| e.from).map(Uuid::from_bytes).into());
     } else if s.jkt.is_some() || s.x5t.is_some() || s.exchange.is_some() {
         return Err(OAuthError::ServerError(
             "bound tokens need the 0.3.0 schema: run ALTER EXTENSION pg_oauth UPDATE".into(),

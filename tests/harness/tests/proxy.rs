@@ -551,35 +551,18 @@ fn an_exchanged_token_reads_the_api_and_dies_with_its_subject() {
         .request(&env.http)
         .unwrap_or_else(|e| panic!("subject token: {e:?}"));
     let subject = subject.access_token().secret().clone();
-    let seen = node_json(
-        &[
-            "exchange.mjs",
-            &issuer,
-            "gateway",
-            "a-long-enough-secret-to-exchange",
-            &subject,
-            "notes:read",
-            &issuer,
-        ],
-        &[("NODE_EXTRA_CA_CERTS", env.crt.to_str().unwrap())],
-    );
-    let token = seen["exchanged"]["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{seen}"));
-    let claims = verify(&env.http, &metadata, token);
+    let secret = "a-long-enough-secret-to-exchange";
+    let token = exchanged_at_proxy(&env, "gateway", secret, &subject, "notes:read");
+    let claims = verify(&env.http, &metadata, &token);
     assert_eq!(claims.subject.as_deref(), Some("api-client"));
     assert_eq!(claims.custom["client_id"], "gateway");
     assert_eq!(claims.custom["act"]["sub"], "gateway");
     assert_eq!(claims.custom["role"], "api_user");
-    let resp = env
-        .http
-        .get(format!("{issuer}/notes"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let rows: Value = resp.json().unwrap();
-    assert_eq!(rows.as_array().map(Vec::len), Some(1), "notes:read: {rows}");
+    assert_eq!(
+        notes_with(&env, &token),
+        (StatusCode::OK, Some(1)),
+        "notes:read"
+    );
 
     client
         .revoke_token(StandardRevocableToken::AccessToken(AccessToken::new(
@@ -588,11 +571,85 @@ fn an_exchanged_token_reads_the_api_and_dies_with_its_subject() {
         .unwrap()
         .request(&env.http)
         .unwrap_or_else(|e| panic!("revocation: {e:?}"));
+    assert_eq!(notes_with(&env, &token).0, StatusCode::UNAUTHORIZED);
+}
+
+/// The seed's EHR case through the recipe: another issuer's token (its key made by panva's
+/// jose, its JWK Set in oauth.trusted_issuer) is exchanged by openid-client at the proxy's
+/// token endpoint, and PostgREST serves the API with the new token, as the role of the client
+/// the issuer's subjects stand for, with row-level security on the scopes it got.
+#[test]
+fn another_issuers_token_exchanged_through_the_recipe_reads_the_api() {
+    let env = start("proxy-exchange-external");
+    let issuer = env.nginx.origin();
+    let ehr = "https://ehr.example";
+    let made = node_json(&["external.mjs", ehr, &issuer], &[]);
+    let mut db = env.cluster.connect("app");
+    db.batch_execute(
+        "INSERT INTO oauth.client (id, scope) VALUES ('ehr-patients', '{}');
+         INSERT INTO oauth.policy (client_id, role) VALUES ('ehr-patients', 'api_user');
+         INSERT INTO oauth.client (id, secret, scope, token_format, grant_types)
+         VALUES ('smart-app', 'a-long-enough-secret-to-exchange', '{}', 'jwt',
+                 '{client_credentials,urn:ietf:params:oauth:grant-type:token-exchange}');
+         INSERT INTO oauth.exchange_policy (client_id, subject_client_id)
+         VALUES ('smart-app', 'ehr-patients');",
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO oauth.trusted_issuer (issuer, jwks, algorithms, audiences,
+                                           subject_client_id, scope)
+         VALUES ($1, $2, '{ES256}', ARRAY[$3], 'ehr-patients', '{notes:read}')",
+        &[&ehr, &made["jwks"], &issuer],
+    )
+    .unwrap();
+    let ehr_token = made["tokens"]["valid"].as_str().unwrap();
+    let secret = "a-long-enough-secret-to-exchange";
+    let token = exchanged_at_proxy(&env, "smart-app", secret, ehr_token, "notes:read");
+    let metadata = discover(&env.http, &issuer);
+    let claims = verify(&env.http, &metadata, &token);
+    assert_eq!(claims.subject.as_deref(), Some("patient-7"));
+    assert_eq!(claims.custom["role"], "api_user");
+    assert_eq!(
+        notes_with(&env, &token),
+        (StatusCode::OK, Some(1)),
+        "notes:read"
+    );
+}
+
+/// openid-client (exchange.mjs) at the proxy: `client` exchanges `subject` for `scope`, with
+/// its own token as the actor. The new token.
+fn exchanged_at_proxy(env: &Env, client: &str, secret: &str, subject: &str, scope: &str) -> String {
+    let issuer = env.nginx.origin();
+    let seen = node_json(
+        &[
+            "exchange.mjs",
+            &issuer,
+            client,
+            secret,
+            subject,
+            scope,
+            &issuer,
+        ],
+        &[("NODE_EXTRA_CA_CERTS", env.crt.to_str().unwrap())],
+    );
+    seen["exchanged"]["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{seen}"))
+        .to_owned()
+}
+
+/// GET /notes with `token`: the status, and how many rows row-level security let through.
+fn notes_with(env: &Env, token: &str) -> (StatusCode, Option<usize>) {
     let resp = env
         .http
-        .get(format!("{issuer}/notes"))
+        .get(format!("{}/notes", env.nginx.origin()))
         .bearer_auth(token)
         .send()
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let status = resp.status();
+    let rows = resp
+        .json::<Value>()
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len));
+    (status, rows)
 }

@@ -409,7 +409,7 @@ fn private_key_jwt_authenticates_and_refuses_bad_assertions() {
         .map(|r| r.get(0))
         .collect();
     for reason in [
-        "backend: no key registered for this client has kid \"nope\"",
+        "backend: no registered key has kid \"nope\"",
         "backend: the client assertion's signature does not verify",
         "backend: the key is registered for ES384, not RS384",
         "no-such-client: no client with registered keys is the client assertion's issuer",
