@@ -969,3 +969,16 @@ pub fn node_json(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
         )
     })
 }
+
+/// A connection to `target` from the local address `from` (any of 127.0.0.0/8 on Linux): one
+/// machine playing many sources.
+pub fn connect_from(
+    from: [u8; 4],
+    target: std::net::SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    socket.connect(&target.into())?;
+    Ok(socket.into())
+}

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use pg_oauth_harness::{free_port, Cluster};
+use pg_oauth_harness::{connect_from, free_port, Cluster};
 use reqwest::blocking::Client as Http;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -268,15 +268,6 @@ fn raise_descriptor_limit() {
         limit.cur = limit.max;
         assert_eq!(setrlimit(RLIMIT_NOFILE, &limit), 0);
     }
-}
-
-/// A connection to `target` from the local address `from` (any of 127.0.0.0/8 on Linux).
-fn connect_from(from: [u8; 4], target: std::net::SocketAddr) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
-    socket.bind(&std::net::SocketAddr::from((from, 0)).into())?;
-    socket.connect(&target.into())?;
-    Ok(socket.into())
 }
 
 #[test]
