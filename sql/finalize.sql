@@ -181,6 +181,39 @@ CREATE TRIGGER client_lockout_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client_lockout
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 
+-- The only one of these that runs SQL reads both tables under a pinned path (the others
+-- run none).
+ALTER FUNCTION oauth.login_client_changed() SET search_path = pg_catalog, pg_temp;
+
+-- PostgreSQL 18 logins with pg_oauth tokens check shared memory, not these tables (no database
+-- is open yet when they are checked): each committed change of what may log in is published
+-- there at its commit. See src/authn/login_state.rs and docs/login.md.
+CREATE TRIGGER session_login_closed
+    AFTER UPDATE OF id, client_id, role, audience, expires_at, revoked_at ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
+    EXECUTE FUNCTION oauth.login_session_closed();
+CREATE TRIGGER session_login_deleted
+    AFTER DELETE ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
+    EXECUTE FUNCTION oauth.login_session_closed();
+CREATE TRIGGER client_login_changed
+    AFTER INSERT OR UPDATE OF id, active OR DELETE ON oauth.client
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_client_changed();
+CREATE TRIGGER policy_login_changed
+    AFTER INSERT OR UPDATE OR DELETE ON oauth.policy
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_client_changed();
+CREATE TRIGGER signing_key_login_changed
+    AFTER INSERT OR UPDATE OR DELETE ON oauth.signing_key
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_signing_key_changed();
+CREATE TRIGGER session_login_reset
+    AFTER TRUNCATE ON oauth.session FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER client_login_reset
+    AFTER TRUNCATE ON oauth.client FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER policy_login_reset
+    AFTER TRUNCATE ON oauth.policy FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER signing_key_login_reset
+    AFTER TRUNCATE ON oauth.signing_key FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+
 -- Privileges, set explicitly rather than inherited. The installing role's default privileges
 -- (ALTER DEFAULT PRIVILEGES ... GRANT SELECT ON TABLES / EXECUTE ON FUNCTIONS TO reporting)
 -- apply to every object made above and would hand out secret hashes, signing keys and
@@ -264,7 +297,8 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
+    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
+    oauth.login_refresh, oauth.login_status
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_verify(text, text, text, text, text, text), oauth.auth_dpop_nonce,
@@ -409,6 +443,18 @@ COMMENT ON FUNCTION oauth.policy_check_role IS
     'Internal (trigger on oauth.policy): refuses a policy for a client that does not exist (rows loaded with COPY excepted) or whose role tokens may not act as (see policy_role_problem).';
 COMMENT ON FUNCTION oauth.invalidate_caches IS
     'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
+COMMENT ON FUNCTION oauth.login_session_closed IS
+    'Internal (triggers on oauth.session): a revoked, changed or deleted session''s token no longer logs in to PostgreSQL 18, from the commit on.';
+COMMENT ON FUNCTION oauth.login_client_changed IS
+    'Internal (triggers on oauth.client and oauth.policy): the role a client''s tokens log in to PostgreSQL 18 as follows its policy, and a deactivated or deleted client''s tokens no longer log in, from the commit on.';
+COMMENT ON FUNCTION oauth.login_signing_key_changed IS
+    'Internal (trigger on oauth.signing_key): the keys PostgreSQL 18 logins verify tokens with follow the table, from the commit on.';
+COMMENT ON FUNCTION oauth.login_reset IS
+    'Internal (TRUNCATE triggers): truncating a table logins depend on refuses logins until the login worker rebuilds their state.';
+COMMENT ON FUNCTION oauth.login_refresh IS
+    'Rebuilds this database''s state of PostgreSQL 18 logins with pg_oauth tokens in shared memory (the login worker does at start); waits at most lock_timeout for writers. Returns what it did.';
+COMMENT ON FUNCTION oauth.login_status IS
+    'What PostgreSQL 18 logins with pg_oauth tokens can check now, per issuing database: its issuer and the keys, clients and live tokens published.';
 
 COMMENT ON TABLE oauth.client IS
     'OAuth clients. Write the secret in plaintext; a trigger stores only its argon2id hash.';

@@ -640,6 +640,67 @@ END
 $$;
 
 
+-- PostgreSQL 18 logins with pg_oauth tokens: the triggers that publish each committed change
+-- of what may log in to shared memory, and the functions that rebuild and show that state.
+CREATE FUNCTION oauth."login_refresh"() RETURNS TEXT
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'login_refresh_wrapper';
+CREATE FUNCTION oauth."login_status"() RETURNS TABLE (
+	"database" oid,
+	"issuer" TEXT,
+	"keys" INT,
+	"clients" INT,
+	"tokens" INT
+)
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'login_status_wrapper';
+CREATE FUNCTION oauth."login_client_changed"() RETURNS TRIGGER
+	LANGUAGE c AS 'MODULE_PATHNAME', 'login_client_changed_wrapper';
+CREATE FUNCTION oauth."login_reset"() RETURNS TRIGGER
+	LANGUAGE c AS 'MODULE_PATHNAME', 'login_reset_wrapper';
+CREATE FUNCTION oauth."login_session_closed"() RETURNS TRIGGER
+	LANGUAGE c AS 'MODULE_PATHNAME', 'login_session_closed_wrapper';
+CREATE FUNCTION oauth."login_signing_key_changed"() RETURNS TRIGGER
+	LANGUAGE c AS 'MODULE_PATHNAME', 'login_signing_key_changed_wrapper';
+
+-- The only one of these that runs SQL reads both tables under a pinned path (the others
+-- run none).
+ALTER FUNCTION oauth.login_client_changed() SET search_path = pg_catalog, pg_temp;
+
+-- PostgreSQL 18 logins with pg_oauth tokens check shared memory, not these tables (no database
+-- is open yet when they are checked): each committed change of what may log in is published
+-- there at its commit. See src/authn/login_state.rs and docs/login.md.
+CREATE TRIGGER session_login_closed
+    AFTER UPDATE OF id, client_id, role, audience, expires_at, revoked_at ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL)
+    EXECUTE FUNCTION oauth.login_session_closed();
+CREATE TRIGGER session_login_deleted
+    AFTER DELETE ON oauth.session
+    FOR EACH ROW WHEN (OLD.revoked_at IS NULL AND OLD.expires_at > now())
+    EXECUTE FUNCTION oauth.login_session_closed();
+CREATE TRIGGER client_login_changed
+    AFTER INSERT OR UPDATE OF id, active OR DELETE ON oauth.client
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_client_changed();
+CREATE TRIGGER policy_login_changed
+    AFTER INSERT OR UPDATE OR DELETE ON oauth.policy
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_client_changed();
+CREATE TRIGGER signing_key_login_changed
+    AFTER INSERT OR UPDATE OR DELETE ON oauth.signing_key
+    FOR EACH ROW EXECUTE FUNCTION oauth.login_signing_key_changed();
+CREATE TRIGGER session_login_reset
+    AFTER TRUNCATE ON oauth.session FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER client_login_reset
+    AFTER TRUNCATE ON oauth.client FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER policy_login_reset
+    AFTER TRUNCATE ON oauth.policy FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+CREATE TRIGGER signing_key_login_reset
+    AFTER TRUNCATE ON oauth.signing_key FOR EACH STATEMENT EXECUTE FUNCTION oauth.login_reset();
+
+
 -- The objects made above got the upgrading role's default privileges, and so did the
 -- sequences when pg_oauth was installed: revoke whatever anyone but the owner was granted on
 -- them (finalize.sql does the same at install), before the grants below. Keep this list to
@@ -678,7 +739,13 @@ BEGIN
                                  'oauth.auth_dpop_nonce()'::pg_catalog.regprocedure,
                                  'oauth.http_protected_resource()'::pg_catalog.regprocedure,
                                  'oauth.postgrest_request_check()'::pg_catalog.regprocedure,
-                                 'oauth.session_revoke_exchanged()'::pg_catalog.regprocedure)) AS o
+                                 'oauth.session_revoke_exchanged()'::pg_catalog.regprocedure,
+                                 'oauth.login_refresh()'::pg_catalog.regprocedure,
+                                 'oauth.login_status()'::pg_catalog.regprocedure,
+                                 'oauth.login_client_changed()'::pg_catalog.regprocedure,
+                                 'oauth.login_reset()'::pg_catalog.regprocedure,
+                                 'oauth.login_session_closed()'::pg_catalog.regprocedure,
+                                 'oauth.login_signing_key_changed()'::pg_catalog.regprocedure)) AS o
          CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
           LEFT JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
          WHERE a.grantee <> o.owner
@@ -772,7 +839,8 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events
+    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
+    oauth.login_refresh, oauth.login_status
     TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_verify(text, text, text, text, text, text), oauth.auth_dpop_nonce,
@@ -965,6 +1033,18 @@ COMMENT ON COLUMN oauth.trusted_issuer.token_type IS 'The typ its tokens'' heade
 COMMENT ON COLUMN oauth.trusted_issuer.subject_client_id IS 'The pg_oauth client its subjects stand for: exchanges need an oauth.exchange_policy row for it, and the new token acts as its policy role.';
 COMMENT ON COLUMN oauth.trusted_issuer.scope IS 'The most a token exchanged from this issuer''s may have (narrowed further by the exchange policy).';
 COMMENT ON COLUMN oauth.trusted_issuer.created_at IS 'When the row was written.';
+COMMENT ON FUNCTION oauth.login_session_closed IS
+    'Internal (triggers on oauth.session): a revoked, changed or deleted session''s token no longer logs in to PostgreSQL 18, from the commit on.';
+COMMENT ON FUNCTION oauth.login_client_changed IS
+    'Internal (triggers on oauth.client and oauth.policy): the role a client''s tokens log in to PostgreSQL 18 as follows its policy, and a deactivated or deleted client''s tokens no longer log in, from the commit on.';
+COMMENT ON FUNCTION oauth.login_signing_key_changed IS
+    'Internal (trigger on oauth.signing_key): the keys PostgreSQL 18 logins verify tokens with follow the table, from the commit on.';
+COMMENT ON FUNCTION oauth.login_reset IS
+    'Internal (TRUNCATE triggers): truncating a table logins depend on refuses logins until the login worker rebuilds their state.';
+COMMENT ON FUNCTION oauth.login_refresh IS
+    'Rebuilds this database''s state of PostgreSQL 18 logins with pg_oauth tokens in shared memory (the login worker does at start); waits at most lock_timeout for writers. Returns what it did.';
+COMMENT ON FUNCTION oauth.login_status IS
+    'What PostgreSQL 18 logins with pg_oauth tokens can check now, per issuing database: its issuer and the keys, clients and live tokens published.';
 COMMENT ON FUNCTION oauth.session_revoke_exchanged IS
     'Internal trigger: revoking a token revokes the tokens exchanged from it (RFC 8693).';
 COMMENT ON COLUMN oauth.session.subject IS 'An exchanged token (RFC 8693): its subject (sub), the subject token''s; NULL when it is the client.';

@@ -23,6 +23,8 @@ mod tests;
 mod tests_dpop;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_exchange;
+#[cfg(any(test, feature = "pg_test"))]
+mod tests_login;
 
 #[cfg(test)]
 mod fuzz;
@@ -45,6 +47,10 @@ pub extern "C-unwind" fn _PG_init() {
     pg::redact::init();
     pg::settings::init();
     http::listener::register();
+    config::login::init();
+    pg::pending::init();
+    pg::validator::set_handler(authn::login::validate);
+    api::login_worker::register();
 }
 
 /// Required by `cargo pgrx test`.

@@ -6,5 +6,7 @@ pub mod assertion;
 pub mod attempts;
 pub mod credentials;
 pub mod dpop;
+pub mod login;
+pub mod login_state;
 pub mod mtls;
 pub mod source;

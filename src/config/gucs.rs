@@ -30,6 +30,12 @@ impl<T: GucValue> Setting<T> {
         self.0.get()
     }
 
+    /// The value this process has, without bringing it up to date: for code that runs before
+    /// a database is chosen (the login validator), where a database's values do not apply.
+    pub fn current(&self) -> T {
+        self.0.get()
+    }
+
     /// For registration.
     fn guc(&'static self) -> &'static GucSetting<T> {
         &self.0

@@ -1,3 +1,4 @@
 //! Server settings.
 
 pub mod gucs;
+pub mod login;

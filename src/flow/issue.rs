@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::authn::credentials;
 use crate::authn::dpop::{self, Checked, Presented};
+use crate::authn::login_state;
 use crate::config::gucs::{self, Transport};
 use crate::crypto::alg::JwtAlg;
 use crate::crypto::certificate::Certificate;
@@ -23,6 +24,7 @@ use crate::jose::keys;
 use crate::jose::ring::{self, Unpublished};
 use crate::pg::backend;
 use crate::pg::cache;
+use crate::pg::shmem::login::LoginToken;
 use crate::store::client::{self, Client, TokenFormat};
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, Exchange, NewSession};
@@ -301,6 +303,19 @@ fn issue_access_token(
             exchange,
         },
     )?;
+    if let Some(role) = role {
+        login_state::token_issued(
+            &LoginToken {
+                id,
+                client_id: client.id.clone(),
+                role: role.to_owned(),
+                expires_at_us,
+            },
+            client.token_format == TokenFormat::Jwt,
+            &granted.audience,
+            binding.jkt.is_some() || binding.x5t.is_some(),
+        );
+    }
     Ok((access_token, expires_at_us))
 }
 

@@ -101,13 +101,34 @@ pub fn verify(
     expiry: Expiry,
     find_key: impl FnOnce(&str) -> Result<Option<Rc<Key>>>,
 ) -> Result<Verified> {
+    verify_with(token, issuer, expiry, ring::by_header, find_key)
+}
+
+/// [`verify`] with keys from elsewhere than this backend's ring: `find_key` alone (the
+/// login validator's, which runs before a database is chosen).
+pub fn verify_detached(
+    token: &str,
+    issuer: &str,
+    expiry: Expiry,
+    find_key: impl FnOnce(&str) -> Result<Option<Rc<Key>>>,
+) -> Result<Verified> {
+    verify_with(token, Some(issuer), expiry, |_| None, find_key)
+}
+
+fn verify_with(
+    token: &str,
+    issuer: Option<&str>,
+    expiry: Expiry,
+    by_header: impl FnOnce(&str) -> Option<Rc<Key>>,
+    find_key: impl FnOnce(&str) -> Result<Option<Rc<Key>>>,
+) -> Result<Verified> {
     let mut parts = token.split('.');
     let (Some(header_b64), Some(payload_b64), Some(sig_b64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(invalid("malformed JWT: expected three dot-separated parts"));
     };
-    let key = match ring::by_header(header_b64) {
+    let key = match by_header(header_b64) {
         Some(key) => key,
         None => key_for_header(header_b64, find_key)?,
     };

@@ -29,6 +29,8 @@ enum Signer {
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair),
     Hmac(Box<hmac::Key>),
+    /// A key known only by its public part (the login validator's): verifies, never signs.
+    None,
 }
 
 enum Verifier {
@@ -70,6 +72,7 @@ impl Key {
                 sig
             }
             Signer::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
+            Signer::None => return Err(OAuthError::ServerError("a public key cannot sign".into())),
         })
     }
 
@@ -131,6 +134,65 @@ pub(crate) fn parse_key(kid: &str, alg: JwtAlg, private: &[u8]) -> Result<Key> {
         expires_at_us: None,
         alg,
         signer,
+        verifier,
+    })
+}
+
+/// What verifying needs of a stored key, and no more: the public key (X9.62 point, Ed25519
+/// key, PKCS#1 RSAPublicKey), or an HS256 key's secret.
+pub fn public_material(alg: JwtAlg, private: &[u8]) -> Result<Vec<u8>> {
+    let bad = || OAuthError::ServerError("a signing key cannot be parsed".into());
+    Ok(match alg {
+        JwtAlg::ES256 => {
+            EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, private)
+                .map_err(|_| bad())?
+                .public_key()
+                .as_ref()
+                .to_vec()
+        }
+        JwtAlg::EdDSA => Ed25519KeyPair::from_pkcs8(private)
+            .map_err(|_| bad())?
+            .public_key()
+            .as_ref()
+            .to_vec(),
+        JwtAlg::RS256 | JwtAlg::PS256 => RsaKeyPair::from_pkcs8(private)
+            .map_err(|_| bad())?
+            .public_key()
+            .as_ref()
+            .to_vec(),
+        JwtAlg::HS256 => private.to_vec(),
+    })
+}
+
+/// A key that only verifies, from `public_material`'s output.
+pub fn verifier(
+    kid: &str,
+    alg: JwtAlg,
+    material: &[u8],
+    expires_at_us: Option<i64>,
+) -> Result<Key> {
+    let bad = || OAuthError::ServerError(format!("signing key {kid}: unusable public key"));
+    let verifier = match alg {
+        JwtAlg::HS256 if material.len() >= 32 => {
+            Verifier::Hmac(Box::new(hmac::Key::new(hmac::HMAC_SHA256, material)))
+        }
+        JwtAlg::HS256 => return Err(bad()),
+        _ => {
+            let params: &'static dyn signature::VerificationAlgorithm = match alg {
+                JwtAlg::ES256 => &signature::ECDSA_P256_SHA256_FIXED,
+                JwtAlg::EdDSA => &signature::ED25519,
+                JwtAlg::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+                _ => &signature::RSA_PKCS1_2048_8192_SHA256,
+            };
+            Verifier::Public(ParsedPublicKey::new(params, material).map_err(|_| bad())?)
+        }
+    };
+    let header = json!({ "alg": alg.as_str(), "kid": kid, "typ": "at+jwt" });
+    Ok(Key {
+        header_b64: b64url(header.to_string().as_bytes()),
+        expires_at_us,
+        alg,
+        signer: Signer::None,
         verifier,
     })
 }
@@ -214,6 +276,12 @@ mod unit {
             let sig = key.sign(b"header.payload").unwrap();
             assert!(key.verify(b"header.payload", &sig), "{alg:?}");
             assert!(!key.verify(b"header.payloaD", &sig), "{alg:?}");
+            let material = public_material(alg, &new.private_der).unwrap();
+            let public = verifier(&new.kid, alg, &material, None).unwrap();
+            assert!(public.verify(b"header.payload", &sig), "{alg:?}");
+            assert!(!public.verify(b"header.payloaD", &sig), "{alg:?}");
+            assert!(public.sign(b"x").is_err());
+            assert_eq!(public.header_b64, key.header_b64);
             match new.public_jwk {
                 Some(jwk) => {
                     assert_eq!(jwk["kid"], new.kid.as_str());

@@ -9,6 +9,7 @@ pub mod client;
 pub mod deferred;
 pub mod exchange_policy;
 pub mod fhir;
+pub mod login;
 pub mod policy;
 pub mod refresh;
 pub mod session;

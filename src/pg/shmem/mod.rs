@@ -11,16 +11,20 @@
 //! - marks.rs: a small set of ids (refresh grants whose revocation is owed);
 //! - dpop.rs: the DPoP proofs accepted and still young enough to be replayed (524,288,
 //!   64-way buckets);
+//! - login.rs: what PostgreSQL 18's OAuth login checks before a database is open (issuers
+//!   and their keys, clients, tokens that may log in);
 //!
 //! the key DPoP nonces are made with (nonces.rs), and a count of pg_oauth's running
 //! background workers, to bound them (workers.rs).
 //!
-//! About 6.8 MB. Every access runs under one spinlock, for a few dozen instructions over
-//! plain memory: nothing under it can raise an error or sleep.
+//! About 9.5 MB. Every access runs under one spinlock, for a few dozen instructions over
+//! plain memory (a login's copy of its issuer's keys, at most 32 KB; a rebuild's sweep of
+//! the login tables, tens of microseconds): nothing under it can raise an error or sleep.
 
 mod segment;
 
 pub mod dpop;
+pub mod login;
 pub mod marks;
 pub mod nonces;
 pub mod proofs;

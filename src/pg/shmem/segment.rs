@@ -12,7 +12,7 @@ use crate::pg::limits;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 5;
+const LAYOUT: u32 = 6;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
@@ -32,7 +32,111 @@ pub(super) struct Segment {
     sources: UnsafeCell<SourceTable>,
     marks: UnsafeCell<MarkTable>,
     dpop: UnsafeCell<DpopTable>,
+    login_issuers: UnsafeCell<[LoginIssuer; LOGIN_ISSUERS]>,
+    login_clients: UnsafeCell<LoginClientTable>,
+    login_sessions: UnsafeCell<LoginSessionTable>,
 }
+
+pub(super) const LOGIN_ISSUERS: usize = 8;
+pub(super) const LOGIN_KEYS: usize = 32;
+/// A key's public part (an RSA-4096 public key is 526 bytes) or an HS256 secret.
+pub(super) const LOGIN_KEY_BYTES: usize = 1024;
+pub(super) const LOGIN_CLIENT_BUCKETS: usize = 512;
+pub(super) const LOGIN_CLIENT_WAYS: usize = 8;
+pub(super) const LOGIN_SESSION_BUCKETS: usize = 2048;
+pub(super) const LOGIN_SESSION_WAYS: usize = 8;
+
+#[repr(C)]
+pub(super) struct LoginKey {
+    /// 0: free.
+    pub(super) used: u8,
+    pub(super) alg: [u8; 8],
+    pub(super) kid: [u8; 64],
+    pub(super) kid_len: u16,
+    pub(super) material_len: u16,
+    /// End of publication (Unix µs); i64::MAX: none.
+    pub(super) until_us: i64,
+    pub(super) material: [u8; LOGIN_KEY_BYTES],
+}
+
+#[repr(C)]
+pub(super) struct LoginIssuer {
+    /// The issuing database's oid; 0: free.
+    pub(super) database: u32,
+    /// 1 once a rebuild filled it.
+    pub(super) ready: u32,
+    pub(super) issuer_len: u16,
+    pub(super) issuer: [u8; 256],
+    pub(super) keys: [LoginKey; LOGIN_KEYS],
+}
+
+impl LoginIssuer {
+    pub(super) const EMPTY: Self = Self {
+        database: 0,
+        ready: 0,
+        issuer_len: 0,
+        issuer: [0; 256],
+        keys: [const { LoginKey::EMPTY }; LOGIN_KEYS],
+    };
+}
+
+impl LoginKey {
+    pub(super) const EMPTY: Self = Self {
+        used: 0,
+        alg: [0; 8],
+        kid: [0; 64],
+        kid_len: 0,
+        material_len: 0,
+        until_us: 0,
+        material: [0; LOGIN_KEY_BYTES],
+    };
+}
+
+#[repr(C)]
+pub(super) struct LoginClient {
+    /// SHA-256 over the database and the client id.
+    pub(super) key: [u8; 32],
+    /// 0: free.
+    pub(super) database: u32,
+    pub(super) role_len: u8,
+    pub(super) role: [u8; 64],
+}
+
+impl LoginClient {
+    pub(super) const EMPTY: Self = Self {
+        key: [0; 32],
+        database: 0,
+        role_len: 0,
+        role: [0; 64],
+    };
+}
+
+pub(super) type LoginClientTable = [[LoginClient; LOGIN_CLIENT_WAYS]; LOGIN_CLIENT_BUCKETS];
+
+#[repr(C)]
+pub(super) struct LoginSession {
+    pub(super) id: [u8; 16],
+    /// 0: free.
+    pub(super) database: u32,
+    pub(super) role_len: u8,
+    pub(super) expires_at_us: i64,
+    /// The client's key (as in LoginClient).
+    pub(super) client: [u8; 32],
+    pub(super) role: [u8; 64],
+}
+
+impl LoginSession {
+    pub(super) const EMPTY: Self = Self {
+        id: [0; 16],
+        database: 0,
+        role_len: 0,
+        expires_at_us: 0,
+        client: [0; 32],
+        role: [0; 64],
+    };
+}
+
+pub(super) type LoginSessionTable = [[LoginSession; LOGIN_SESSION_WAYS]; LOGIN_SESSION_BUCKETS];
 
 pub(super) const MARK_BUCKETS: usize = 256;
 pub(super) const MARK_WAYS: usize = 4;
@@ -94,6 +198,9 @@ pub(super) struct Tables<'a> {
     pub(super) sources: &'a mut SourceTable,
     pub(super) marks: &'a mut MarkTable,
     pub(super) dpop: &'a mut DpopTable,
+    pub(super) login_issuers: &'a mut [LoginIssuer; LOGIN_ISSUERS],
+    pub(super) login_clients: &'a mut LoginClientTable,
+    pub(super) login_sessions: &'a mut LoginSessionTable,
     /// A fresh value of the segment's clock (for least-recently-used eviction).
     pub(super) tick: u64,
 }
@@ -129,6 +236,9 @@ impl Segment {
                 sources: &mut *self.sources.get(),
                 marks: &mut *self.marks.get(),
                 dpop: &mut *self.dpop.get(),
+                login_issuers: &mut *self.login_issuers.get(),
+                login_clients: &mut *self.login_clients.get(),
+                login_sessions: &mut *self.login_sessions.get(),
                 tick,
             }
         });
@@ -172,6 +282,20 @@ pub(super) fn segment() -> Option<&'static Segment> {
         UNAVAILABLE.set(true);
         return None;
     };
+    SEGMENT.set(found);
+    // SAFETY: as above.
+    Some(unsafe { &*found })
+}
+
+/// The cluster's segment if some backend made it; never makes it (for callers that only
+/// read, and may run before a database is chosen: a missing segment has nothing to read).
+pub(super) fn segment_if_exists() -> Option<&'static Segment> {
+    let cached = SEGMENT.get();
+    if !cached.is_null() {
+        // SAFETY: a pinned mapping stays valid for the life of this process.
+        return Some(unsafe { &*cached });
+    }
+    let found = attach()?;
     SEGMENT.set(found);
     // SAFETY: as above.
     Some(unsafe { &*found })

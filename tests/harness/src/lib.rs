@@ -982,3 +982,22 @@ pub fn connect_from(
     socket.connect(&target.into())?;
     Ok(socket.into())
 }
+
+/// tests/clients/libpq/oauth_login.c, a service that logs in to PostgreSQL 18 with a pg_oauth
+/// token through libpq's token hook, built into `dir` against the server's own libpq.
+pub fn libpq_oauth_client(dir: &Path) -> PathBuf {
+    let out = dir.join("oauth_login");
+    let lib = pg_config("--libdir").display().to_string();
+    run(
+        Command::new("gcc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&out)
+            .arg(repo_root().join("tests/clients/libpq/oauth_login.c"))
+            .arg(format!("-I{}", pg_config("--includedir").display()))
+            .arg(format!("-L{lib}"))
+            .arg(format!("-Wl,-rpath,{lib}"))
+            .arg("-lpq"),
+        "gcc oauth_login.c",
+    );
+    out
+}

@@ -145,6 +145,8 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
                 "oauth.policy_role_problem(text)",
                 "oauth.loading_by_copy()",
                 "oauth.audit_dropped_events()",
+                "oauth.login_refresh()",
+                "oauth.login_status()",
             ]
             .map(String::from),
         )

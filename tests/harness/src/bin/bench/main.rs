@@ -2,8 +2,9 @@
 //! throwaway cluster (fsync on) with the release build, each compared with a floor measured
 //! in the same run. Prints one table and writes it, with the machine and method, to
 //! BENCHMARKS.md. Rounds and durations: BENCH_ROUNDS (3), BENCH_SECONDS (20),
-//! BENCH_HTTP_SECONDS (10), BENCH_SUSTAINED_MINUTES (10). BENCH_ONLY=sustained runs the
-//! sustained scenario alone and writes nothing.
+//! BENCH_HTTP_SECONDS (10), BENCH_SUSTAINED_MINUTES (10). BENCH_ONLY=sustained (or dpop, or
+//! login: PostgreSQL 18 logins with tokens, PG_VERSION=18) runs that scenario alone and
+//! writes nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,7 @@ use std::time::Instant;
 mod dpop;
 mod flood;
 mod http;
+mod login;
 mod sustained;
 
 use flood::{flood, Flood};
@@ -230,6 +232,16 @@ fn main() {
         println!("\n{}", result.rows());
         return;
     }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("login") {
+        assert_eq!(
+            pg_oauth_harness::pg_version(),
+            "18",
+            "logins with tokens need PG_VERSION=18"
+        );
+        let result = login::run(rounds);
+        println!("\n{}", result.rows());
+        return;
+    }
     if std::env::var("BENCH_ONLY").as_deref() == Ok("sustained") {
         http::setup_app(&cluster, &root);
         let result = sustained::run(&cluster, listener_port, sustained_minutes);
@@ -436,6 +448,7 @@ fn main() {
 
     // 7. Sustained issuance through the listener with the purge running.
     let sustained = sustained::run(&cluster, listener_port, sustained_minutes);
+    let logins = (pg_oauth_harness::pg_version() == "18").then(|| login::run(rounds));
 
     // The table.
     let mut table = String::new();
@@ -504,6 +517,12 @@ fn main() {
     table.push_str(&http.rows());
     table.push_str(&dpop.rows());
     table.push_str(&sustained.rows());
+    match &logins {
+        Some(logins) => table.push_str(&logins.rows()),
+        None => table.push_str(
+            "| Login (PostgreSQL 18) with a pg_oauth token | not run: `make bench PG_VERSION=18` | | | |\n",
+        ),
+    }
     println!("\n{table}\n{}", sustained.minutes());
 
     let machine: String = machine()
