@@ -47,11 +47,10 @@ fn cluster() -> Cluster {
     )
     .unwrap();
     cluster.start_server();
-    cluster
-        .connect("postgres")
-        .batch_execute(&format!(
-            "CREATE DATABASE scram;
-             CREATE EXTENSION pg_oauth;
+    let mut db = cluster.connect("postgres");
+    db.batch_execute("CREATE DATABASE scram").unwrap();
+    db.batch_execute(&format!(
+            "CREATE EXTENSION pg_oauth;
              CREATE ROLE bench_login LOGIN PASSWORD 'a-bench-password-0123456789';
              INSERT INTO oauth.client (id, secret, token_format, scope, audience)
              VALUES ('bench-login', 'benchsecret-0123456789-0123456789', 'jwt', '{{db:login}}', '{{{AUDIENCE}}}');
