@@ -181,6 +181,14 @@ CREATE TRIGGER client_lockout_changed
     AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oauth.client_lockout
     FOR EACH STATEMENT EXECUTE FUNCTION oauth.invalidate_caches();
 
+-- pg_oauth's counters, kept in shared memory (src/pg/shmem/stats.rs), in the pg_stat_* style:
+-- one row per counter, zero or not. Database NULL: logins to PostgreSQL 18 (checked before a
+-- database is chosen) and databases beyond the 16 counted on their own.
+CREATE VIEW oauth.stats AS
+SELECT d.datname AS database, c.metric, c.labels, c.value, c.description
+  FROM oauth.stats_counters() AS c
+  LEFT JOIN pg_catalog.pg_database AS d ON d.oid = c.database AND c.database <> 0;
+
 -- The only one of these that runs SQL reads both tables under a pinned path (the others
 -- run none).
 ALTER FUNCTION oauth.login_client_changed() SET search_path = pg_catalog, pg_temp;
@@ -298,8 +306,9 @@ GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
-    oauth.login_refresh, oauth.login_status
+    oauth.login_refresh, oauth.login_status, oauth.stats_counters, oauth.stats_reset
     TO oauth_admin;
+GRANT SELECT ON oauth.stats TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_verify(text, text, text, text, text, text), oauth.auth_dpop_nonce,
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
@@ -443,6 +452,17 @@ COMMENT ON FUNCTION oauth.policy_check_role IS
     'Internal (trigger on oauth.policy): refuses a policy for a client that does not exist (rows loaded with COPY excepted) or whose role tokens may not act as (see policy_role_problem).';
 COMMENT ON FUNCTION oauth.invalidate_caches IS
     'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
+COMMENT ON VIEW oauth.stats IS
+    'pg_oauth''s counters since the server started (or oauth.stats_reset()): tokens issued and signed, refusals by endpoint and OAuth error, failed client authentications by reason, argon2 work, DPoP proofs, verifications, revocations, introspections, PostgreSQL 18 logins. One row per counter; labels as jsonb.';
+COMMENT ON COLUMN oauth.stats.database IS 'The database counted in; NULL: PostgreSQL 18 logins (no database is chosen yet) and databases beyond the 16 counted on their own.';
+COMMENT ON COLUMN oauth.stats.metric IS 'The counter''s family (docs/operations.md, Metrics); /metrics exposes it as pg_oauth_<metric>_total.';
+COMMENT ON COLUMN oauth.stats.labels IS 'The counter''s labels, e.g. {"grant": "client_credentials", "format": "jwt"}.';
+COMMENT ON COLUMN oauth.stats.value IS 'Its count since the server started or oauth.stats_reset() (microseconds for http_request_duration_microseconds_sum).';
+COMMENT ON COLUMN oauth.stats.description IS 'What the family counts.';
+COMMENT ON FUNCTION oauth.stats_counters IS
+    'Internal (the view oauth.stats): every counter in shared memory, by database oid.';
+COMMENT ON FUNCTION oauth.stats_reset IS
+    'Sets this database''s pg_oauth counters (oauth.stats) to zero, as pg_stat_reset() does for PostgreSQL''s. oauth_admin only.';
 COMMENT ON FUNCTION oauth.login_session_closed IS
     'Internal (triggers on oauth.session): a revoked, changed or deleted session''s token no longer logs in to PostgreSQL 18, from the commit on.';
 COMMENT ON FUNCTION oauth.login_client_changed IS

@@ -667,6 +667,30 @@ CREATE FUNCTION oauth."login_session_closed"() RETURNS TRIGGER
 CREATE FUNCTION oauth."login_signing_key_changed"() RETURNS TRIGGER
 	LANGUAGE c AS 'MODULE_PATHNAME', 'login_signing_key_changed_wrapper';
 
+CREATE FUNCTION oauth."stats_counters"() RETURNS TABLE (
+	"database" oid,
+	"metric" TEXT,
+	"labels" jsonb,
+	"value" bigint,
+	"description" TEXT
+)
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'stats_counters_wrapper';
+CREATE FUNCTION oauth."stats_reset"() RETURNS void
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'stats_reset_wrapper';
+-- pg_oauth's counters, kept in shared memory (src/pg/shmem/stats.rs), in the pg_stat_* style:
+-- one row per counter, zero or not. Database NULL: logins to PostgreSQL 18 (checked before a
+-- database is chosen) and databases beyond the 16 counted on their own.
+CREATE VIEW oauth.stats AS
+SELECT d.datname AS database, c.metric, c.labels, c.value, c.description
+  FROM oauth.stats_counters() AS c
+  LEFT JOIN pg_catalog.pg_database AS d ON d.oid = c.database AND c.database <> 0;
+
 -- The only one of these that runs SQL reads both tables under a pinned path (the others
 -- run none).
 ALTER FUNCTION oauth.login_client_changed() SET search_path = pg_catalog, pg_temp;
@@ -719,6 +743,7 @@ BEGIN
                     OR c.oid = 'oauth.audit_event'::pg_catalog.regclass
                     OR c.oid = 'oauth.exchange_policy'::pg_catalog.regclass
                     OR c.oid = 'oauth.trusted_issuer'::pg_catalog.regclass
+                    OR c.oid = 'oauth.stats'::pg_catalog.regclass
                     OR c.oid IN (SELECT inhrelid FROM pg_catalog.pg_inherits
                                   WHERE inhparent = 'oauth.session'::pg_catalog.regclass)
                 UNION ALL
@@ -741,6 +766,8 @@ BEGIN
                                  'oauth.postgrest_request_check()'::pg_catalog.regprocedure,
                                  'oauth.session_revoke_exchanged()'::pg_catalog.regprocedure,
                                  'oauth.login_refresh()'::pg_catalog.regprocedure,
+                                 'oauth.stats_counters()'::pg_catalog.regprocedure,
+                                 'oauth.stats_reset()'::pg_catalog.regprocedure,
                                  'oauth.login_status()'::pg_catalog.regprocedure,
                                  'oauth.login_client_changed()'::pg_catalog.regprocedure,
                                  'oauth.login_reset()'::pg_catalog.regprocedure,
@@ -840,8 +867,9 @@ GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
     oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
-    oauth.login_refresh, oauth.login_status
+    oauth.login_refresh, oauth.login_status, oauth.stats_counters, oauth.stats_reset
     TO oauth_admin;
+GRANT SELECT ON oauth.stats TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
     oauth.auth_verify(text, text, text, text, text, text), oauth.auth_dpop_nonce,
     oauth.auth_revoke, oauth.auth_introspect, oauth.auth_jwks, oauth.auth_metadata,
@@ -1033,6 +1061,17 @@ COMMENT ON COLUMN oauth.trusted_issuer.token_type IS 'The typ its tokens'' heade
 COMMENT ON COLUMN oauth.trusted_issuer.subject_client_id IS 'The pg_oauth client its subjects stand for: exchanges need an oauth.exchange_policy row for it, and the new token acts as its policy role.';
 COMMENT ON COLUMN oauth.trusted_issuer.scope IS 'The most a token exchanged from this issuer''s may have (narrowed further by the exchange policy).';
 COMMENT ON COLUMN oauth.trusted_issuer.created_at IS 'When the row was written.';
+COMMENT ON VIEW oauth.stats IS
+    'pg_oauth''s counters since the server started (or oauth.stats_reset()): tokens issued and signed, refusals by endpoint and OAuth error, failed client authentications by reason, argon2 work, DPoP proofs, verifications, revocations, introspections, PostgreSQL 18 logins. One row per counter; labels as jsonb.';
+COMMENT ON COLUMN oauth.stats.database IS 'The database counted in; NULL: PostgreSQL 18 logins (no database is chosen yet) and databases beyond the 16 counted on their own.';
+COMMENT ON COLUMN oauth.stats.metric IS 'The counter''s family (docs/operations.md, Metrics); /metrics exposes it as pg_oauth_<metric>_total.';
+COMMENT ON COLUMN oauth.stats.labels IS 'The counter''s labels, e.g. {"grant": "client_credentials", "format": "jwt"}.';
+COMMENT ON COLUMN oauth.stats.value IS 'Its count since the server started or oauth.stats_reset() (microseconds for http_request_duration_microseconds_sum).';
+COMMENT ON COLUMN oauth.stats.description IS 'What the family counts.';
+COMMENT ON FUNCTION oauth.stats_counters IS
+    'Internal (the view oauth.stats): every counter in shared memory, by database oid.';
+COMMENT ON FUNCTION oauth.stats_reset IS
+    'Sets this database''s pg_oauth counters (oauth.stats) to zero, as pg_stat_reset() does for PostgreSQL''s. oauth_admin only.';
 COMMENT ON FUNCTION oauth.login_session_closed IS
     'Internal (triggers on oauth.session): a revoked, changed or deleted session''s token no longer logs in to PostgreSQL 18, from the commit on.';
 COMMENT ON FUNCTION oauth.login_client_changed IS

@@ -12,4 +12,5 @@ pub mod login_worker;
 pub mod postgrest;
 mod rls;
 mod sql;
+mod stats;
 mod triggers;

@@ -17,6 +17,7 @@ use crate::jose::ring;
 use crate::pg::backend;
 use crate::pg::jsonb::Jsonb;
 use crate::pg::redact;
+use crate::pg::shmem::stats;
 
 /// The client credentials grant (RFC 6749 §4.4), the refresh token grant (§6) and token
 /// exchange (RFC 8693, `subject_token` and the rest): returns
@@ -64,7 +65,11 @@ fn auth_token_0_3(
         },
         transport: None,
     };
-    Jsonb(deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req))).or_raise())
+    let issued = deferred::on_failure(|| Spi::connect_mut(|spi| issue::issue(spi, &req)));
+    if let Err(err) = &issued {
+        stats::count("refusals", &["token", err.code()]);
+    }
+    Jsonb(issued.or_raise())
 }
 
 /// `oauth.auth_token` as schemas before 0.3.0 declare it (8 arguments, this symbol), for a

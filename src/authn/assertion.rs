@@ -14,6 +14,7 @@ use crate::error::quoted;
 use crate::error::{OAuthError, Result};
 use crate::jose::jwks::{self, jws_name};
 use crate::pg::backend;
+use crate::pg::shmem::stats;
 use crate::store::assertion_jti;
 use crate::store::client::{self, Client};
 
@@ -75,6 +76,7 @@ fn fail(description: impl Into<String>) -> OAuthError {
 /// no keys, unknown kid, bad signature): the caller reads only "client authentication
 /// failed"; the audit trail gets `reason`.
 fn hidden(reason: impl Into<String>) -> OAuthError {
+    stats::count("client_authentication_failures", &["assertion"]);
     OAuthError::AuthenticationFailed {
         reason: reason.into(),
     }

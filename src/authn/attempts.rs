@@ -14,6 +14,7 @@ use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 use crate::pg::db::Statement;
 use crate::pg::shmem::sources;
+use crate::pg::shmem::stats;
 use crate::store::audit::{self, truncate, Failure, Lockout, Throttled, MAX_ID_CHARS};
 use crate::store::deferred::{self, Action};
 
@@ -136,6 +137,7 @@ impl Attempt {
             if let Some(until) = state.and_then(|s| s.locked_until_us) {
                 let left = until - backend::now_micros();
                 if left > 0 {
+                    stats::count("client_authentication_failures", &["locked_out"]);
                     return Err(paced(OAuthError::locked_out((left + 999_999) / 1_000_000)));
                 }
             }
@@ -160,6 +162,7 @@ impl Attempt {
                     refused: i64::from(refusal.refused),
                 }));
             }
+            stats::count("client_authentication_failures", &["throttled_source"]);
             return Err(paced(OAuthError::source_throttled(refusal.left.max(1))));
         }
         Ok(attempts)

@@ -18,6 +18,7 @@ use crate::error::{OAuthError, Result};
 use crate::pg::backend;
 use crate::pg::limits;
 use crate::pg::shmem::proofs;
+use crate::pg::shmem::stats;
 use crate::store;
 use crate::store::client::{load, load_uncached, Client};
 
@@ -232,14 +233,24 @@ fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Res
     }
     // Proven elsewhere in the cluster (proofs.rs) — already, or while we queue for a slot.
     let mut proven_elsewhere = None;
+    // `needless` is asked before each round of attempts: a second round means a wait.
+    let mut rounds = 0;
     let slot = limits::Slot::acquire_unless(
         gucs::argon2_slots(),
         limits::Wait::Bounded(gucs::argon2_wait()),
         || {
+            rounds += 1;
             proven_elsewhere = proven_in_cluster(readings);
             proven_elsewhere.is_some()
         },
-    )?;
+    );
+    if rounds > 1 {
+        stats::count("argon2", &["waits"]);
+    }
+    if slot.is_err() {
+        stats::count("argon2", &["timeouts"]);
+    }
+    let slot = slot?;
     if let Some(client) = proven_elsewhere {
         return accept(&client);
     }
@@ -250,6 +261,7 @@ fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Res
         if let Some(client) = reading.client.as_ref().filter(|c| c.secret.is_some()) {
             for stored in hashes(client) {
                 verified += 1;
+                stats::count("argon2", &["verifications"]);
                 if secret::verify(&client.id, stored, reading.secret) {
                     proofs::remember(&client.id, stored, reading.secret);
                     rehash_if_costly(spi, client, stored, reading.secret)?;
@@ -258,14 +270,16 @@ fn authenticate_secret(spi: &mut SpiClient<'_>, readings: &[Reading<'_>]) -> Res
             }
         }
         for _ in verified..VERIFICATIONS_PER_READING {
+            stats::count("argon2", &["verifications"]);
             argon2id::verify_dummy(reading.secret);
         }
     }
-    let reason = match readings.iter().find_map(|r| r.client.as_ref()) {
-        None => "unknown client",
-        Some(client) if client.secret.is_none() => "client has no secret",
-        Some(_) => "wrong secret",
+    let (reason, label) = match readings.iter().find_map(|r| r.client.as_ref()) {
+        None => ("unknown client", "unknown_client"),
+        Some(client) if client.secret.is_none() => ("client has no secret", "no_secret"),
+        Some(_) => ("wrong secret", "wrong_secret"),
     };
+    stats::count("client_authentication_failures", &[label]);
     Err(OAuthError::AuthenticationFailed {
         reason: reason.to_owned(),
     })

@@ -11,6 +11,7 @@ use crate::error::{OAuthError, Result};
 use crate::jose::dpop::{self, invalid};
 use crate::pg::shmem::dpop::{spend as spend_once, Spent};
 use crate::pg::shmem::nonces;
+use crate::pg::shmem::stats;
 
 /// A proof as a request presents it.
 pub struct Presented<'a> {
@@ -93,8 +94,14 @@ pub fn check(presented: &Presented<'_>, token: Option<&str>, now_us: i64) -> Res
 /// Accept `checked` once: a second use, by any backend of the cluster, is refused.
 pub fn spend(checked: &Checked, now_us: i64) -> Result<()> {
     match spend_once(&checked.jkt, &checked.jti, checked.until_us, now_us) {
-        Spent::Fresh => Ok(()),
-        Spent::Replayed => Err(invalid("the DPoP proof was already used (jti replay)")),
+        Spent::Fresh => {
+            stats::count("dpop_proofs", &["accepted"]);
+            Ok(())
+        }
+        Spent::Replayed => {
+            stats::count("dpop_proofs", &["refused"]);
+            Err(invalid("the DPoP proof was already used (jti replay)"))
+        }
         Spent::Full { next_free_us } => Err(OAuthError::TemporarilyUnavailable {
             retry_after_secs: (next_free_us - now_us).div_euclid(1_000_000).max(0) + 1,
         }),

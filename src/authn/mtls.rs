@@ -17,6 +17,7 @@ use crate::authn::source::{self, Edge};
 use crate::config::gucs::{self, Transport};
 use crate::crypto::certificate::{self, Certificate};
 use crate::error::{OAuthError, Result};
+use crate::pg::shmem::stats;
 use crate::store::client::{load, Client};
 
 /// The client certificate of a request that reached us at `edge`: the chain of the
@@ -55,6 +56,7 @@ pub fn authenticate(
     certificate: &Certificate,
 ) -> Result<Rc<Client>> {
     let failed = |reason: &str| {
+        stats::count("client_authentication_failures", &["certificate"]);
         Err(OAuthError::AuthenticationFailed {
             reason: reason.to_owned(),
         })

@@ -88,6 +88,8 @@ pub static HTTP_TIMEOUT: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(10_
 pub static HTTP_LOCK_TIMEOUT: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(200));
 pub static HTTP_TRUSTED_PROXIES: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
+pub static HTTP_METRICS_ALLOW: Setting<Option<CString>> =
+    Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static HTTP_TLS_CERT: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static HTTP_TLS_KEY: Setting<Option<CString>> =
@@ -538,6 +540,14 @@ fn init_listener_limits() {
         c"Peer addresses or networks (comma-separated, CIDR allowed) whose pg_oauth.http_client_address_header the HTTP listener believes.",
         c"A proxy in front of the listener (e.g. 127.0.0.1): its requests count by the address in that header, every other peer by its own. Empty: the socket peer, always. Reloadable.",
         HTTP_TRUSTED_PROXIES.guc(),
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"pg_oauth.http_metrics_allow",
+        c"Addresses or networks (comma-separated, CIDR allowed) that may read the HTTP listener's /metrics (Prometheus); empty: /metrics is off.",
+        c"Reloadable. Any other address is answered 403.",
+        HTTP_METRICS_ALLOW.guc(),
         GucContext::Sighup,
         GucFlags::default(),
     );

@@ -25,6 +25,7 @@ use crate::jose::ring::{self, Unpublished};
 use crate::pg::backend;
 use crate::pg::cache;
 use crate::pg::shmem::login::LoginToken;
+use crate::pg::shmem::stats;
 use crate::store::client::{self, Client, TokenFormat};
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, Exchange, NewSession};
@@ -83,6 +84,7 @@ fn dpop_proof(req: &TokenRequest<'_>, now_us: i64) -> Result<Option<Checked>> {
     dpop::check(&presented, None, now_us).map(Some)
 }
 
+#[derive(Clone, Copy)]
 enum Grant {
     ClientCredentials,
     RefreshToken,
@@ -151,6 +153,7 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
     };
     let family = granted.refresh.as_ref().map(|r| r.family);
     let (access, expires_at_us) = issue_access_token(spi, &client, &granted, family, &issuance)?;
+    count_issued(&client, grant);
     let mut body = Map::new();
     body.insert("access_token".into(), Value::String(access));
     if let Some(exchanged) = &exchanged {
@@ -181,6 +184,24 @@ pub fn issue(spi: &mut SpiClient<'_>, req: &TokenRequest<'_>) -> Result<Value> {
         body.insert("refresh_token".into(), Value::String(refresh));
     }
     Ok(Value::Object(body))
+}
+
+/// One more token of `grant`, in the client's format (and, for a JWT, algorithm).
+fn count_issued(client: &Client, grant: Grant) {
+    let grant = match grant {
+        Grant::ClientCredentials => "client_credentials",
+        Grant::RefreshToken => "refresh_token",
+        Grant::TokenExchange => "token_exchange",
+    };
+    let jwt = client.token_format == TokenFormat::Jwt;
+    stats::count(
+        "tokens_issued",
+        &[grant, if jwt { "jwt" } else { "opaque" }],
+    );
+    if jwt {
+        let alg = ring::alg_for(client.jwt_alg.as_deref());
+        stats::count("tokens_signed", &[alg.as_str()]);
+    }
 }
 
 /// Spend the request's DPoP proof, now that the client authenticated; a client whose tokens

@@ -16,6 +16,7 @@ use crate::jose::ring;
 use crate::pg::backend;
 use crate::pg::cache;
 use crate::pg::db;
+use crate::pg::shmem::stats;
 use crate::store::client::Client;
 use crate::store::refresh::{self, FamilyId};
 use crate::store::session::{self, Probe, SessionId};
@@ -30,9 +31,16 @@ pub fn verify(
     audience: Option<&str>,
     held: Possession<'_>,
 ) -> Result<Map<String, Value>> {
-    let claims = claims_of(token, audience)?;
-    check_binding(&claims, token.trim(), held)?;
-    Ok(claims)
+    let verified = claims_of(token, audience)
+        .and_then(|claims| check_binding(&claims, token.trim(), held).map(|()| claims));
+    match &verified {
+        Ok(_) => stats::count("verifications", &["accepted"]),
+        Err(err) => {
+            stats::count("verifications", &["refused"]);
+            stats::count("refusals", &["verify", err.code()]);
+        }
+    }
+    verified
 }
 
 /// What comes with a token besides itself: a DPoP proof and the request it is for, the
@@ -196,10 +204,14 @@ pub fn find(spi: &SpiClient<'_>, token: &str) -> Result<Option<FoundToken>> {
 /// family and so the access tokens issued from it. Returns whether it was live.
 pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken, reason: &str) -> Result<bool> {
     backend::require_primary("revoke tokens")?;
-    match &found.kind {
-        TokenKind::Access(id) => session::revoke(spi, id, reason),
-        TokenKind::Refresh(family) => refresh::revoke_family(spi, family, reason),
+    let live = match &found.kind {
+        TokenKind::Access(id) => session::revoke(spi, id, reason)?,
+        TokenKind::Refresh(family) => refresh::revoke_family(spi, family, reason)?,
+    };
+    if live {
+        stats::count("revocations", &[]);
     }
+    Ok(live)
 }
 
 /// RFC 7662 introspection: the token's claims with `active: true`, or `{"active": false}`
@@ -208,6 +220,7 @@ pub fn revoke_found(spi: &mut SpiClient<'_>, found: &FoundToken, reason: &str) -
 /// unless it may introspect any (`oauth.client.introspect_any`): RFC 7662 §2.2 answers
 /// `active: false` for tokens the caller may not introspect.
 pub fn introspect(spi: &SpiClient<'_>, token: &str, caller: Option<&Client>) -> Value {
+    stats::count("introspections", &[]);
     let inactive = || json!({ "active": false });
     let token = token.trim();
     if token.is_empty() {

@@ -25,6 +25,7 @@ use crate::flow::issue::{self, TokenRequest};
 use crate::flow::metadata;
 use crate::flow::token;
 use crate::jose::ring;
+use crate::pg::shmem::stats;
 use crate::pg::subxact::atomically;
 use crate::store::client::Client;
 use crate::store::deferred::clear_deferred;
@@ -58,6 +59,7 @@ pub fn handle(endpoint: Endpoint, req: &Request, params: &Params) -> Result<Repl
         Endpoint::ProtectedResource => {
             public_document(req.transport, 300, metadata::protected_resource)
         }
+        Endpoint::Metrics => Ok(super::metrics::endpoint(req)),
     }
 }
 
@@ -194,10 +196,15 @@ pub fn status_of(err: &OAuthError, basic: bool, transport: Transport) -> u16 {
 
 /// Answer with `outcome`: 200 and its body, or the RFC 6749 §5.2 error body with its status
 /// (`status_of`). Token endpoint responses are never cacheable.
-fn answer(transport: Transport, outcome: std::result::Result<Value, Failure>) -> Result<Reply> {
+fn answer(
+    endpoint: &str,
+    transport: Transport,
+    outcome: std::result::Result<Value, Failure>,
+) -> Result<Reply> {
     Spi::connect_mut(|spi| match outcome {
         Ok(body) => Ok(Reply::new(200, &NO_STORE, body)),
         Err(Failure { err, basic }) => {
+            stats::count("refusals", &[endpoint, err.code()]);
             // The request's writes were rolled back with its subtransaction; what must
             // survive its failure (a failed authentication, a reused refresh token's
             // revocation) is written now, and commits with this answer.
@@ -227,6 +234,7 @@ fn answer(transport: Transport, outcome: std::result::Result<Value, Failure>) ->
 fn token_endpoint(req: &Request, params: &Params) -> Result<Reply> {
     run(req, || {
         answer(
+            "token",
             req.transport,
             atomically(|| {
                 Spi::connect_mut(|spi| {
@@ -282,12 +290,14 @@ fn dpop_header(req: &Request) -> Result<Option<&str>> {
 /// client, in a subtransaction (authenticating by assertion records its jti), and its
 /// outcome is the answer.
 fn for_a_client(
+    endpoint: &str,
     req: &Request,
     params: &Params,
     f: impl FnOnce(&mut SpiClient<'_>, &Client) -> std::result::Result<Value, Failure>,
 ) -> Result<Reply> {
     run(req, || {
         answer(
+            endpoint,
             req.transport,
             atomically(|| {
                 Spi::connect_mut(|spi| {
@@ -300,7 +310,7 @@ fn for_a_client(
 }
 
 fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
-    for_a_client(req, params, |spi, client| {
+    for_a_client("revoke", req, params, |spi, client| {
         // token_type_hint is optional and we look in both places anyway (RFC 7009 §2.1).
         if let Some(found) = token::find(spi, required(params, "token")?)? {
             if found.client_id != client.id {
@@ -316,7 +326,7 @@ fn revocation_endpoint(req: &Request, params: &Params) -> Result<Reply> {
 }
 
 fn introspection_endpoint(req: &Request, params: &Params) -> Result<Reply> {
-    for_a_client(req, params, |spi, client| {
+    for_a_client("introspect", req, params, |spi, client| {
         Ok(token::introspect(
             spi,
             required(params, "token")?,

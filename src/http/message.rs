@@ -21,6 +21,8 @@ pub enum Endpoint {
     SmartConfiguration,
     /// RFC 9728 protected resource metadata (of the API, not of this server).
     ProtectedResource,
+    /// The counters in Prometheus' text format (the listener only).
+    Metrics,
 }
 
 impl Endpoint {
@@ -32,7 +34,8 @@ impl Endpoint {
             Endpoint::Jwks
             | Endpoint::Metadata
             | Endpoint::SmartConfiguration
-            | Endpoint::ProtectedResource => "GET, HEAD",
+            | Endpoint::ProtectedResource
+            | Endpoint::Metrics => "GET, HEAD",
         }
     }
 
@@ -65,11 +68,13 @@ impl Request {
     }
 }
 
-/// An answer: status, headers, JSON body.
+/// An answer: status, headers, JSON body (or, for /metrics, text).
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Value,
+    /// A plain-text body instead of `body` (Prometheus' exposition format).
+    pub text: Option<String>,
 }
 
 impl Reply {
@@ -109,6 +114,7 @@ impl Reply {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             body,
+            text: None,
         }
     }
 }

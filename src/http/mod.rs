@@ -7,4 +7,5 @@ pub mod basic;
 pub mod handler;
 pub mod listener;
 pub mod message;
+mod metrics;
 mod tls;

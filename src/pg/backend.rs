@@ -133,3 +133,20 @@ pub fn request_setting(name: &std::ffi::CStr) -> Option<String> {
         })
     }
 }
+
+/// The name of the database with oid `oid`, if it exists (a catalog lookup: in a transaction).
+pub fn database_name(oid: u32) -> Option<String> {
+    if oid == 0 {
+        return None;
+    }
+    // SAFETY: get_database_name reads pg_database (a shared catalog) and returns a palloc'd
+    // copy of the name, or NULL; it is copied out at once.
+    unsafe {
+        let name = pg_sys::get_database_name(pg_sys::Oid::from(oid));
+        (!name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        })
+    }
+}

@@ -115,6 +115,14 @@ mod entry {
             scope,
             delegated,
         });
+        super::super::shmem::stats::count(
+            "logins",
+            &[if outcome.authorized {
+                "accepted"
+            } else {
+                "refused"
+            }],
+        );
         if let Some(why) = &outcome.refusal {
             log!("pg_oauth: login as role \"{role}\" with a pg_oauth token refused: {why}");
         }

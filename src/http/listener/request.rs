@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::limits::Limits;
 use crate::http::basic::form_urldecode;
 use crate::http::message::{Endpoint, Reply};
+use crate::pg::shmem::stats::Recorder;
 
 /// One request for the worker's main thread. The body stays raw bytes until that thread
 /// takes the job (and parses it, `params`): a queue of parsed JSON could hold far more
@@ -59,6 +60,7 @@ fn route(path: &str) -> Option<Endpoint> {
         "/.well-known/oauth-protected-resource" | "/protected_resource" => {
             Endpoint::ProtectedResource
         }
+        "/metrics" => Endpoint::Metrics,
         _ => return None,
     })
 }
@@ -70,17 +72,23 @@ pub(super) struct Handoff {
     pub wake: Box<dyn Fn() + Send + Sync>,
     pub limits: Arc<Limits>,
     pub in_flight: Arc<Semaphore>,
+    /// Where requests are counted (oauth.stats, /metrics), if shared memory is there.
+    pub recorder: Option<Recorder>,
 }
 
 /// A reply as a hyper response.
 fn respond(reply: Reply) -> Response<Full<Bytes>> {
     let mut response = Response::builder().status(reply.status);
-    response = response.header("content-type", "application/json; charset=utf-8");
+    let (content_type, body) = match reply.text {
+        Some(text) => ("text/plain; version=0.0.4; charset=utf-8", text),
+        None => ("application/json; charset=utf-8", reply.body.to_string()),
+    };
+    response = response.header("content-type", content_type);
     for (name, value) in &reply.headers {
         response = response.header(name.as_str(), value.as_str());
     }
     response
-        .body(Full::new(Bytes::from(reply.body.to_string())))
+        .body(Full::new(Bytes::from(body)))
         .unwrap_or_else(|_| respond(Reply::error(500, "server_error", "invalid response", None)))
 }
 
@@ -94,9 +102,41 @@ pub(super) fn refuse(status: StatusCode, error: &str, description: &str) -> Resp
     ))
 }
 
+/// The path label a request is counted under (pg/shmem/stats.rs).
+fn path_label(endpoint: Option<Endpoint>) -> &'static str {
+    match endpoint {
+        Some(Endpoint::Token) => "token",
+        Some(Endpoint::Revoke) => "revoke",
+        Some(Endpoint::Introspect) => "introspect",
+        Some(Endpoint::Jwks) => "jwks",
+        Some(Endpoint::Metadata | Endpoint::SmartConfiguration | Endpoint::ProtectedResource) => {
+            "metadata"
+        }
+        Some(Endpoint::Metrics) => "metrics",
+        None => "other",
+    }
+}
+
+/// Answer one request (`answer_uncounted`), and count it with the time it took.
+pub(super) async fn answer(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    certificate: Option<Arc<Vec<Vec<u8>>>>,
+    handoff: Arc<Handoff>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let started = std::time::Instant::now();
+    let path = path_label(route(req.uri().path()));
+    let recorder = handoff.recorder;
+    let response = answer_uncounted(req, peer, certificate, handoff).await;
+    if let (Some(recorder), Ok(response)) = (recorder, &response) {
+        recorder.request(path, response.status().as_u16(), started.elapsed());
+    }
+    response
+}
+
 /// Answer one request: route it, read its body within the bounds, hand it to the worker's
 /// main thread and wait for the reply.
-pub(super) async fn answer(
+async fn answer_uncounted(
     req: Request<Incoming>,
     peer: SocketAddr,
     certificate: Option<Arc<Vec<Vec<u8>>>>,

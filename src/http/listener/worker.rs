@@ -30,6 +30,7 @@ use crate::http::message::{Params, Reply, Request, Transport};
 use crate::http::tls;
 use crate::pg::backend;
 use crate::pg::redact;
+use crate::pg::shmem::stats;
 use crate::pg::subxact;
 
 /// The most requests one transaction answers: enough to share a commit among all a
@@ -100,6 +101,8 @@ fn start(database: &str) -> Option<Running> {
         wake,
         limits: limits.clone(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(request::QUEUE)),
+        // In a transaction: the first backend to need shared memory makes it, under a lock.
+        recorder: BackgroundWorker::transaction(stats::recorder),
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (ready, started) = mpsc::channel();

@@ -14,7 +14,8 @@
 //! - login.rs: what PostgreSQL 18's OAuth login checks before a database is open (issuers
 //!   and their keys, clients, tokens that may log in);
 //!
-//! the key DPoP nonces are made with (nonces.rs), and a count of pg_oauth's running
+//! pg_oauth's counters, `oauth.stats` (stats.rs: atomics, outside the lock); the key DPoP
+//! nonces are made with (nonces.rs), and a count of pg_oauth's running
 //! background workers, to bound them (workers.rs).
 //!
 //! About 9.5 MB. Every access runs under one spinlock, for a few dozen instructions over
@@ -29,4 +30,5 @@ pub mod marks;
 pub mod nonces;
 pub mod proofs;
 pub mod sources;
+pub mod stats;
 pub mod workers;

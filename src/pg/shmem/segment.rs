@@ -12,7 +12,7 @@ use crate::pg::limits;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 6;
+const LAYOUT: u32 = 7;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;
@@ -35,6 +35,19 @@ pub(super) struct Segment {
     login_issuers: UnsafeCell<[LoginIssuer; LOGIN_ISSUERS]>,
     login_clients: UnsafeCell<LoginClientTable>,
     login_sessions: UnsafeCell<LoginSessionTable>,
+    /// Counters (stats.rs): atomics, read and added to without the lock.
+    pub(super) stats: [StatsSlot; STATS_SLOTS],
+}
+
+/// 16 databases, and slot 0 for the rest and for logins (no database yet).
+pub(super) const STATS_SLOTS: usize = 17;
+pub(super) const STATS_COUNTERS: usize = 256;
+
+#[repr(C)]
+pub(super) struct StatsSlot {
+    /// The database's oid; 0: free (slot 0: shared).
+    pub(super) database: AtomicU32,
+    pub(super) counters: [AtomicU64; STATS_COUNTERS],
 }
 
 pub(super) const LOGIN_ISSUERS: usize = 8;

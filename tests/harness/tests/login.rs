@@ -408,6 +408,21 @@ fn revocation_keys_and_restart(mut l: Login, token: String, mut shown: Vec<Strin
     );
 
     shown.extend([token, before_change, after_change, rs, live]);
+    // Logins are counted (database NULL in oauth.stats: no database is chosen yet), from zero
+    // since the restart: one accepted, three refused (libpq, given the discovery URL, does not
+    // try a refused token again).
+    let count = |result: &str| -> i64 {
+        l.db()
+            .query_one(
+                "SELECT value FROM oauth.stats
+                  WHERE database IS NULL AND metric = 'logins' AND labels ->> 'result' = $1",
+                &[&result],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(count("accepted"), 1);
+    assert_eq!(count("refused"), 3);
     let log = l.cluster.log();
     for token in &shown {
         let signature = token.rsplit('.').next().unwrap();

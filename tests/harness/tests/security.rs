@@ -147,6 +147,8 @@ fn each_role_executes_exactly_its_functions(db: &mut postgres::Client) {
                 "oauth.audit_dropped_events()",
                 "oauth.login_refresh()",
                 "oauth.login_status()",
+                "oauth.stats_counters()",
+                "oauth.stats_reset()",
             ]
             .map(String::from),
         )

@@ -3,8 +3,8 @@
 //! in the same run. Prints one table and writes it, with the machine and method, to
 //! BENCHMARKS.md. Rounds and durations: BENCH_ROUNDS (3), BENCH_SECONDS (20),
 //! BENCH_HTTP_SECONDS (10), BENCH_SUSTAINED_MINUTES (10). BENCH_ONLY=sustained (or dpop, or
-//! login: PostgreSQL 18 logins with tokens, PG_VERSION=18) runs that scenario alone and
-//! writes nothing.
+//! login: PostgreSQL 18 logins with tokens, PG_VERSION=18, or issuance) runs that scenario
+//! alone and writes nothing.
 
 use std::path::Path;
 use std::process::Command;
@@ -281,6 +281,12 @@ fn main() {
             println!("  issuance round {round}: {name:8} {t:8.0} tx/s");
             tps[i].push(t);
         }
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("issuance") {
+        for (i, name) in scenarios.iter().enumerate() {
+            println!("  issuance {name:8} {} tx/s", tps[i].show(0));
+        }
+        return;
     }
     let issuance_ratio: Vec<Stat> = (0..scenarios.len())
         .map(|i| {
