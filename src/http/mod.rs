@@ -8,4 +8,5 @@ pub mod handler;
 pub mod listener;
 pub mod message;
 mod metrics;
+pub mod sandbox;
 mod tls;

@@ -1,7 +1,7 @@
 //! The listener's reloadable settings, as the worker's main thread last loaded them (at
 //! start and after each SIGHUP), read by its HTTP thread for each connection and request.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub(super) struct Limits {
     pub max_per_source: AtomicUsize,
     pub max_body: AtomicUsize,
     timeout_ms: AtomicU64,
+    /// pg_oauth.http_sandbox: whether /sandbox is served.
+    pub sandbox: AtomicBool,
     /// What new connections get.
     security: RwLock<Security>,
     /// pg_oauth.http_trusted_proxies, exempt from the per-source limit.

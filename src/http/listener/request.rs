@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::limits::Limits;
 use crate::http::basic::form_urldecode;
 use crate::http::message::{Endpoint, Reply};
+use crate::http::sandbox;
 use crate::pg::shmem::stats::Recorder;
 
 /// One request for the worker's main thread. The body stays raw bytes until that thread
@@ -103,7 +104,10 @@ pub(super) fn refuse(status: StatusCode, error: &str, description: &str) -> Resp
 }
 
 /// The path label a request is counted under (pg/shmem/stats.rs).
-fn path_label(endpoint: Option<Endpoint>) -> &'static str {
+fn path_label(path: &str, endpoint: Option<Endpoint>) -> &'static str {
+    if sandbox::is_sandbox(path) {
+        return "sandbox";
+    }
     match endpoint {
         Some(Endpoint::Token) => "token",
         Some(Endpoint::Revoke) => "revoke",
@@ -125,7 +129,7 @@ pub(super) async fn answer(
     handoff: Arc<Handoff>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let started = std::time::Instant::now();
-    let path = path_label(route(req.uri().path()));
+    let path = path_label(req.uri().path(), route(req.uri().path()));
     let recorder = handoff.recorder;
     let response = answer_uncounted(req, peer, certificate, handoff).await;
     if let (Some(recorder), Ok(response)) = (recorder, &response) {
@@ -142,6 +146,9 @@ async fn answer_uncounted(
     certificate: Option<Arc<Vec<Vec<u8>>>>,
     handoff: Arc<Handoff>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    if sandbox::is_sandbox(req.uri().path()) && handoff.limits.sandbox.load(Ordering::Relaxed) {
+        return Ok(sandbox_file(&req));
+    }
     let Some(endpoint) = route(req.uri().path()) else {
         return Ok(refuse(
             StatusCode::NOT_FOUND,
@@ -209,6 +216,40 @@ async fn answer_uncounted(
             "the request failed; see the server log",
         ),
     })
+}
+
+/// A file of the sandbox (http/sandbox), GET or HEAD.
+fn sandbox_file(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let method = req.method().as_str();
+    if method != "GET" && method != "HEAD" {
+        let mut reply = Reply::error(
+            405,
+            "invalid_request",
+            &format!("use GET, not {method}"),
+            None,
+        );
+        reply.headers.push(("Allow".into(), "GET, HEAD".into()));
+        return respond(reply);
+    }
+    let Some((content_type, body)) = sandbox::asset(req.uri().path()) else {
+        return refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", content_type);
+    for (name, value) in sandbox::HEADERS {
+        response = response.header(name, value);
+    }
+    let body = if method == "HEAD" { "" } else { body };
+    response
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_else(|_| {
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "invalid response",
+            )
+        })
 }
 
 /// The body, read within pg_oauth.http_max_body and, sent slowly, within the timeout as

@@ -212,6 +212,10 @@ fn load_limits(limits: &Limits) {
         gucs::HTTP_MAX_BODY.get() as usize,
         Duration::from_millis(gucs::HTTP_TIMEOUT.get() as u64),
     );
+    limits.sandbox.store(
+        gucs::HTTP_SANDBOX.get(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     limits.set_per_source(
         gucs::HTTP_MAX_CONNECTIONS_PER_SOURCE.get() as usize,
         gucs::string(&gucs::HTTP_TRUSTED_PROXIES),

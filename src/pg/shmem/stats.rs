@@ -47,8 +47,8 @@ pub const AUTH_FAILURES: &[&str] = &[
 ];
 pub const ARGON2: &[&str] = &["verifications", "waits", "timeouts"];
 const OUTCOMES: &[&str] = &["accepted", "refused"];
-/// The listener's paths: its endpoints (the metadata documents together), /metrics, and
-/// anything else (answered 404).
+/// The listener's paths: its endpoints (the metadata documents together), /metrics, the
+/// sandbox's files, and anything else (answered 404).
 pub const PATHS: &[&str] = &[
     "token",
     "revoke",
@@ -56,6 +56,7 @@ pub const PATHS: &[&str] = &[
     "jwks",
     "metadata",
     "metrics",
+    "sandbox",
     "other",
 ];
 const STATUSES: &[&str] = &["2xx", "3xx", "4xx", "5xx"];

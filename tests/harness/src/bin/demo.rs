@@ -39,7 +39,17 @@ fn main() {
         "Starting a throwaway PostgreSQL {} cluster...",
         pg_oauth_harness::pg_version()
     );
-    let cluster = Cluster::start("demo", &[]);
+    // pg_oauth's own listener serves the `app` database of the HTTP part, and its sandbox.
+    let listener_port = pg_oauth_harness::free_port();
+    let listen = format!("'127.0.0.1:{listener_port}'");
+    let cluster = Cluster::start(
+        "demo",
+        &[
+            ("shared_preload_libraries", "'pg_oauth'"),
+            ("pg_oauth.http_listen", &listen),
+            ("pg_oauth.http_database", "'app'"),
+        ],
+    );
     let mut db = cluster.create_db("demo");
     let server: String = db
         .query_one("SELECT pg_catalog.version()", &[])
@@ -102,8 +112,24 @@ fn main() {
     );
     drop(db);
     http_demo(&cluster);
+    sandbox(listener_port);
     drop(cluster);
     println!("\nPostgREST and the cluster stopped and removed. Demo complete.");
+}
+
+/// The auth sandbox on the listener: its address, kept open while a person looks (a terminal).
+fn sandbox(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/sandbox");
+    let status = reqwest::blocking::get(&url).map(|r| r.status().as_u16());
+    println!(
+        "\n== The auth sandbox, served by pg_oauth's listener (HTTP {}):\n   {url}\n   try client api-client, secret verysecret",
+        status.map_or_else(|e| e.to_string(), |s| s.to_string())
+    );
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        println!("   Press Enter to stop the cluster.");
+        let _ = std::io::stdin().read_line(&mut String::new());
+    }
 }
 
 /// Show an HTTP exchange the way curl would print it.
