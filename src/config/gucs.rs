@@ -386,11 +386,7 @@ pub fn argon2_wait() -> std::time::Duration {
 
 /// A string setting as an owned value, with empty treated as unset.
 pub fn string(setting: &Setting<Option<CString>>) -> Option<String> {
-    setting
-        .get()
-        .and_then(|s| s.into_string().ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    super::trimmed(setting.get())
 }
 
 pub fn issuer() -> Option<String> {

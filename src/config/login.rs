@@ -38,11 +38,7 @@ pub fn init() {
 }
 
 fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
-    setting
-        .get()
-        .and_then(|s| s.into_string().ok())
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
+    super::trimmed(setting.get())
 }
 
 /// The login audience, if logins are on.

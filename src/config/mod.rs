@@ -2,3 +2,11 @@
 
 pub mod gucs;
 pub mod login;
+
+/// A text setting's value as pg_oauth reads every one: trimmed, and empty meaning unset.
+pub fn trimmed(value: Option<std::ffi::CString>) -> Option<String> {
+    value
+        .and_then(|s| s.into_string().ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
