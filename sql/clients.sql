@@ -79,6 +79,17 @@ CREATE TABLE oauth.policy (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 
+-- The console (/console on the listener): which clients' tokens sign in to it, and the role
+-- each one's actions there run as (src/flow/console.rs). Unlike a policy role, it may be a
+-- member of oauth_admin (that is the point); every other privilege a policy role may not
+-- have it may not have either, and only a member of the role may name it. No row, no
+-- console. No foreign key, as for oauth.policy.
+CREATE TABLE oauth.console_access (
+    client_id   text PRIMARY KEY,
+    role        name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
 
 -- Token exchange (RFC 8693): which client may exchange the tokens issued to which client, and
 -- for what. No row, no exchange. No foreign keys, as for oauth.policy; deleting a client

@@ -19,6 +19,7 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
+        DELETE FROM oauth.console_access WHERE client_id = OLD.id;
         DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
         DELETE FROM oauth.trusted_issuer WHERE subject_client_id = OLD.id;
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -165,6 +166,42 @@ CREATE TRIGGER policy_check_role
     BEFORE INSERT OR UPDATE ON oauth.policy
     FOR EACH ROW EXECUTE FUNCTION oauth.policy_check_role();
 
+-- Console access names an existing client (as a policy does) and a role its console actions
+-- may run as (src/store/policy.rs, the console's variant of the rule), which the writer must
+-- be a member of: naming a role hands its privileges to the client's tokens at the console,
+-- so only who could SET ROLE to it may. Rows loaded with COPY (a restore) may come before
+-- their client.
+CREATE FUNCTION oauth.console_check_role() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM oauth.client WHERE id = NEW.client_id) AND NOT oauth.loading_by_copy() THEN
+        RAISE EXCEPTION 'client "%" does not exist', NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create the client first (INSERT INTO oauth.client, or oauth.create_client).';
+    END IF;
+    problem := oauth.console_role_problem(NEW.role);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%; the console must not act as a privileged role', problem
+            USING ERRCODE = CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.role)
+                                 THEN 'insufficient_privilege' ELSE 'undefined_object' END,
+                  HINT = 'Use a NOLOGIN role granted oauth_admin (CREATE ROLE console_admin NOLOGIN IN ROLE oauth_admin).';
+    END IF;
+    IF NOT pg_has_role(current_user, NEW.role, 'MEMBER') THEN
+        RAISE EXCEPTION 'only a member of role "%" may let the console act as it', NEW.role
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER console_check_role
+    BEFORE INSERT OR UPDATE ON oauth.console_access
+    FOR EACH ROW EXECUTE FUNCTION oauth.console_check_role();
+
 -- Backends cache clients (with their policy) and parsed signing keys; any change to these
 -- tables invalidates those caches (through PostgreSQL's relcache invalidation, so it is
 -- transactional and reaches every backend). See src/pg/cache.rs.
@@ -285,6 +322,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.console_access TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.trusted_issuer TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
@@ -305,8 +343,9 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
-    oauth.login_refresh, oauth.login_status, oauth.stats_counters, oauth.stats_reset
+    oauth.policy_role_problem, oauth.console_role_problem, oauth.loading_by_copy,
+    oauth.audit_dropped_events, oauth.login_refresh, oauth.login_status, oauth.stats_counters,
+    oauth.stats_reset
     TO oauth_admin;
 GRANT SELECT ON oauth.stats TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
@@ -327,6 +366,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 -- seed above, which CREATE EXTENSION makes again. See docs/operations.md "Backups".
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.console_access', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.trusted_issuer', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
@@ -450,6 +490,15 @@ COMMENT ON FUNCTION oauth.revocation_reason IS
     'Internal (trigger on oauth.session and oauth.refresh_family): a revocation without a reason records who made it.';
 COMMENT ON FUNCTION oauth.policy_check_role IS
     'Internal (trigger on oauth.policy): refuses a policy for a client that does not exist (rows loaded with COPY excepted) or whose role tokens may not act as (see policy_role_problem).';
+COMMENT ON FUNCTION oauth.console_check_role IS
+    'Internal (trigger on oauth.console_access): refuses a row for a client that does not exist, a role the console may not act as (see console_role_problem), or one the writer is not a member of; rows loaded with COPY may precede their client.';
+COMMENT ON FUNCTION oauth.console_role_problem IS
+    'Why the console may not act as a role, or NULL: as policy_role_problem, except that members of oauth_admin (and so of oauth_app) are allowed.';
+COMMENT ON TABLE oauth.console_access IS
+    'Which clients'' tokens sign in to the console (/console on the listener), and the role their console actions run as (with that role''s privileges, as its SQL would).';
+COMMENT ON COLUMN oauth.console_access.client_id IS 'The client (deleted with it).';
+COMMENT ON COLUMN oauth.console_access.role IS 'The role its console actions run as: must exist, may be a member of oauth_admin but not privileged otherwise; only its members may name it.';
+COMMENT ON COLUMN oauth.console_access.created_at IS 'When the row was written.';
 COMMENT ON FUNCTION oauth.invalidate_caches IS
     'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
 COMMENT ON VIEW oauth.stats IS

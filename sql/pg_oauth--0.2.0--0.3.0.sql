@@ -313,6 +313,7 @@ AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
         DELETE FROM oauth.policy WHERE client_id = OLD.id;
+        DELETE FROM oauth.console_access WHERE client_id = OLD.id;
         DELETE FROM oauth.exchange_policy WHERE OLD.id IN (client_id, subject_client_id);
         DELETE FROM oauth.trusted_issuer WHERE subject_client_id = OLD.id;
         UPDATE oauth.session SET revoked_at = now(), revoked_reason = 'client deleted'
@@ -374,6 +375,61 @@ BEGIN
               HINT = 'Use a NOLOGIN role with only the table privileges the client needs.';
 END
 $$;
+
+-- The console (/console on the listener): which clients' tokens sign in to it, and the role
+-- each one's actions there run as (src/flow/console.rs). Unlike a policy role, it may be a
+-- member of oauth_admin (that is the point); every other privilege a policy role may not
+-- have it may not have either, and only a member of the role may name it. No row, no
+-- console. No foreign key, as for oauth.policy.
+CREATE TABLE oauth.console_access (
+    client_id   text PRIMARY KEY,
+    role        name NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE  FUNCTION oauth."console_role_problem"(
+	"role_name" TEXT /* &str */
+) RETURNS TEXT /* core::option::Option<alloc::string::String> */
+STRICT STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'console_role_problem_wrapper';
+
+-- Console access names an existing client (as a policy does) and a role its console actions
+-- may run as (src/store/policy.rs, the console's variant of the rule), which the writer must
+-- be a member of: naming a role hands its privileges to the client's tokens at the console,
+-- so only who could SET ROLE to it may. Rows loaded with COPY (a restore) may come before
+-- their client.
+CREATE FUNCTION oauth.console_check_role() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF NOT EXISTS (SELECT FROM oauth.client WHERE id = NEW.client_id) AND NOT oauth.loading_by_copy() THEN
+        RAISE EXCEPTION 'client "%" does not exist', NEW.client_id
+            USING ERRCODE = 'foreign_key_violation',
+                  HINT = 'Create the client first (INSERT INTO oauth.client, or oauth.create_client).';
+    END IF;
+    problem := oauth.console_role_problem(NEW.role);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION '%; the console must not act as a privileged role', problem
+            USING ERRCODE = CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = NEW.role)
+                                 THEN 'insufficient_privilege' ELSE 'undefined_object' END,
+                  HINT = 'Use a NOLOGIN role granted oauth_admin (CREATE ROLE console_admin NOLOGIN IN ROLE oauth_admin).';
+    END IF;
+    IF NOT pg_has_role(current_user, NEW.role, 'MEMBER') THEN
+        RAISE EXCEPTION 'only a member of role "%" may let the console act as it', NEW.role
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER console_check_role
+    BEFORE INSERT OR UPDATE ON oauth.console_access
+    FOR EACH ROW EXECUTE FUNCTION oauth.console_check_role();
 
 -- oauth.session becomes 16 partitions by issue time, emptied whole by oauth.purge_expired
 -- (sql/tokens.sql). Its rows are copied into the new table, each into the partition of its
@@ -744,6 +800,7 @@ BEGIN
                     OR c.oid = 'oauth.exchange_policy'::pg_catalog.regclass
                     OR c.oid = 'oauth.trusted_issuer'::pg_catalog.regclass
                     OR c.oid = 'oauth.stats'::pg_catalog.regclass
+                    OR c.oid = 'oauth.console_access'::pg_catalog.regclass
                     OR c.oid IN (SELECT inhrelid FROM pg_catalog.pg_inherits
                                   WHERE inhparent = 'oauth.session'::pg_catalog.regclass)
                 UNION ALL
@@ -768,6 +825,8 @@ BEGIN
                                  'oauth.login_refresh()'::pg_catalog.regprocedure,
                                  'oauth.stats_counters()'::pg_catalog.regprocedure,
                                  'oauth.stats_reset()'::pg_catalog.regprocedure,
+                                 'oauth.console_role_problem(text)'::pg_catalog.regprocedure,
+                                 'oauth.console_check_role()'::pg_catalog.regprocedure,
                                  'oauth.login_status()'::pg_catalog.regprocedure,
                                  'oauth.login_client_changed()'::pg_catalog.regprocedure,
                                  'oauth.login_reset()'::pg_catalog.regprocedure,
@@ -846,6 +905,7 @@ GRANT UPDATE (secret, grant_types, scope, audience, type, token_format, jwt_alg,
     ON oauth.client TO oauth_admin;
 GRANT DELETE ON oauth.client TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.policy TO oauth_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.console_access TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.exchange_policy TO oauth_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON oauth.trusted_issuer TO oauth_admin;
 -- Sessions and refresh grants are the issuance history (kept audit_min_retention past expiry,
@@ -866,8 +926,9 @@ GRANT SELECT, INSERT, DELETE ON oauth.fhir_resource_type TO oauth_admin;
 GRANT SELECT, DELETE ON oauth.client_assertion_jti TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.create_client, oauth.rotate_client_secret,
     oauth.rotate_signing_key, oauth.ensure_signing_keys, oauth.purge_expired,
-    oauth.policy_role_problem, oauth.loading_by_copy, oauth.audit_dropped_events,
-    oauth.login_refresh, oauth.login_status, oauth.stats_counters, oauth.stats_reset
+    oauth.policy_role_problem, oauth.console_role_problem, oauth.loading_by_copy,
+    oauth.audit_dropped_events, oauth.login_refresh, oauth.login_status, oauth.stats_counters,
+    oauth.stats_reset
     TO oauth_admin;
 GRANT SELECT ON oauth.stats TO oauth_admin;
 GRANT EXECUTE ON FUNCTION oauth.auth_token, oauth.auth_verify(text), oauth.auth_verify(text, text),
@@ -884,6 +945,7 @@ GRANT EXECUTE ON FUNCTION oauth.claims, oauth.client_id, oauth.has_scope, oauth.
 -- Backups: every table's rows and the sequences' positions are dumped (finalize.sql says why).
 SELECT pg_catalog.pg_extension_config_dump('oauth.client', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.policy', '');
+SELECT pg_catalog.pg_extension_config_dump('oauth.console_access', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.exchange_policy', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.trusted_issuer', '');
 SELECT pg_catalog.pg_extension_config_dump('oauth.signing_key', '');
@@ -1006,6 +1068,15 @@ COMMENT ON FUNCTION oauth.revocation_reason IS
     'Internal (trigger on oauth.session and oauth.refresh_family): a revocation without a reason records who made it.';
 COMMENT ON FUNCTION oauth.policy_check_role IS
     'Internal (trigger on oauth.policy): refuses a policy for a client that does not exist (rows loaded with COPY excepted) or whose role tokens may not act as (see policy_role_problem).';
+COMMENT ON FUNCTION oauth.console_check_role IS
+    'Internal (trigger on oauth.console_access): refuses a row for a client that does not exist, a role the console may not act as (see console_role_problem), or one the writer is not a member of; rows loaded with COPY may precede their client.';
+COMMENT ON FUNCTION oauth.console_role_problem IS
+    'Why the console may not act as a role, or NULL: as policy_role_problem, except that members of oauth_admin (and so of oauth_app) are allowed.';
+COMMENT ON TABLE oauth.console_access IS
+    'Which clients'' tokens sign in to the console (/console on the listener), and the role their console actions run as (with that role''s privileges, as its SQL would).';
+COMMENT ON COLUMN oauth.console_access.client_id IS 'The client (deleted with it).';
+COMMENT ON COLUMN oauth.console_access.role IS 'The role its console actions run as: must exist, may be a member of oauth_admin but not privileged otherwise; only its members may name it.';
+COMMENT ON COLUMN oauth.console_access.created_at IS 'When the row was written.';
 COMMENT ON FUNCTION oauth.invalidate_caches IS
     'Internal (statement triggers): a change to clients, policies, signing keys or lockouts invalidates every backend''s caches when it commits.';
 

@@ -30,6 +30,10 @@ pub enum OAuthError {
     InvalidTarget(String),
     #[error("invalid_token: {0}")]
     InvalidToken(String),
+    /// access_denied: an authenticated caller asks for what it may not have (the console,
+    /// an action its role has no privilege for).
+    #[error("access_denied: {0}")]
+    AccessDenied(String),
     /// A DPoP proof (RFC 9449) that is missing where required, malformed, for another
     /// request, replayed, or not by the key the token is bound to.
     #[error("invalid_dpop_proof: {0}")]
@@ -109,6 +113,7 @@ impl OAuthError {
             Self::InvalidScope(_) => "invalid_scope",
             Self::InvalidTarget(_) => "invalid_target",
             Self::InvalidToken(_) => "invalid_token",
+            Self::AccessDenied(_) => "access_denied",
             Self::InvalidDpopProof(_) => "invalid_dpop_proof",
             Self::UseDpopNonce { .. } => "use_dpop_nonce",
             Self::ServerError(_) => "server_error",
@@ -139,6 +144,7 @@ impl OAuthError {
             | Self::InvalidScope(d)
             | Self::InvalidTarget(d)
             | Self::InvalidToken(d)
+            | Self::AccessDenied(d)
             | Self::InvalidDpopProof(d)
             | Self::ServerError(d)
             | Self::ReadOnly(d)
@@ -190,6 +196,7 @@ impl OAuthError {
             Self::InvalidScope(_) => ERRCODE_UNDEFINED_OBJECT,        // 42704
             Self::InvalidTarget(_) => ERRCODE_INVALID_NAME,           // 42602
             Self::InvalidToken(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
+            Self::AccessDenied(_) => ERRCODE_INSUFFICIENT_PRIVILEGE,  // 42501
             Self::InvalidDpopProof(_) => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::UseDpopNonce { .. } => ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION, // 28000
             Self::ServerError(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, // 55000
@@ -218,6 +225,9 @@ impl OAuthError {
             }
             Self::InvalidGrant(_) => Some("Obtain a new grant with grant_type client_credentials."),
             Self::InvalidToken(_) => Some("Obtain a new access token with oauth.auth_token()."),
+            Self::AccessDenied(_) => Some(
+                "The console's client needs a row in oauth.console_access naming a role with the privileges its actions use (a member of oauth_admin).",
+            ),
             Self::UseDpopNonce { .. } => Some(
                 "pg_oauth.dpop_nonce is on: proofs carry a nonce the server hands out, valid for 5 to 10 minutes.",
             ),

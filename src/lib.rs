@@ -20,6 +20,8 @@ mod store;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 #[cfg(any(test, feature = "pg_test"))]
+mod tests_console;
+#[cfg(any(test, feature = "pg_test"))]
 mod tests_dpop;
 #[cfg(any(test, feature = "pg_test"))]
 mod tests_exchange;

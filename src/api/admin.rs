@@ -13,6 +13,7 @@ use crate::pg::cache::Fresh;
 use crate::pg::limits;
 use crate::pg::redact;
 use crate::pg::shmem::proofs;
+use crate::store::policy::ActingAs;
 use crate::store::{client, policy, session};
 
 /// The argon2id hash of a secret generated for `client_id`, made here rather than by the
@@ -170,7 +171,17 @@ fn rotate_signing_key(alg: default!(Option<&str>, "NULL")) -> String {
 #[pg_extern(stable, strict, parallel_restricted)]
 #[search_path(pg_catalog, pg_temp)]
 fn policy_role_problem(role_name: &str) -> Option<String> {
-    Spi::connect(|spi| policy::role_problem(spi, &Fresh::take(), role_name)).or_raise()
+    Spi::connect(|spi| policy::role_problem(spi, &Fresh::take(), role_name, ActingAs::Policy))
+        .or_raise()
+}
+
+/// Why the console may not act as `role_name` (oauth.console_access), or NULL: as
+/// policy_role_problem, except that members of oauth_admin are what it is for.
+#[pg_extern(stable, strict, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+fn console_role_problem(role_name: &str) -> Option<String> {
+    Spi::connect(|spi| policy::role_problem(spi, &Fresh::take(), role_name, ActingAs::Console))
+        .or_raise()
 }
 
 /// For oauth.purge_expired: the shortest retention it accepts (pg_oauth.audit_min_retention,

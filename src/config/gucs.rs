@@ -88,7 +88,6 @@ pub static HTTP_TIMEOUT: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(10_
 pub static HTTP_LOCK_TIMEOUT: Setting<i32> = Setting::wrap(GucSetting::<i32>::new(200));
 pub static HTTP_TRUSTED_PROXIES: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
-pub static HTTP_SANDBOX: Setting<bool> = Setting::wrap(GucSetting::<bool>::new(true));
 pub static HTTP_METRICS_ALLOW: Setting<Option<CString>> =
     Setting::wrap(GucSetting::<Option<CString>>::new(None));
 pub static HTTP_TLS_CERT: Setting<Option<CString>> =
@@ -110,6 +109,7 @@ pub fn init() {
     init_argon2();
     init_endpoints();
     init_listener();
+    super::pages::init();
 }
 
 /// What tokens say and how they are checked.
@@ -545,14 +545,6 @@ fn init_listener_limits() {
         c"Addresses or networks (comma-separated, CIDR allowed) that may read the HTTP listener's /metrics (Prometheus); empty: /metrics is off.",
         c"Reloadable. Any other address is answered 403.",
         HTTP_METRICS_ALLOW.guc(),
-        GucContext::Sighup,
-        GucFlags::default(),
-    );
-    GucRegistry::define_bool_guc(
-        c"pg_oauth.http_sandbox",
-        c"Whether the HTTP listener serves the auth sandbox page at /sandbox.",
-        c"Reloadable. A static page that calls this server's public endpoints.",
-        HTTP_SANDBOX.guc(),
         GucContext::Sighup,
         GucFlags::default(),
     );

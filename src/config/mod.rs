@@ -2,6 +2,7 @@
 
 pub mod gucs;
 pub mod login;
+pub mod pages;
 
 /// A text setting's value as pg_oauth reads every one: trimmed, and empty meaning unset.
 pub fn trimmed(value: Option<std::ffi::CString>) -> Option<String> {

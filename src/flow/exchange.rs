@@ -21,7 +21,7 @@ use crate::pg::backend;
 use crate::pg::cache::{self, Fresh};
 use crate::store::client::{self, Client, TokenFormat};
 use crate::store::exchange_policy::{self, ExchangePolicy};
-use crate::store::policy;
+use crate::store::policy::{self, ActingAs};
 use crate::store::session::{self, SessionId};
 use crate::store::trusted_issuer;
 
@@ -102,7 +102,7 @@ pub fn grant(
     let role = text(&subject, "role").map(str::to_owned);
     if let Some(problem) = role
         .as_deref()
-        .map(|r| policy::role_problem(spi, &Fresh::take(), r))
+        .map(|r| policy::role_problem(spi, &Fresh::take(), r, ActingAs::Policy))
     {
         if let Some(problem) = problem? {
             return Err(OAuthError::UnauthorizedClient(format!(

@@ -2,6 +2,7 @@
 //! server metadata, shared by the SQL functions and the HTTP endpoints; and carrying out
 //! what failed requests leave to be done (`deferred`).
 
+pub mod console;
 pub mod deferred;
 pub mod exchange;
 pub mod issue;

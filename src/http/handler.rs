@@ -19,6 +19,7 @@ use super::message::{Endpoint, Params, Reply, Request, Transport, NO_STORE};
 use crate::authn::attempts;
 use crate::authn::credentials;
 use crate::error::{OAuthError, Result};
+use crate::flow::console;
 use crate::flow::deferred;
 use crate::flow::exchange::ExchangeRequest;
 use crate::flow::issue::{self, TokenRequest};
@@ -60,6 +61,46 @@ pub fn handle(endpoint: Endpoint, req: &Request, params: &Params) -> Result<Repl
             public_document(req.transport, 300, metadata::protected_resource)
         }
         Endpoint::Metrics => Ok(super::metrics::endpoint(req)),
+        Endpoint::Console(action) => Ok(console_endpoint(action, req, params)),
+    }
+}
+
+/// The console's API: the request's Bearer token signs in (RFC 6750 §2.1), the action runs
+/// as flow/console.rs says. 401 without a valid token, 403 for what it may not do.
+fn console_endpoint(action: console::Action, req: &Request, params: &Params) -> Reply {
+    let token = req
+        .header("authorization")
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty());
+    let outcome = match token {
+        Some(token) => console::serve(token, action, params.members()),
+        None => Err(OAuthError::InvalidToken(
+            "sign in: send a pg_oauth access token as Authorization: Bearer <token>".into(),
+        )),
+    };
+    match outcome {
+        Ok(body) => Reply::new(200, &NO_STORE, body),
+        Err(err) => {
+            let status = match err {
+                OAuthError::InvalidToken(_) => 401,
+                _ => status_of(&err, false, req.transport),
+            };
+            let mut reply = Reply::error(
+                status,
+                err.code(),
+                err.description(),
+                err.retry_after_secs(),
+            );
+            if status == 401 {
+                reply.headers.push((
+                    "WWW-Authenticate".into(),
+                    "Bearer realm=\"pg_oauth console\", error=\"invalid_token\"".into(),
+                ));
+            }
+            reply
+        }
     }
 }
 
@@ -186,6 +227,7 @@ pub fn status_of(err: &OAuthError, basic: bool, transport: Transport) -> u16 {
             401
         }
         OAuthError::ServerError(_) => 500,
+        OAuthError::AccessDenied(_) => 403,
         OAuthError::TemporarilyUnavailable { .. } | OAuthError::ReadOnly(_) => match transport {
             Transport::PostgRest => 429,
             Transport::Listener => 503,

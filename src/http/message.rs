@@ -23,6 +23,8 @@ pub enum Endpoint {
     ProtectedResource,
     /// The counters in Prometheus' text format (the listener only).
     Metrics,
+    /// The console's API (the listener only).
+    Console(crate::flow::console::Action),
 }
 
 impl Endpoint {
@@ -30,7 +32,9 @@ impl Endpoint {
     /// (RFC 6749 §3.2, RFC 7009 §2.1, RFC 7662 §2.1), GET (and HEAD) for the documents.
     pub fn allowed(self) -> &'static str {
         match self {
-            Endpoint::Token | Endpoint::Revoke | Endpoint::Introspect => "POST",
+            Endpoint::Token | Endpoint::Revoke | Endpoint::Introspect | Endpoint::Console(_) => {
+                "POST"
+            }
             Endpoint::Jwks
             | Endpoint::Metadata
             | Endpoint::SmartConfiguration
@@ -123,6 +127,11 @@ impl Reply {
 pub struct Params(Map<String, Value>);
 
 impl Params {
+    /// All of them (the console's arguments).
+    pub fn members(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     /// The members of a JSON object (PostgREST's arguments, the listener's parsed body);
     /// anything else has none.
     pub fn new(body: Option<Value>) -> Params {

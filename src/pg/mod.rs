@@ -17,6 +17,7 @@ pub mod limits;
 pub mod locks;
 pub mod pending;
 pub mod redact;
+pub mod role;
 pub mod settings;
 pub mod shmem;
 pub mod subxact;

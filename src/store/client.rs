@@ -16,7 +16,7 @@ use crate::pg::backend;
 use crate::pg::cache::{self, Cache, Fresh, Source};
 use crate::pg::db::Statement;
 use crate::pg::locks;
-use crate::store::policy;
+use crate::store::policy::{self, ActingAs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenFormat {
@@ -215,7 +215,7 @@ fn load_from_table(spi: &SpiClient<'_>, fresh: &Fresh, client_id: &str) -> Resul
         return Ok(None);
     };
     if let Some(role) = &client.role {
-        client.role_problem = policy::role_problem(spi, fresh, role)?;
+        client.role_problem = policy::role_problem(spi, fresh, role, ActingAs::Policy)?;
     }
     Ok(Some(client))
 }

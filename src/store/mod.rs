@@ -6,6 +6,7 @@
 pub mod assertion_jti;
 pub mod audit;
 pub mod client;
+pub mod console;
 pub mod deferred;
 pub mod exchange_policy;
 pub mod fhir;

@@ -7,7 +7,7 @@
 //! pg_catalog, so it also holds against an older pg_oauth schema before
 //! `ALTER EXTENSION pg_oauth UPDATE`.
 
-use pgrx::pg_sys::BuiltinOid::TEXTOID;
+use pgrx::pg_sys::BuiltinOid::{BOOLOID, TEXTOID};
 use pgrx::spi::SpiClient;
 
 use crate::error::Result;
@@ -19,8 +19,9 @@ use crate::pg::db::Statement;
 /// before PostgreSQL 16), BYPASSRLS or REPLICATION; members of the predefined roles that
 /// reach the server's files, programs or all data, that see every session's query text
 /// (pg_read_all_stats, pg_monitor: a running auth_token's secret), its settings, or may
-/// signal other backends; and members of pg_oauth's own roles (oauth_admin manages clients
-/// and keys; oauth_app calls auth_token and auth_revoke for any token it is shown).
+/// signal other backends; and, unless $2 (the console), members of pg_oauth's own roles
+/// (oauth_admin manages clients and keys; oauth_app calls auth_token and auth_revoke for any
+/// token it is shown).
 static ROLE_PROBLEM: Statement = Statement::new(
     "SELECT CASE
         WHEN r.oid IS NULL THEN pg_catalog.format('role \"%s\" does not exist', $1)
@@ -48,18 +49,36 @@ static ROLE_PROBLEM: Statement = Statement::new(
                                                'pg_write_server_files', 'pg_read_all_data',
                                                'pg_write_all_data', 'pg_monitor',
                                                'pg_read_all_stats', 'pg_read_all_settings',
-                                               'pg_signal_backend', 'oauth_admin', 'oauth_app'))
+                                               'pg_signal_backend')
+                              OR (p.rolname IN ('oauth_admin', 'oauth_app') AND NOT $2))
                          AND (p.oid = r.oid OR pg_catalog.pg_has_role(r.oid, p.oid, 'MEMBER'))
                        ORDER BY p.oid <> r.oid, p.rolname
                        LIMIT 1) AS m)
      END
        FROM (SELECT) AS one
        LEFT JOIN pg_catalog.pg_roles r ON r.rolname = $1",
-    &[TEXTOID],
+    &[TEXTOID, BOOLOID],
 );
 
-/// Why `role` may not be a policy role, or `None`.
-pub fn role_problem(spi: &SpiClient<'_>, fresh: &Fresh, role: &str) -> Result<Option<String>> {
-    let rows = ROLE_PROBLEM.query_fresh(spi, fresh, &[role.into()], |row| row.get::<String>(1))?;
+/// Who acts as a role: a client's tokens (its policy), or its console actions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ActingAs {
+    Policy,
+    /// The console (oauth.console_access) administers pg_oauth: members of oauth_admin (and
+    /// so of oauth_app) are what it is for; the rest of the rule holds.
+    Console,
+}
+
+/// Why `role` may not be acted as, or `None`.
+pub fn role_problem(
+    spi: &SpiClient<'_>,
+    fresh: &Fresh,
+    role: &str,
+    acting: ActingAs,
+) -> Result<Option<String>> {
+    let console = acting == ActingAs::Console;
+    let rows = ROLE_PROBLEM.query_fresh(spi, fresh, &[role.into(), console.into()], |row| {
+        row.get::<String>(1)
+    })?;
     Ok(rows.into_iter().next().flatten())
 }

@@ -29,6 +29,8 @@ pub(super) struct Limits {
     timeout_ms: AtomicU64,
     /// pg_oauth.http_sandbox: whether /sandbox is served.
     pub sandbox: AtomicBool,
+    /// pg_oauth.http_console: whether /console (its page and its API) is served.
+    pub console: AtomicBool,
     /// What new connections get.
     security: RwLock<Security>,
     /// pg_oauth.http_trusted_proxies, exempt from the per-source limit.

@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, Semaphore};
 use super::limits::Limits;
 use crate::http::basic::form_urldecode;
 use crate::http::message::{Endpoint, Reply};
-use crate::http::sandbox;
+use crate::http::{console, page, sandbox};
 use crate::pg::shmem::stats::Recorder;
 
 /// One request for the worker's main thread. The body stays raw bytes until that thread
@@ -62,7 +62,7 @@ fn route(path: &str) -> Option<Endpoint> {
             Endpoint::ProtectedResource
         }
         "/metrics" => Endpoint::Metrics,
-        _ => return None,
+        _ => Endpoint::Console(console::action(path)?),
     })
 }
 
@@ -108,6 +108,9 @@ fn path_label(path: &str, endpoint: Option<Endpoint>) -> &'static str {
     if sandbox::is_sandbox(path) {
         return "sandbox";
     }
+    if console::is_console(path) {
+        return "console";
+    }
     match endpoint {
         Some(Endpoint::Token) => "token",
         Some(Endpoint::Revoke) => "revoke",
@@ -117,6 +120,7 @@ fn path_label(path: &str, endpoint: Option<Endpoint>) -> &'static str {
             "metadata"
         }
         Some(Endpoint::Metrics) => "metrics",
+        Some(Endpoint::Console(_)) => "console",
         None => "other",
     }
 }
@@ -146,15 +150,9 @@ async fn answer_uncounted(
     certificate: Option<Arc<Vec<Vec<u8>>>>,
     handoff: Arc<Handoff>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    if sandbox::is_sandbox(req.uri().path()) && handoff.limits.sandbox.load(Ordering::Relaxed) {
-        return Ok(sandbox_file(&req));
-    }
-    let Some(endpoint) = route(req.uri().path()) else {
-        return Ok(refuse(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such endpoint",
-        ));
+    let endpoint = match endpoint_or_page(&req, &handoff.limits) {
+        Ok(endpoint) => endpoint,
+        Err(answered) => return Ok(*answered),
     };
     if !endpoint.allows(req.method().as_str()) {
         let method = req.method().as_str();
@@ -218,8 +216,36 @@ async fn answer_uncounted(
     })
 }
 
-/// A file of the sandbox (http/sandbox), GET or HEAD.
-fn sandbox_file(req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// The endpoint a request asks for; or the answer when it is a page's file (the sandbox's,
+/// the console's, each while its setting is on) or nothing (404).
+fn endpoint_or_page(
+    req: &Request<Incoming>,
+    limits: &Limits,
+) -> Result<Endpoint, Box<Response<Full<Bytes>>>> {
+    let path = req.uri().path();
+    if sandbox::is_sandbox(path) && limits.sandbox.load(Ordering::Relaxed) {
+        return Err(Box::new(page_file(req, sandbox::asset)));
+    }
+    let console_on = limits.console.load(Ordering::Relaxed);
+    if console::is_console(path) && !console::is_api(path) && console_on {
+        return Err(Box::new(page_file(req, console::asset)));
+    }
+    route(path)
+        .filter(|e| console_on || !matches!(e, Endpoint::Console(_)))
+        .ok_or_else(|| {
+            Box::new(refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            ))
+        })
+}
+
+/// A file of a page (http/sandbox, http/console), GET or HEAD.
+fn page_file(
+    req: &Request<Incoming>,
+    asset: fn(&str) -> Option<(&'static str, &'static str)>,
+) -> Response<Full<Bytes>> {
     let method = req.method().as_str();
     if method != "GET" && method != "HEAD" {
         let mut reply = Reply::error(
@@ -231,13 +257,13 @@ fn sandbox_file(req: &Request<Incoming>) -> Response<Full<Bytes>> {
         reply.headers.push(("Allow".into(), "GET, HEAD".into()));
         return respond(reply);
     }
-    let Some((content_type, body)) = sandbox::asset(req.uri().path()) else {
+    let Some((content_type, body)) = asset(req.uri().path()) else {
         return refuse(StatusCode::NOT_FOUND, "not_found", "no such endpoint");
     };
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header("content-type", content_type);
-    for (name, value) in sandbox::HEADERS {
+    for (name, value) in page::HEADERS {
         response = response.header(name, value);
     }
     let body = if method == "HEAD" { "" } else { body };

@@ -24,7 +24,7 @@ use super::request::{self, Handoff, Job};
 use super::server;
 use crate::authn::mtls;
 use crate::authn::source::{self, Edge};
-use crate::config::gucs;
+use crate::config::{gucs, pages};
 use crate::http::handler;
 use crate::http::message::{Params, Reply, Request, Transport};
 use crate::http::tls;
@@ -212,10 +212,9 @@ fn load_limits(limits: &Limits) {
         gucs::HTTP_MAX_BODY.get() as usize,
         Duration::from_millis(gucs::HTTP_TIMEOUT.get() as u64),
     );
-    limits.sandbox.store(
-        gucs::HTTP_SANDBOX.get(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    let relaxed = std::sync::atomic::Ordering::Relaxed;
+    limits.sandbox.store(pages::HTTP_SANDBOX.get(), relaxed);
+    limits.console.store(pages::HTTP_CONSOLE.get(), relaxed);
     limits.set_per_source(
         gucs::HTTP_MAX_CONNECTIONS_PER_SOURCE.get() as usize,
         gucs::string(&gucs::HTTP_TRUSTED_PROXIES),

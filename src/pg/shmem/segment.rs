@@ -12,7 +12,7 @@ use crate::pg::limits;
 
 const MAGIC: u64 = 0x7067_5f6f_6175_7468; // "pg_oauth"
 /// Changes with the tables' layout: a library with another layout makes its own segment.
-const LAYOUT: u32 = 7;
+const LAYOUT: u32 = 8;
 const REGISTRY: &str = "pg_dynshmem/pg_oauth_shared";
 /// dsm_create flag: return NULL instead of raising an error when no segment slot is left.
 const DSM_CREATE_NULL_IF_MAXSEGMENTS: i32 = 1;

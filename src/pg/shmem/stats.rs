@@ -48,7 +48,7 @@ pub const AUTH_FAILURES: &[&str] = &[
 pub const ARGON2: &[&str] = &["verifications", "waits", "timeouts"];
 const OUTCOMES: &[&str] = &["accepted", "refused"];
 /// The listener's paths: its endpoints (the metadata documents together), /metrics, the
-/// sandbox's files, and anything else (answered 404).
+/// sandbox's files, the console (its files and its API), and anything else (answered 404).
 pub const PATHS: &[&str] = &[
     "token",
     "revoke",
@@ -57,6 +57,7 @@ pub const PATHS: &[&str] = &[
     "metadata",
     "metrics",
     "sandbox",
+    "console",
     "other",
 ];
 const STATUSES: &[&str] = &["2xx", "3xx", "4xx", "5xx"];

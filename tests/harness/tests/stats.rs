@@ -187,7 +187,7 @@ fn the_counters_match_what_was_done_over_sql_and_http() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(all, 213);
+    assert_eq!(all, 230);
 }
 
 fn allow_metrics(db: &mut postgres::Client, allowed: &str) {

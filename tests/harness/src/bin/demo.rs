@@ -112,17 +112,41 @@ fn main() {
     );
     drop(db);
     http_demo(&cluster);
-    sandbox(listener_port);
+    let console_secret = console_client(&cluster);
+    sandbox(listener_port, &console_secret);
     drop(cluster);
     println!("\nPostgREST and the cluster stopped and removed. Demo complete.");
 }
 
-/// The auth sandbox on the listener: its address, kept open while a person looks (a terminal).
-fn sandbox(port: u16) {
+/// A client that signs in to the console, acting as a role granted oauth_admin: its secret.
+fn console_client(cluster: &Cluster) -> String {
+    let mut app = cluster.connect("app");
+    app.batch_execute("CREATE ROLE demo_console NOLOGIN IN ROLE oauth_admin")
+        .unwrap();
+    let secret: String = app
+        .query_one("SELECT oauth.create_client('console-admin')", &[])
+        .unwrap()
+        .get(0);
+    app.batch_execute(
+        "INSERT INTO oauth.console_access (client_id, role) VALUES ('console-admin', 'demo_console')",
+    )
+    .unwrap();
+    secret
+}
+
+/// The auth sandbox and the console on the listener: their addresses, kept open while a
+/// person looks (a terminal).
+fn sandbox(port: u16, console_secret: &str) {
     let url = format!("http://127.0.0.1:{port}/sandbox");
     let status = reqwest::blocking::get(&url).map(|r| r.status().as_u16());
     println!(
         "\n== The auth sandbox, served by pg_oauth's listener (HTTP {}):\n   {url}\n   try client api-client, secret verysecret",
+        status.map_or_else(|e| e.to_string(), |s| s.to_string())
+    );
+    let console = format!("http://127.0.0.1:{port}/console");
+    let status = reqwest::blocking::get(&console).map(|r| r.status().as_u16());
+    println!(
+        "\n== The console (HTTP {}):\n   {console}\n   sign in as client console-admin, secret {console_secret}",
         status.map_or_else(|e| e.to_string(), |s| s.to_string())
     );
     use std::io::IsTerminal;
