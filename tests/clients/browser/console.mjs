@@ -77,6 +77,8 @@ async function steps() {
   out.issuedAfter = await number("issued-total");
   out.ratePoints = await page.getAttribute("#rate-chart polyline", "points");
   out.rateLabel = await page.getAttribute("#rate-chart", "aria-label");
+  out.throttled = await text("#throttled tbody");
+  out.refusals = await page.$$eval("#refusals tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]));
   if (env.SCREENSHOT) {
     // Some traffic for the picture: another client's tokens for a few seconds.
     const appBasic = "Basic " + Buffer.from(env.APP_ID + ":" + env.APP_SECRET).toString("base64");
@@ -153,7 +155,14 @@ async function steps() {
   await page.keyboard.press("Enter");
   out.keyboardTab = await page.getAttribute("nav button[data-tab=clients]", "aria-pressed");
 
-  // 10. Sign out: the token is gone from the page.
+  // 10. On a phone: nothing wider than the screen but the tables' own scrolling.
+  await page.click("nav button[data-tab=clients]");
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(200);
+  out.phoneOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  await page.setViewportSize({ width: 1200, height: 1300 });
+
+  // 11. Sign out: the token is gone from the page.
   await page.click("#signout");
   out.signedOut = await text("#signin-status");
   out.errorsBeforeInjection = [...consoleErrors];

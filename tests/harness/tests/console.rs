@@ -352,6 +352,12 @@ fn an_operator_creates_a_client_sees_it_work_and_revokes_its_token_in_the_browse
     let points = text("ratePoints");
     assert!(points.split(' ').count() >= 2, "{points}");
     assert!(text("rateLabel").starts_with("tokens per second"));
+    // The one refusal so far is the wrong secret at sign-in; no source was throttled.
+    assert_eq!(
+        seen["refusals"],
+        json!([["client authentication: wrong_secret", "1"]])
+    );
+    assert_eq!(text("throttled"), "None.");
 
     // Revoked at the console: gone from the live list, inactive, in the audit trail.
     assert!(
@@ -417,6 +423,11 @@ fn an_operator_creates_a_client_sees_it_work_and_revokes_its_token_in_the_browse
     );
 
     assert_eq!(seen["unlabelled"], json!([]));
+    assert!(
+        seen["phoneOverflow"].as_i64().unwrap() <= 0,
+        "{}",
+        seen["phoneOverflow"]
+    );
     assert_eq!(seen["keyboardTab"], "true");
     assert_eq!(text("signedOut"), "Signed out.");
     assert_eq!(seen["inlineBlocked"], true);

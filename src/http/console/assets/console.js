@@ -229,8 +229,28 @@ async function refreshStats() {
   refusalTable(rows);
 }
 
+// Sources refused for too many failures (oauth.source_throttle through the audit trail).
+async function refreshThrottled() {
+  const events = await api('audit', { event: 'source throttled' });
+  const body = $('throttled').tBodies[0];
+  body.replaceChildren();
+  for (const e of events.slice(0, 10)) {
+    const row = el('tr');
+    row.append(el('td', e.detail.source, 'mono'), el('td', when(e.at)), el('td', e.detail.refused));
+    body.append(row);
+  }
+  if (!events.length) {
+    const row = el('tr'); const cell = el('td', 'None.'); cell.colSpan = 3; row.append(cell); body.append(row);
+  }
+}
+
 function startPolling() {
-  const tick = () => refreshStats().catch((err) => token && say(err.message));
+  let ticks = 0;
+  const tick = () => {
+    refreshStats().catch((err) => token && say(err.message));
+    // The audit trail is a heavier read than the counters: every 10 s.
+    if (ticks++ % 5 === 0) refreshThrottled().catch((err) => token && say(err.message));
+  };
   tick();
   poll = setInterval(tick, 2000);
 }
