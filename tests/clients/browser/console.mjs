@@ -2,8 +2,8 @@
 //   node console.mjs   -> runs the page; prints what it saw as JSON
 // Environment: BASE (the listener's origin), CONSOLE_ID/CONSOLE_SECRET (a client that
 // oauth.console_access names), NEW_ID (the client to create here), ROLE (its policy role),
-// XSS_ID (a client whose id is markup), SCREENSHOT (where to save the overview, after a few
-// seconds of APP_ID/APP_SECRET's tokens).
+// XSS_ID (a client whose id is markup), SCREENSHOT (where to save the overview; with APP_ID
+// and APP_SECRET, after nine seconds of that client's tokens, for the docs' picture).
 import { chromium } from "playwright-core";
 
 const env = process.env;
@@ -79,8 +79,8 @@ async function steps() {
   out.rateLabel = await page.getAttribute("#rate-chart", "aria-label");
   out.throttled = await text("#throttled tbody");
   out.refusals = await page.$$eval("#refusals tbody tr", (rows) => rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent]));
-  if (env.SCREENSHOT) {
-    // Some traffic for the picture: another client's tokens for a few seconds.
+  if (env.SCREENSHOT && env.APP_ID) {
+    // Some traffic for the picture (docs/console.png): another client's tokens for a few seconds.
     const appBasic = "Basic " + Buffer.from(env.APP_ID + ":" + env.APP_SECRET).toString("base64");
     let loading = true;
     const load = (async () => {
@@ -96,6 +96,8 @@ async function steps() {
     await page.screenshot({ path: env.SCREENSHOT, fullPage: true });
     loading = false;
     await load;
+  } else if (env.SCREENSHOT) {
+    await page.screenshot({ path: env.SCREENSHOT, fullPage: true });
   }
 
   // 5. Its session, revoked here.
