@@ -4,20 +4,10 @@
 // oauth.console_access names), NEW_ID (the client to create here), ROLE (its policy role),
 // XSS_ID (a client whose id is markup), SCREENSHOT (where to save the overview; with APP_ID
 // and APP_SECRET, after nine seconds of that client's tokens, for the docs' picture).
-import { chromium } from "playwright-core";
+import { inlineScriptBlocked, openPage } from "./launch.mjs";
 
 const env = process.env;
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  // As root (CI), Chromium refuses its own sandbox.
-  args: ["--no-sandbox"],
-});
-const page = await browser.newPage({ viewport: { width: 1200, height: 1300 } });
-const dialogs = [];
-page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
-const consoleErrors = [];
-page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
+const { browser, page, dialogs, consoleErrors } = await openPage({ width: 1200, height: 1300 });
 const out = { dialogs, consoleErrors };
 const text = async (selector) => ((await page.textContent(selector)) || "").trim();
 const number = async (id) => Number(await text("#" + id));
@@ -168,13 +158,7 @@ async function steps() {
   await page.click("#signout");
   out.signedOut = await text("#signin-status");
   out.errorsBeforeInjection = [...consoleErrors];
-  out.inlineBlocked = await page.evaluate(() => new Promise((resolve) => {
-    document.addEventListener("securitypolicyviolation", () => resolve(true), { once: true });
-    const s = document.createElement("script");
-    s.textContent = "window.__ran = true";
-    document.body.appendChild(s);
-    setTimeout(() => resolve(window.__ran !== true), 500);
-  }));
+  out.inlineBlocked = await inlineScriptBlocked(page);
 }
 
 try {

@@ -4,7 +4,7 @@
 // Environment: BASE (the listener's origin), CLIENT_ID/SECRET (a JWT client), OPAQUE_ID,
 // XSS_ID (a client whose id is markup) and the shared SECRET, PK_ID and PK_JWK (a
 // private_key_jwt client and its private key), SCREENSHOT (where to save the page).
-import { chromium } from "playwright-core";
+import { inlineScriptBlocked, openPage } from "./launch.mjs";
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 
 if (process.argv[2] === "keypair") {
@@ -17,17 +17,7 @@ if (process.argv[2] === "keypair") {
 }
 
 const env = process.env;
-const browser = await chromium.launch({
-  executablePath: env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  // As root (CI), Chromium refuses its own sandbox.
-  args: ["--no-sandbox"],
-});
-const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
-const dialogs = [];
-page.on("dialog", async (dialog) => { dialogs.push(dialog.message()); await dialog.dismiss(); });
-const consoleErrors = [];
-page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
+const { browser, page, dialogs, consoleErrors } = await openPage({ width: 1100, height: 1400 });
 const out = { dialogs, consoleErrors };
 
 const response = await page.goto(env.BASE + "/sandbox");
@@ -99,13 +89,7 @@ async function steps() {
   out.consoleErrorsBefore = [...consoleErrors];
 
   // 7. Framing is refused by the page's own headers; an inline script would be by its CSP.
-  out.inlineBlocked = await page.evaluate(() => new Promise((resolve) => {
-    document.addEventListener("securitypolicyviolation", () => resolve(true), { once: true });
-    const s = document.createElement("script");
-    s.textContent = "window.__ran = true";
-    document.body.appendChild(s);
-    setTimeout(() => resolve(window.__ran !== true), 500);
-  }));
+  out.inlineBlocked = await inlineScriptBlocked(page);
 }
 
 try {

@@ -949,16 +949,22 @@ pub fn node_client(name: &str) -> std::path::PathBuf {
 /// Run `node <args>` in tests/clients/openid-client (its packages installed first), with
 /// `env` added: it must succeed and print one JSON value, which is returned.
 pub fn node_json(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    node_json_in("openid-client", args, env)
+}
+
+/// `node_json` in tests/clients/`client` (the browser tests: tests/clients/browser).
+pub fn node_json_in(client: &str, args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let out = Command::new("node")
         .args(args)
         .envs(env.iter().copied())
-        .current_dir(node_client("openid-client"))
+        .current_dir(node_client(client))
         .output()
         .expect("node");
     assert!(
         out.status.success(),
-        "node {} failed: {}",
+        "node {} failed:\n{}\n{}",
         args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

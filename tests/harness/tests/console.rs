@@ -6,10 +6,9 @@
 //! HTTP, see the issued count rise on the chart, revoke its session, see the audit row; edit,
 //! rotate, deactivate, rotate a signing key; a client id that is markup shown as text.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pg_oauth_harness::{free_port, listener_cluster, node_client};
+use pg_oauth_harness::{free_port, listener_cluster, node_json_in};
 use serde_json::{json, Value};
 
 const SECRET: &str = "a-console-secret-long-enough-0123456789";
@@ -263,25 +262,8 @@ fn only_a_console_client_acting_as_an_admin_role_gets_anything() {
     }
 }
 
-fn node(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Value {
-    let out = Command::new("node")
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "node {args:?}:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from node")
-}
-
 #[test]
 fn an_operator_creates_a_client_sees_it_work_and_revokes_its_token_in_the_browser() {
-    let dir = node_client("browser");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let (cluster, mut db) = listener_cluster("console_browser", port, &base, &[], SETUP);
@@ -296,8 +278,8 @@ fn an_operator_creates_a_client_sees_it_work_and_revokes_its_token_in_the_browse
         .unwrap_or_else(|| cluster.dir.clone())
         .join("console.png");
     let load = if kept.is_some() { "app" } else { "" };
-    let seen = node(
-        &dir,
+    let seen = node_json_in(
+        "browser",
         &["console.mjs"],
         &[
             ("BASE", &base),

@@ -6,34 +6,14 @@
 //! attacker's: a client id that is markup renders as text, no inline script runs (CSP), the
 //! page cannot be framed.
 
-use std::process::Command;
-
-use pg_oauth_harness::{free_port, listener_cluster, node_client};
-use serde_json::Value;
+use pg_oauth_harness::{free_port, listener_cluster, node_json_in};
 
 const SECRET: &str = "a-sandbox-secret-long-enough-0123456789";
 const XSS_ID: &str = "<img src=x onerror=alert(1)>";
 
-fn node(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Value {
-    let out = Command::new("node")
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "node {args:?}:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON from node")
-}
-
 #[test]
 fn a_developer_gets_verifies_introspects_and_revokes_a_token_in_the_browser() {
-    let dir = node_client("browser");
-    let pair = node(&dir, &["sandbox.mjs", "keypair"], &[]);
+    let pair = node_json_in("browser", &["sandbox.mjs", "keypair"], &[]);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let jwks = serde_json::json!({ "keys": [pair["public"]] });
@@ -57,8 +37,8 @@ fn a_developer_gets_verifies_introspects_and_revokes_a_token_in_the_browser() {
         .unwrap_or_else(|_| cluster.dir.clone())
         .join("sandbox.png");
     let private_jwk = pair["private"].to_string();
-    let seen = node(
-        &dir,
+    let seen = node_json_in(
+        "browser",
         &["sandbox.mjs"],
         &[
             ("BASE", &base),
